@@ -1,0 +1,265 @@
+"""Full-resolution, incremental reader of scalar series from TensorBoard event files.
+
+TensorBoard keeps a 1,000-point random sample per scalar tag; averages over a sample are
+meaningless, so this module reads every record itself, through TensorBoard's filesystem layer
+(`tensorboard.compat.tf.io.gfile`: local paths, gs://, s3://, fsspec) and keeps per (run, tag)
+numpy columns `step` (int64), `wall_time` (float64), `value` (float64): 24 bytes a point.
+
+Rules:
+- Runs are named as TensorBoard names them: the directory relative to its logdir (`.` for the
+  logdir itself), prefixed by the group name of a `--logdir_spec` entry.
+- Scalars are `simple_value`s, and single-element tensors of tags whose summary metadata names
+  the "scalars" plugin (tf.summary v2 writes that metadata only with a tag's first value).
+- Each file's offset is remembered; a reload parses only bytes appended since, and a file whose
+  size did not change is not opened. A partial record at the end of a growing file is left for
+  the next reload. A record failing its data CRC is skipped and counted; a header failing its
+  length CRC stops that file there (counted, retried on the next reload). A file that shrank was
+  replaced: it is read again from the start.
+- Steps are strictly increasing: a record whose step is not above every step already held for its
+  tag discards the held records at that step and after it (a restart from a checkpoint, as
+  TensorBoard's Rust loader does), so the latest record of a step wins.
+- NaN and +-Inf are kept: they are information.
+"""
+
+import collections
+import os
+import threading
+
+import numpy as np
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import io_wrapper
+from tensorboard.compat import tf
+from tensorboard.compat.proto import event_pb2
+from tensorboard.util import tensor_util
+
+from tb_batchavg import records
+
+Series = collections.namedtuple("Series", "step wall_time value")
+
+_SCALARS_PLUGIN = "scalars"
+_READ_CHUNK = 64 << 20
+_EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
+# Fast paths for the tensor dtypes scalar summaries use: DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64.
+_TENSOR_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val"}
+
+
+def parse_logdir_spec(logdir="", logdir_spec=""):
+    """Maps each root directory to its run-name prefix (None for none), as TensorBoard does."""
+    if logdir:
+        return {os.path.expanduser(logdir): None}
+    if logdir_spec:
+        return data_ingester._parse_event_files_spec(logdir_spec)
+    return {}
+
+
+def merge_steps(held, new):
+    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps).
+
+    A new record survives if its step is below every later new step; held records at or after
+    the smallest new step are discarded. The result is strictly increasing in step.
+    """
+    if not len(new.step):
+        return held
+    later_min = np.minimum.accumulate(new.step[::-1])[::-1]
+    keep = np.append(new.step[:-1] < later_min[1:], True)
+    cut = int(np.searchsorted(held.step, later_min[0], side="left"))
+    return Series(*(np.concatenate((h[:cut], n[keep])) for h, n in zip(held, new)))
+
+
+class _File:
+    __slots__ = ("offset", "bad_records", "corrupt_at")
+
+    def __init__(self):
+        self.offset = 0
+        self.bad_records = 0
+        self.corrupt_at = None
+
+
+class Run:
+    """The columns of one run, updated in place by `reload` under its lock."""
+
+    def __init__(self, name, directory):
+        self.name = name
+        self.directory = directory
+        self.lock = threading.Lock()
+        self.files = {}
+        self.columns = {}
+        self.scalar_tags = set()
+        self.version = 0
+        self.errors = []
+
+    def tags(self):
+        return sorted(t for t, s in self.columns.items() if len(s.step))
+
+    def series(self, tag):
+        return self.columns.get(tag)
+
+    def health(self):
+        """What was skipped: bad records and files stopped at a corrupt header or unreadable."""
+        return {
+            "bad_records": sum(f.bad_records for f in self.files.values()),
+            "corrupt_files": sorted(
+                os.path.basename(p) for p, f in self.files.items() if f.corrupt_at is not None
+            ),
+            "errors": list(self.errors),
+        }
+
+    def reload(self):
+        """Reads what was appended to this run's event files. Returns True if data changed."""
+        with self.lock:
+            self.errors = []
+            try:
+                names = sorted(
+                    n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n)
+                )
+            except (OSError, tf.errors.OpError) as e:
+                self.errors.append("cannot list %s: %s" % (self.directory, e))
+                return False
+            new = collections.defaultdict(lambda: ([], [], []))
+            for name in names:
+                try:
+                    self._read_file(os.path.join(self.directory, name), new)
+                except (OSError, tf.errors.OpError) as e:
+                    self.errors.append("cannot read %s: %s" % (name, e))
+            changed = False
+            for tag, (steps, walls, values) in new.items():
+                held = self.columns.get(tag, _EMPTY)
+                chunk = Series(
+                    np.asarray(steps, np.int64), np.asarray(walls, np.float64), np.asarray(values, np.float64)
+                )
+                self.columns[tag] = merge_steps(held, chunk)
+                changed = True
+            if changed:
+                self.version += 1
+            return changed
+
+    def _read_file(self, path, new):
+        state = self.files.setdefault(path, _File())
+        size = tf.io.gfile.stat(path).length
+        if size < state.offset:  # replaced or truncated: read it again from the start
+            state.offset, state.bad_records, state.corrupt_at = 0, 0, None
+        if size == state.offset:
+            return
+        with tf.io.gfile.GFile(path, "rb") as f:
+            f.seek(state.offset)
+            pending = b""
+            while True:
+                block = f.read(_READ_CHUNK)
+                if not block:
+                    break
+                data = pending + block
+                scan = records.scan(data)
+                self._parse(data, scan, new)
+                state.offset += scan.consumed
+                state.bad_records += scan.bad_records
+                state.corrupt_at = scan.corrupt_at
+                if scan.corrupt_at is not None:
+                    return
+                pending = data[scan.consumed :]
+
+    def _parse(self, data, scan, new):
+        parse = event_pb2.Event.FromString
+        scalar_tags = self.scalar_tags
+        view = memoryview(data)
+        for start, length in zip(scan.starts.tolist(), scan.lengths.tolist()):
+            try:
+                event = parse(view[start : start + length])
+            except Exception:  # a CRC-valid record that is not an Event: not ours to read
+                continue
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    y = value.simple_value
+                elif kind == "tensor":
+                    if value.metadata.plugin_data.plugin_name == _SCALARS_PLUGIN:
+                        scalar_tags.add(value.tag)
+                    if value.tag not in scalar_tags:
+                        continue
+                    y = _tensor_scalar(value.tensor)
+                    if y is None:
+                        continue
+                else:
+                    continue
+                steps, walls, values = new[value.tag]
+                steps.append(event.step)
+                walls.append(event.wall_time)
+                values.append(y)
+
+
+def _tensor_scalar(tensor):
+    """The value of a one-element tensor as a float, or None if it is not one."""
+    field = _TENSOR_FIELDS.get(tensor.dtype)
+    if field is not None and not tensor.tensor_content:
+        vals = getattr(tensor, field)
+        if len(vals) == 1:
+            return float(vals[0])
+    try:
+        array = tensor_util.make_ndarray(tensor)
+    except Exception:
+        return None
+    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+        return None
+    return float(array.reshape(()))
+
+
+class LogdirReader:
+    """All runs under a `--logdir` or `--logdir_spec`, read at full resolution."""
+
+    def __init__(self, logdir="", logdir_spec=""):
+        self._roots = parse_logdir_spec(logdir, logdir_spec)
+        self._runs = {}
+        self._lock = threading.Lock()
+
+    @property
+    def readable(self):
+        """Whether any root exists and can be listed."""
+        for root in self._roots:
+            try:
+                if tf.io.gfile.isdir(root):
+                    return True
+            except (OSError, tf.errors.OpError):
+                continue
+        return False
+
+    def discover(self):
+        """Finds run directories (new ones are added; vanished ones keep their data)."""
+        found = {}
+        for root, prefix in self._roots.items():
+            try:
+                subdirs = list(io_wrapper.GetLogdirSubdirectories(root))
+            except (OSError, ValueError, tf.errors.OpError):
+                continue
+            for subdir in subdirs:
+                rel = os.path.relpath(subdir, root)
+                found[os.path.join(prefix, rel) if prefix else rel] = subdir
+        with self._lock:
+            for name, directory in found.items():
+                if name not in self._runs:
+                    self._runs[name] = Run(name, directory)
+
+    def reload(self):
+        """Discovers runs and reads new data of every run."""
+        self.discover()
+        for run in self.run_objects():
+            run.reload()
+
+    def run_objects(self):
+        with self._lock:
+            return [self._runs[k] for k in sorted(self._runs)]
+
+    def get(self, name):
+        with self._lock:
+            return self._runs.get(name)
+
+    def runs(self):
+        return [r.name for r in self.run_objects()]
+
+    def tags(self, run):
+        r = self.get(run)
+        return r.tags() if r else []
+
+    def series(self, run, tag):
+        r = self.get(run)
+        return r.series(tag) if r else None
