@@ -1,0 +1,107 @@
+"""Parsing and validation of query parameters: every problem becomes a named, clear error.
+
+`BadRequest` (HTTP 400) for a missing or malformed parameter, `NotFound` (HTTP 404) for an
+unknown run or tag. Numbers are parsed strictly: `nan`, `inf`, empty strings, fractions where
+an integer is expected and values outside the documented range are refused.
+"""
+
+import math
+
+from tb_batchavg import metadata
+
+MAX_NAME_LENGTH = 4096
+
+
+class BadRequest(ValueError):
+    """A missing or malformed parameter (HTTP 400)."""
+
+
+class NotFound(LookupError):
+    """An unknown run or tag (HTTP 404)."""
+
+
+def text(args, name, default=None):
+    """A string parameter; required when `default` is None. NUL and over-long values are refused."""
+    value = args.get(name)
+    if value is None:
+        if default is None:
+            raise BadRequest("missing parameter '%s'" % name)
+        return default
+    if "\x00" in value:
+        raise BadRequest("parameter '%s' contains a NUL character" % name)
+    if len(value) > MAX_NAME_LENGTH:
+        raise BadRequest("parameter '%s' is longer than %d characters" % (name, MAX_NAME_LENGTH))
+    return value
+
+
+def integer(args, name, default, low, high):
+    """An integer parameter in [low, high]."""
+    raw = args.get(name)
+    if raw is None or raw == "" and default is not None:
+        if default is None:
+            raise BadRequest("missing parameter '%s'" % name)
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise BadRequest("parameter '%s' must be an integer, got %r" % (name, raw[:50])) from None
+    if not low <= value <= high:
+        raise BadRequest("parameter '%s' must be between %d and %d, got %d" % (name, low, high, value))
+    return value
+
+
+def optional_integer(args, name):
+    """An integer parameter that may be absent (None), e.g. a step bound."""
+    if args.get(name) in (None, ""):
+        return None
+    return integer(args, name, None, -(2**63), 2**63 - 1)
+
+
+def real(args, name, default, low, high, high_open=False):
+    """A finite float parameter in [low, high] (or [low, high) with `high_open`)."""
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest("parameter '%s' must be a number, got %r" % (name, raw[:50])) from None
+    if not math.isfinite(value):
+        raise BadRequest("parameter '%s' must be a finite number, got %r" % (name, raw[:50]))
+    if value < low or value > high or (high_open and value == high):
+        bound = ")" if high_open else "]"
+        raise BadRequest("parameter '%s' must be in [%g, %g%s, got %g" % (name, low, high, bound, value))
+    return value
+
+
+def choice(args, name, choices, default):
+    """One of `choices`."""
+    value = args.get(name) or default
+    if value not in choices:
+        raise BadRequest("parameter '%s' must be one of %s, got %r" % (name, ", ".join(choices), value[:50]))
+    return value
+
+
+def averaging(args):
+    """The averaging parameters shared by `averages` and `export`."""
+    return {
+        "method": choice(args, "method", metadata.METHODS, metadata.DEFAULT_METHOD),
+        "window": integer(args, "window", metadata.DEFAULT_WINDOW, 1, metadata.MAX_WINDOW),
+        "weight": real(args, "weight", metadata.DEFAULT_WEIGHT, 0.0, 1.0, high_open=True),
+        "align": choice(args, "align", metadata.ALIGNS, metadata.DEFAULT_ALIGN),
+        "edges": choice(args, "edges", metadata.EDGES, metadata.DEFAULT_EDGES),
+        "unit": choice(args, "unit", metadata.UNITS, metadata.DEFAULT_UNIT),
+        "band": choice(args, "band", metadata.BANDS, metadata.DEFAULT_BAND),
+    }
+
+
+def step_range(args):
+    """(start, end) step bounds, inclusive; either may be None."""
+    start, end = optional_integer(args, "start"), optional_integer(args, "end")
+    if start is not None and end is not None and start > end:
+        raise BadRequest("parameter 'start' (%d) must not exceed 'end' (%d)" % (start, end))
+    return start, end
+
+
+def max_points(args):
+    return integer(args, "max_points", metadata.DEFAULT_MAX_POINTS, 2, metadata.MAX_POINTS_LIMIT)

@@ -1,0 +1,353 @@
+"""The Batch Averages TensorBoard plugin: HTTP routes only.
+
+Each route parses its parameters (`params`), fetches full-resolution series (`reader`, or the
+sampled `provider` fallback), asks the numeric core (`windows`, `correlation`, `diagnostics`,
+`decimate`) and shapes the JSON described in `http_api.md`. Responses are cached per
+(route, parameters, run data version).
+"""
+
+import csv
+import io
+import json
+import logging
+import re
+import threading
+import time
+from importlib import resources
+
+import numpy as np
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_batchavg import correlation
+from tb_batchavg import decimate
+from tb_batchavg import metadata
+from tb_batchavg import params
+from tb_batchavg import windows
+from tb_batchavg.cache import ResultCache
+from tb_batchavg.provider import ProviderReader
+from tb_batchavg.reader import LogdirReader
+
+logger = logging.getLogger(__name__)
+
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_JSON = "application/json"
+
+
+def _floats(array):
+    """A list of floats with None for non-finite values (JSON has no NaN)."""
+    array = np.asarray(array, dtype=np.float64)
+    out = array.tolist()
+    bad = np.flatnonzero(~np.isfinite(array))
+    for i in bad.tolist():
+        out[i] = None
+    return out
+
+
+def _number(x):
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _in_range(steps, start, end):
+    """Slice of positions whose step lies in [start, end] (None means unbounded)."""
+    lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
+    hi = len(steps) if end is None else int(np.searchsorted(steps, end, side="right"))
+    return slice(lo, hi)
+
+
+class BatchAvgPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        flags = context.flags
+        logdir = getattr(flags, "logdir", None) or context.logdir or ""
+        logdir_spec = getattr(flags, "logdir_spec", None) or ""
+        self._reader = LogdirReader(logdir, logdir_spec)
+        self._provider = context.data_provider
+        cache_mb = getattr(flags, "batchavg_cache_mb", None)
+        self._cache = ResultCache((metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20)
+        reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
+        self._reload_seconds = metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds
+        self._fresh = {}  # run name (or None for discovery) -> monotonic time of last read
+        self._fresh_lock = threading.Lock()
+
+    # TensorBoard hooks ---------------------------------------------------------------------
+    def get_plugin_apps(self):
+        apps = {
+            "/runs": self._route(self._runs),
+            "/averages": self._route(self._averages),
+            "/correlation": self._route(self._correlation),
+            "/export": self._route(self._export),
+        }
+        for name in self._static_names():
+            apps["/" + name] = self._serve_static
+        return apps
+
+    def is_active(self):
+        return False  # enabled through data_plugin_names when scalar data exists
+
+    def data_plugin_names(self):
+        return metadata.DATA_PLUGIN_NAMES
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name=metadata.TAB_NAME)
+
+    # Plumbing ------------------------------------------------------------------------------
+    def _route(self, handler):
+        @wrappers.Request.application
+        def app(request):
+            try:
+                body, content_type, headers = handler(request)
+                return http_util.Respond(request, body, content_type, headers=headers)
+            except params.BadRequest as e:
+                return self._error(request, 400, str(e))
+            except params.NotFound as e:
+                return self._error(request, 404, str(e))
+            except ValueError as e:  # a numeric-core precondition the parser did not catch
+                return self._error(request, 400, str(e))
+
+        return app
+
+    @staticmethod
+    def _error(request, code, message):
+        body = json.dumps({"error": message})
+        return http_util.Respond(request, body, _JSON, code=code)
+
+    @staticmethod
+    def _static_names():
+        folder = resources.files("tb_batchavg.frontend")
+        return sorted(
+            p.name for p in folder.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES
+        )
+
+    @wrappers.Request.application
+    def _serve_static(self, request):
+        name = request.path.rsplit("/", 1)[-1]
+        folder = resources.files("tb_batchavg.frontend")
+        suffix = "." + name.rsplit(".", 1)[-1]
+        body = folder.joinpath(name).read_bytes()
+        return http_util.Respond(request, body, _STATIC_TYPES[suffix])
+
+    def _source(self, request):
+        """The logdir reader, or the sampled data-provider fallback when no logdir is readable."""
+        if self._reader.readable or self._provider is None:
+            self._refresh(None)
+            return self._reader, False
+        experiment = plugin_util.experiment_id(request.environ)
+        return ProviderReader(self._provider, experiment, request.environ), True
+
+    def _refresh(self, run):
+        """Reads new data (of one run, or discovers runs) unless it was read very recently."""
+        now = time.monotonic()
+        with self._fresh_lock:
+            if now - self._fresh.get(run, -1e18) < self._reload_seconds:
+                return
+            self._fresh[run] = now
+        if run is None:
+            self._reader.discover()
+        else:
+            found = self._reader.get(run)
+            if found is not None:
+                found.reload()
+
+    def _series(self, source, run, tag, role=None):
+        if run not in source.runs():
+            raise params.NotFound("unknown run %r" % run)
+        if source is self._reader:
+            self._refresh(run)
+        if tag is None:
+            tag = metadata.detect_roles(source.tags(run))[role]
+            if tag is None:
+                raise params.NotFound(
+                    "run %r has no %s tag (known patterns: see http_api.md); name one explicitly"
+                    % (run, role.replace("_", "-"))
+                )
+        series = source.series(run, tag)
+        if series is None or not len(series.step):
+            raise params.NotFound("unknown tag %r in run %r" % (tag, run))
+        return tag, series
+
+    def _version(self, source, run):
+        if source is self._reader:
+            return self._reader.get(run).version
+        return source.version(run)
+
+    def _cached(self, key, compute):
+        body = self._cache.get(key)
+        if body is None:
+            body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+            self._cache.put(key, body)
+        return body, _JSON, None
+
+    # Routes --------------------------------------------------------------------------------
+    def _runs(self, request):
+        source, sampled = self._source(request)
+        out = []
+        for run in source.runs():
+            if source is self._reader:
+                self._refresh(run)
+            tags = source.tags(run)
+            entry = {
+                "run": run,
+                "tags": tags,
+                "roles": metadata.detect_roles(tags),
+                "count": {t: int(len(source.series(run, t).step)) for t in tags},
+            }
+            if source is self._reader:
+                entry["health"] = self._reader.get(run).health()
+            out.append(entry)
+        body = json.dumps({"runs": out, "sampled": sampled}, allow_nan=False)
+        return body, _JSON, None
+
+    def _averages(self, request):
+        args = request.args
+        source, sampled = self._source(request)
+        run = params.text(args, "run")
+        tag, series = self._series(source, run, params.text(args, "tag"))
+        avg = params.averaging(args)
+        start, end = params.step_range(args)
+        max_points = params.max_points(args)
+        key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points,
+               self._version(source, run), sampled)
+
+        def compute():
+            result = windows.moving_average(series.step, series.value, **avg)
+            raw = _in_range(series.step, start, end)
+            raw_step, raw_value, raw_wall = series.step[raw], series.value[raw], series.wall_time[raw]
+            keep = decimate.minmax_indices(raw_value, max_points)
+            shown = _in_range(result.step, start, end)
+            avg_value = result.value[shown]
+            avg_keep = decimate.minmax_indices(avg_value, max_points)
+            nonfinite = raw_step[~np.isfinite(raw_value)]
+            return {
+                "run": run,
+                "tag": tag,
+                "count": int(len(series.step)),
+                "sampled": sampled,
+                "params": avg,
+                "range": {"start": start, "end": end},
+                "nonfinite": nonfinite[:max_points].tolist(),
+                "nonfinite_count": int(len(nonfinite)),
+                "raw": {
+                    "step": raw_step[keep].tolist(),
+                    "wall_time": raw_wall[keep].tolist(),
+                    "value": _floats(raw_value[keep]),
+                    "count": int(len(raw_step)),
+                },
+                "average": {
+                    "step": result.step[shown][avg_keep].tolist(),
+                    "wall_time": series.wall_time[result.index[shown][avg_keep]].tolist(),
+                    "value": _floats(avg_value[avg_keep]),
+                    "lower": _floats(result.lower[shown][avg_keep]),
+                    "upper": _floats(result.upper[shown][avg_keep]),
+                    "count": int(len(avg_value)),
+                },
+            }
+
+        return self._cached(key, compute)
+
+    def _correlation(self, request):
+        args = request.args
+        source, sampled = self._source(request)
+        run = params.text(args, "run")
+        x_tag, x = self._series(source, run, args.get("x") or None, "loss")
+        y_tag, y = self._series(source, run, args.get("y") or None, "grad_norm")
+        window = params.integer(args, "window", metadata.DEFAULT_CORR_WINDOW, 2, metadata.MAX_WINDOW)
+        max_lag = params.integer(args, "max_lag", metadata.DEFAULT_MAX_LAG, 0, metadata.MAX_LAG_LIMIT)
+        start, end = params.step_range(args)
+        max_points = params.max_points(args)
+        key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points,
+               self._version(source, run), sampled)
+
+        def compute():
+            c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
+            rolling = _in_range(c.rolling_step, start, end)
+            rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
+            scatter = decimate.stride_indices(len(c.steps), max_points)
+            best = c.best_lag
+            return {
+                "run": run,
+                "x": x_tag,
+                "y": y_tag,
+                "sampled": sampled,
+                "n": int(c.n),
+                "window": window,
+                "max_lag": max_lag,
+                "pearson": _number(c.pearson),
+                "spearman": _number(c.spearman),
+                "pearson_diff": _number(c.pearson_diff),
+                "spearman_diff": _number(c.spearman_diff),
+                "rolling": {
+                    "step": c.rolling_step[rolling][rolling_keep].tolist(),
+                    "value": _floats(c.rolling[rolling][rolling_keep]),
+                },
+                "lag": {
+                    "lags": np.asarray(c.lags).tolist(),
+                    "value": _floats(c.lag_r),
+                    "best": None if best is None else int(best),
+                },
+                "scatter": {
+                    "step": c.steps[scatter].tolist(),
+                    "x": _floats(c.x[scatter]),
+                    "y": _floats(c.y[scatter]),
+                },
+            }
+
+        return self._cached(key, compute)
+
+    def _export(self, request):
+        args = request.args
+        source, sampled = self._source(request)
+        run = params.text(args, "run")
+        tag, series = self._series(source, run, params.text(args, "tag"))
+        avg = params.averaging(args)
+        fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
+        result = windows.moving_average(series.step, series.value, **avg)
+        average = np.full(len(series.step), np.nan)
+        has_average = np.zeros(len(series.step), dtype=bool)
+        average[result.index] = result.value
+        has_average[result.index] = True
+        name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
+        filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
+        if fmt == "json":
+            body = json.dumps(
+                {
+                    "run": run,
+                    "tag": tag,
+                    "sampled": sampled,
+                    "params": avg,
+                    "step": series.step.tolist(),
+                    "wall_time": series.wall_time.tolist(),
+                    "value": _floats(series.value),
+                    "average": [v if h else None for v, h in zip(_floats(average), has_average.tolist())],
+                },
+                allow_nan=False,
+            )
+            content_type = _JSON
+        else:
+            body = _csv(series, average, has_average)
+            content_type = "text/csv"
+        headers = [("Content-Disposition", 'attachment; filename="%s.%s"' % (filename, fmt))]
+        return body, content_type, headers
+
+
+def _format_float(x):
+    if np.isnan(x):
+        return "nan"
+    if np.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(float(x))
+
+
+def _csv(series, average, has_average):
+    """CSV text `step,wall_time,value,average`; an empty average where the window has none."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("step", "wall_time", "value", "average"))
+    for step, wall, value, avg, has in zip(
+        series.step.tolist(), series.wall_time.tolist(), series.value.tolist(), average.tolist(), has_average.tolist()
+    ):
+        writer.writerow((step, repr(wall), _format_float(value), _format_float(avg) if has else ""))
+    return out.getvalue()

@@ -1,0 +1,62 @@
+"""Sampled fallback source: TensorBoard's data provider, for when no logdir can be read.
+
+With `--grpc_data_provider` (or any setup without a readable logdir) the plugin cannot read
+event files itself; it asks `context.data_provider.read_scalars` instead. That data is the
+provider's sample (1,000 points per tag by default), so every response says `"sampled": true`.
+Same interface as `reader.LogdirReader`'s runs, tags and series.
+"""
+
+import numpy as np
+from tensorboard import context as tb_context
+from tensorboard.data import provider as tb_provider
+
+from tb_batchavg.reader import Series
+
+_SCALARS_PLUGIN = "scalars"
+_ALL_POINTS = 10**7  # more than any provider keeps: ask for everything it has
+
+
+class ProviderReader:
+    """Reads scalar series of one experiment through a `tensorboard.data.provider.DataProvider`."""
+
+    def __init__(self, data_provider, experiment_id, environ=None):
+        self._provider = data_provider
+        self._experiment = experiment_id
+        self._ctx = tb_context.from_environ(environ) if environ else tb_context.RequestContext()
+        self._listing = None
+
+    def _list(self):
+        if self._listing is None:
+            self._listing = self._provider.list_scalars(
+                self._ctx, experiment_id=self._experiment, plugin_name=_SCALARS_PLUGIN
+            )
+        return self._listing
+
+    def runs(self):
+        return sorted(self._list())
+
+    def tags(self, run):
+        return sorted(self._list().get(run, {}))
+
+    def version(self, run):
+        """Changes whenever the provider's data of the run changes."""
+        return tuple(sorted((t, ts.max_step, ts.last_wall_time) for t, ts in self._list().get(run, {}).items()))
+
+    def series(self, run, tag):
+        info = self._list().get(run, {}).get(tag)
+        if info is None:
+            return None
+        data = self._provider.read_scalars(
+            self._ctx,
+            experiment_id=self._experiment,
+            plugin_name=_SCALARS_PLUGIN,
+            downsample=_ALL_POINTS,
+            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[tag]),
+        )
+        points = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+        return Series(
+            np.array([d.step for d in points], dtype=np.int64),
+            np.array([d.wall_time for d in points], dtype=np.float64),
+            np.array([d.value for d in points], dtype=np.float64),
+        )
+
