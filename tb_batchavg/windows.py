@@ -1,0 +1,430 @@
+"""Moving averages and bands over a scalar series: pure numpy.
+
+A series is ``steps`` (int64, strictly increasing) and ``values`` (float64,
+may hold NaN and +-Inf). "Finite" excludes NaN and +-Inf; non-finite values
+are left out of every average and statistic.
+
+Windows (methods ``sma`` and ``median``), for the point at position ``p``
+(``p = i`` with ``unit="points"``, ``p = steps[i]`` with ``unit="steps"``)
+and window ``w``, cover the points whose position lies in
+``[p - before, p + after]``:
+
+- ``align="trailing"``: ``before = w - 1``, ``after = 0`` (with steps: the
+  steps in ``(s - w, s]``);
+- ``align="centered"``: ``before = floor((w - 1) / 2)``,
+  ``after = ceil((w - 1) / 2)``.
+
+``edges="valid"`` keeps only the points whose whole position range lies inside
+``[p_first, p_last]`` (for trailing points that is ``i >= w - 1``, as
+``np.convolve(..., "valid")``); ``edges="partial"`` keeps every point with its
+window truncated at the ends.
+
+Methods (the output is NaN where a window has no finite value):
+
+- ``sma``: mean of the window's finite values;
+- ``median``: median of the window's finite values (even count: mean of the
+  two middle values);
+- ``block``: consecutive non-overlapping blocks, block id ``(p - p_first) // w``
+  (``w`` points, or ``w`` steps); each block's finite mean is placed at the
+  block's last point. ``edges="valid"`` drops a final block that is not
+  complete (``(p_last - p_first + 1) % w != 0``); ``align`` is ignored;
+- ``ema``: TensorBoard's debiased exponential moving average, exactly:
+  ``last = weight * last + (1 - weight) * y`` over the finite ``y``, output
+  ``last / (1 - weight ** k)`` with ``k`` the finite points so far; non-finite
+  points are output as themselves and not counted; a series whose values all
+  equal the first (NaN never equal) is returned unchanged. This is pandas'
+  ``ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean()`` on the finite
+  points. ``align``, ``edges`` and ``unit`` are ignored; every point is kept.
+
+Bands (``lower``/``upper``; all NaN with ``band="none"``):
+
+- ``std``: value +- the sample standard deviation (ddof=1) of the window's (or
+  block's) finite values, NaN with fewer than 2 (for ``median`` the band is
+  centred on the median, its width is still the standard deviation about the
+  window mean). For ``ema`` it is the exponentially weighted, bias-corrected
+  standard deviation of pandas'
+  ``ewm(alpha=1 - weight, adjust=True, ignore_na=True).std()``, NaN at
+  non-finite points;
+- ``minmax``: the window's (or block's) finite minimum and maximum (not
+  defined for ``ema``).
+
+Complexity (n points, w the longest window): counts and means from prefix
+sums, O(n); standard deviations from dyadic blocks merged without
+cancellation, O(n log w); medians from wavelet matrices over chunk-local
+ranks, O(n log n); minima/maxima from a sparse table, O(n log w); the EMA and
+its std from blocked matrix products, O(n B) with a fixed block B = 128.
+All vectorised: Python loops run over levels and chunks only.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from tb_batchavg.metadata import ALIGNS, BANDS, EDGES, METHODS, UNITS
+
+Averaged = namedtuple("Averaged", "index step value lower upper")
+Averaged.__doc__ = """Output points of ``moving_average``.
+
+index: int64 positions (into the input arrays) of the output points;
+step: int64 steps of those points; value, lower, upper: float64.
+"""
+
+# Block length of the blocked EMA recurrence: the cost per point is O(_EMA_BLOCK).
+_EMA_BLOCK = 128
+# Data chunk of the median: spans of up to twice this many points keep the
+# wavelet matrix at ~15 levels and its arrays in cache.
+_MEDIAN_CHUNK = 1 << 14
+# Windows handled together by the standard-deviation walk (arrays in cache).
+_CACHE_CHUNK = 1 << 15
+_TINY = np.finfo(np.float64).tiny
+
+
+def moving_average(steps, values, method="sma", window=50, weight=0.6,
+                   align="trailing", edges="valid", unit="points", band="none"):
+    """Averages ``values`` (ordered by ``steps``) as described in the module
+    docstring and returns an ``Averaged``.
+
+    Raises ValueError naming the parameter for an unknown method, align,
+    edges, unit or band, a window < 1, a weight outside [0, 1), band="minmax"
+    with method="ema", or mismatched/unsorted inputs.
+    """
+    steps, values = _check_series(steps, values)
+    window = _check_options(method, window, weight, align, edges, unit, band)
+    if method == "ema":
+        return _ema(steps, values, weight, band)
+    positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
+    if method == "block":
+        index, lo, hi = _block_bounds(positions, window, edges)
+    else:
+        index, lo, hi = _window_bounds(positions, window, align, edges, unit)
+    finite = np.isfinite(values)
+    count, mean = _window_mean(values, finite, lo, hi)
+    value = _window_median(values, finite, lo, hi, count) if method == "median" else mean
+    if band == "std":
+        std = _window_std(values, finite, lo, hi, count, mean)
+        lower, upper = value - std, value + std
+    elif band == "minmax":
+        lower, upper = _window_extremes(values, finite, lo, hi, count)
+    else:
+        lower = upper = np.full(len(index), np.nan)
+    return Averaged(index, steps[index], value, lower, upper)
+
+
+def _check_series(steps, values):
+    steps = np.asarray(steps, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if steps.ndim != 1 or values.shape != steps.shape:
+        raise ValueError(
+            f"steps and values must be 1-D arrays of the same length, got shapes "
+            f"{steps.shape} and {values.shape}")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be strictly increasing")
+    return steps, values
+
+
+def _check_options(method, window, weight, align, edges, unit, band):
+    """Validates the options; returns the window as a Python int."""
+    for name, given, allowed in (("method", method, METHODS), ("align", align, ALIGNS),
+                                 ("edges", edges, EDGES), ("unit", unit, UNITS),
+                                 ("band", band, BANDS)):
+        if given not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {given!r}")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be an integer >= 1; got {window!r}")
+    try:
+        weight_ok = 0.0 <= float(weight) < 1.0
+    except (TypeError, ValueError):
+        weight_ok = False
+    if not weight_ok:
+        raise ValueError(f"weight must be a number in [0, 1); got {weight!r}")
+    if band == "minmax" and method == "ema":
+        raise ValueError("band=minmax is not defined for method=ema")
+    return int(window)
+
+
+def _window_bounds(positions, window, align, edges, unit):
+    """Index bounds [lo, hi) of each kept point's window over positions
+    [p - before, p + after]; returns (index, lo, hi)."""
+    n = len(positions)
+    before = window - 1 if align == "trailing" else (window - 1) // 2
+    after = window - 1 - before
+    if edges == "valid" and n:
+        index = np.flatnonzero((positions - before >= positions[0])
+                               & (positions + after <= positions[-1]))
+    else:
+        index = np.arange(n, dtype=np.int64)
+    if unit == "points":
+        return index, np.maximum(index - before, 0), np.minimum(index + after + 1, n)
+    kept = positions[index]
+    lo = np.searchsorted(positions, kept - before, side="left")
+    hi = np.searchsorted(positions, kept + after, side="right")
+    return index, lo.astype(np.int64), hi.astype(np.int64)
+
+
+def _block_bounds(positions, window, edges):
+    """Index bounds [lo, hi) of the blocks (p - p_first) // window; returns
+    (index of each block's last point, lo, hi)."""
+    if len(positions) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    block = (positions - positions[0]) // window
+    lo = np.flatnonzero(np.diff(block, prepend=-1))
+    hi = np.append(lo[1:], len(positions))
+    if edges == "valid" and (positions[-1] - positions[0] + 1) % window:
+        lo, hi = lo[:-1], hi[:-1]
+    return hi - 1, lo, hi
+
+
+def _window_mean(values, finite, lo, hi):
+    """Finite count and mean of values[lo:hi] for each window (mean NaN for a
+    count of 0), from prefix sums of finite counts and of (y - ref), with ref
+    the finite value nearest the finite mean: this keeps the prefix sums small
+    and makes a constant series exact."""
+    count_prefix = np.concatenate(([0], np.cumsum(finite, dtype=np.int64)))
+    count = count_prefix[hi] - count_prefix[lo]
+    finite_values = values[finite]
+    ref = 0.0
+    if len(finite_values):
+        with np.errstate(over="ignore", invalid="ignore"):
+            ref = finite_values[np.argmin(np.abs(finite_values - finite_values.mean()))]
+    sum_prefix = np.concatenate(([0.0], np.cumsum(np.where(finite, values - ref, 0.0))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, ref + (sum_prefix[hi] - sum_prefix[lo]) / count, np.nan)
+    return count, mean
+
+
+def _window_std(values, finite, lo, hi, count, mean):
+    """Sample standard deviation (ddof=1) of the finite values of each window
+    values[lo:hi], given the windows' finite count and mean; NaN with fewer
+    than 2.
+
+    Each window is split into O(log w) aligned dyadic blocks
+    [j * 2**k, (j + 1) * 2**k) by the bottom-up segment-tree walk; the blocks'
+    (count, mean, M2) are built level by level with Chan's pairwise update, and
+    the window's M2 = sum over its blocks of M2_b + count_b * (mean_b - mean)**2,
+    a sum of non-negative terms without cancellation. (Prefix sums of squares
+    would lose about sqrt(eps * n) of the data scale on windows of small
+    spread.) The walk runs over cache-sized chunks of windows with 0/1 masks
+    instead of branches. O(n log w)."""
+    levels = [(finite.astype(np.float64), np.where(finite, values, 0.0), np.zeros(len(values)))]
+    longest = int((hi - lo).max(initial=0))
+    while (1 << len(levels)) <= longest:  # levels 0 .. floor(log2(longest))
+        node_count, node_mean, node_m2 = levels[-1]
+        pairs = len(node_count) // 2
+        levels.append(_merge_moments(
+            (node_count[0:2 * pairs:2], node_mean[0:2 * pairs:2], node_m2[0:2 * pairs:2]),
+            (node_count[1::2][:pairs], node_mean[1::2][:pairs], node_m2[1::2][:pairs])))
+    center = np.where(count > 0, mean, 0.0)
+    m2 = np.zeros(len(lo))
+    for start in range(0, len(lo), _CACHE_CHUNK):
+        chunk = slice(start, start + _CACHE_CHUNK)
+        left, right, chunk_center = lo[chunk].copy(), hi[chunk].copy(), center[chunk]
+        chunk_m2 = m2[chunk]
+        for node_count, node_mean, node_m2 in levels:
+            last = len(node_count) - 1
+            take = (left < right) & (left & 1)
+            at = np.minimum(left, last)
+            chunk_m2 += take * (node_m2[at] + node_count[at] * (node_mean[at] - chunk_center) ** 2)
+            left += take
+            take = (left < right) & (right & 1)
+            right -= take
+            at = np.minimum(right, last)
+            chunk_m2 += take * (node_m2[at] + node_count[at] * (node_mean[at] - chunk_center) ** 2)
+            left >>= 1
+            right >>= 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 1, np.sqrt(m2 / (count - 1)), np.nan)
+
+
+def _merge_moments(a, b):
+    """Chan's pairwise update of (count, mean, M2); an empty part (count 0,
+    mean 0, M2 0) merges exactly as a no-op."""
+    count_a, mean_a, m2_a = a
+    count_b, mean_b, m2_b = b
+    count = count_a + count_b
+    delta = mean_b - mean_a
+    share_b = count_b / np.maximum(count, 1.0)
+    return count, mean_a + delta * share_b, m2_a + m2_b + delta * delta * count_a * share_b
+
+
+def _window_median(values, finite, lo, hi, count):
+    """Median of the finite values in each window values[lo:hi] (NaN where
+    count is 0); lo and hi must be non-decreasing.
+
+    The data are cut into chunks of C = max(_MEDIAN_CHUNK, longest window)
+    points; the windows starting in a chunk are answered together from the
+    chunk's data plus the overlap up to their last end (at most 2C points, so
+    the total work is O(n log n)). Within that span the values are ranked
+    (non-finite ranked last), so the k-th smallest rank in a window is its
+    k-th smallest finite value, found with a wavelet matrix; the small spans
+    keep the matrix levels few and the arrays in cache."""
+    median = np.full(len(lo), np.nan)
+    if len(lo) == 0:
+        return median
+    chunk = max(_MEDIAN_CHUNK, int((hi - lo).max()))
+    key = np.where(finite, values, np.inf)
+    group_starts = np.searchsorted(lo, np.arange(0, len(values), chunk), side="left")
+    for first, stop in zip(group_starts, np.append(group_starts[1:], len(lo))):
+        queries = first + np.flatnonzero(count[first:stop] > 0)
+        if len(queries) == 0:
+            continue
+        span_start, span_stop = lo[queries[0]], hi[queries[-1]]
+        span = key[span_start:span_stop]
+        dtype = _index_dtype(len(span))
+        order = np.argsort(span)
+        ranks = np.empty(len(span), dtype=dtype)
+        ranks[order] = np.arange(len(span), dtype=dtype)
+        window_lo = (lo[queries] - span_start).astype(dtype)
+        window_hi = (hi[queries] - span_start).astype(dtype)
+        window_count = count[queries].astype(dtype)
+        even = np.flatnonzero(window_count % 2 == 0)
+        # k-th smallest for the lower middle of every window, then the upper
+        # middle of the windows with an even count.
+        middle_ranks = _WaveletMatrix(ranks).kth_smallest(
+            np.concatenate((window_lo, window_lo[even])),
+            np.concatenate((window_hi, window_hi[even])),
+            np.concatenate(((window_count - 1) // 2, window_count[even] // 2)))
+        middles = span[order[middle_ranks]]
+        group_median = middles[:len(queries)]
+        group_median[even] = (group_median[even] + middles[len(queries):]) / 2
+        median[queries] = group_median
+    return median
+
+
+def _index_dtype(n):
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+
+
+class _WaveletMatrix:
+    """Wavelet matrix over a permutation of [0, n): one level per bit, most
+    significant first; each level stably moves the elements with a 0 bit
+    before those with a 1 bit, and keeps the prefix counts of 0 bits. Answers
+    arrays of "k-th smallest in [lo, hi)" queries in O(log n) vectorised
+    steps (branch-free integer blends, which numpy runs much faster than
+    np.where or masked ufuncs)."""
+
+    def __init__(self, sequence):
+        n = len(sequence)
+        dtype = sequence.dtype
+        self.bits = max(1, (n - 1).bit_length())
+        self.zeros_before = np.zeros((self.bits, n + 1), dtype=dtype)
+        self.zeros_total = np.empty(self.bits, dtype=dtype)
+        position = np.arange(n, dtype=dtype)
+        current, partitioned = sequence.copy(), np.empty_like(sequence)
+        for level in range(self.bits):
+            one = (current >> (self.bits - 1 - level)) & 1
+            zeros_before = self.zeros_before[level]
+            np.cumsum(1 - one, dtype=dtype, out=zeros_before[1:])
+            zeros_total = self.zeros_total[level] = zeros_before[-1]
+            # A 0 goes to zeros_before[i], a 1 to zeros_total + ones before i.
+            zeros_before = zeros_before[:-1]
+            destination = zeros_before + one * (zeros_total + position - 2 * zeros_before)
+            partitioned[destination] = current
+            current, partitioned = partitioned, current
+
+    def kth_smallest(self, lo, hi, k):
+        """The k-th smallest (0-based) element of sequence[lo:hi], per query;
+        lo, hi, k of the matrix's dtype."""
+        result = np.zeros(len(lo), dtype=lo.dtype)
+        k = k.copy()
+        for zeros_before, zeros_total in zip(self.zeros_before, self.zeros_total):
+            zeros_lo, zeros_hi = zeros_before[lo], zeros_before[hi]
+            zeros = zeros_hi - zeros_lo
+            one = (k >= zeros).astype(lo.dtype)
+            k -= zeros * one
+            lo = zeros_lo + one * (zeros_total + lo - 2 * zeros_lo)
+            hi = zeros_hi + one * (zeros_total + hi - 2 * zeros_hi)
+            result = (result << 1) | one
+        return result
+
+
+def _window_extremes(values, finite, lo, hi, count):
+    """Finite minimum and maximum of each window values[lo:hi] (NaN where count
+    is 0), from a sparse table built only up to the longest window's level:
+    a window of length L with 2**j <= L < 2**(j+1) is covered by the two
+    (overlapping) spans of 2**j points starting at lo and ending at hi."""
+    level = np.frexp((hi - lo).astype(np.float64))[1] - 1
+    smallest = np.where(finite, values, np.inf)
+    largest = np.where(finite, values, -np.inf)
+    minimum = np.full(len(lo), np.nan)
+    maximum = np.full(len(lo), np.nan)
+    for j in range(int(level.max(initial=-1)) + 1):
+        if j:
+            half = 1 << (j - 1)
+            smallest = np.minimum(smallest[:-half], smallest[half:])
+            largest = np.maximum(largest[:-half], largest[half:])
+        at = np.flatnonzero(level == j)
+        first, last = lo[at], hi[at] - (1 << j)
+        minimum[at] = np.minimum(smallest[first], smallest[last])
+        maximum[at] = np.maximum(largest[first], largest[last])
+    none = count == 0
+    minimum[none] = np.nan
+    maximum[none] = np.nan
+    return minimum, maximum
+
+
+def _ema(steps, values, weight, band):
+    """TensorBoard's debiased EMA and, for band="std", pandas' bias-corrected
+    exponentially weighted std (see the module docstring)."""
+    weight = float(weight)
+    finite = np.isfinite(values)
+    y = values[finite]
+    decayed = np.arange(1, len(y) + 1, dtype=np.float64)
+    debias = 1.0 - weight ** decayed  # 1 - weight**k, as TensorBoard computes it
+    ema = (1.0 - weight) * _decayed_sums(y, weight) / debias
+    value = values.copy()
+    constant = len(values) > 0 and bool(np.all(values == values[0]))
+    if not constant:
+        value[finite] = ema
+    lower = np.full(len(values), np.nan)
+    upper = np.full(len(values), np.nan)
+    if band == "std":
+        std = _ew_std(y, ema, weight, debias)
+        lower[finite] = value[finite] - std
+        upper[finite] = value[finite] + std
+    index = np.arange(len(values), dtype=np.int64)
+    return Averaged(index, steps.copy(), value, lower, upper)
+
+
+def _ew_std(y, ema, weight, debias):
+    """Bias-corrected exponentially weighted std with weights weight**(t-i)
+    (pandas ewm adjust=True). With W_t = sum of weights = debias_t / (1 - weight)
+    and the weighted Welford update
+    M2_t = weight * M2_{t-1} + weight * W_{t-1} / W_t * (y_t - ema_{t-1})**2,
+    var_t = M2_t / W_t * W_t**2 / (W_t**2 - sum of squared weights)
+          = M2_t * (1 + weight) / (2 * weight * W_{t-1}),
+    which avoids both cancellations. NaN for the first point and weight 0."""
+    total = debias / (1.0 - weight)
+    previous_total = np.concatenate(([0.0], total[:-1]))
+    previous_ema = np.concatenate(([0.0], ema[:-1]))
+    increment = weight * previous_total / total * (y - previous_ema) ** 2
+    m2 = _decayed_sums(increment, weight)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = m2 * (1.0 + weight) / (2.0 * weight * previous_total)
+    return np.where(previous_total * weight > 0, np.sqrt(variance), np.nan)
+
+
+def _decayed_sums(x, decay):
+    """s_t = sum over i <= t of decay**(t - i) * x_i, i.e. s_t = decay * s_{t-1} + x_t.
+
+    Blocks of B points: within a block a lower-triangular matrix of decay**(j-i)
+    gives the sums from the block start; the sums carried in at each block's
+    start follow the same recurrence over the blocks' last values with decay**B,
+    solved recursively. Powers below the smallest normal float are set to 0
+    (they only contribute underflowing terms)."""
+    n = len(x)
+    if n == 0:
+        return np.zeros(0)
+    block = _EMA_BLOCK if n > _EMA_BLOCK else n
+    powers = decay ** np.arange(block + 1, dtype=np.float64)
+    powers[powers < _TINY] = 0.0
+    lag = np.arange(block)[:, None] - np.arange(block)[None, :]
+    kernel = np.where(lag >= 0, powers[np.maximum(lag, 0)], 0.0)
+    chunks = -(-n // block)
+    padded = np.zeros(chunks * block)
+    padded[:n] = x
+    sums = padded.reshape(chunks, block) @ kernel.T
+    if chunks > 1:
+        carried = _decayed_sums(sums[:-1, -1], powers[block])
+        sums[1:] += carried[:, None] * powers[1:][None, :]
+    return sums.ravel()[:n]

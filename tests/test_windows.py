@@ -1,0 +1,338 @@
+"""Tests of tb_batchavg.windows against independent references: pandas
+rolling/ewm/groupby, a slow explicit loop over every window, and a Python
+transcription of TensorBoard's smoothing loop."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tb_batchavg.windows import moving_average
+
+WINDOWS = (1, 4, 7, 30)
+BANDS = ("none", "std", "minmax")
+
+
+def random_series(seed, n=700):
+    """Uneven steps (with one large gap), a decaying loss-like signal rounded
+    to 2 decimals (ties for the median), NaN/+Inf/-Inf holes and a NaN run of
+    30 points (windows with no finite value)."""
+    rng = np.random.default_rng(seed)
+    steps = 10 + np.cumsum(rng.choice([1, 1, 1, 2, 3, 7], size=n))
+    steps[n // 2:] += 40
+    values = np.round(5 * np.exp(-np.arange(n) / 300) + rng.normal(0, 0.5, n), 2)
+    holes = rng.random(n)
+    values[holes < 0.06] = np.nan
+    values[(holes >= 0.06) & (holes < 0.08)] = np.inf
+    values[(holes >= 0.08) & (holes < 0.09)] = -np.inf
+    values[100:130] = np.nan
+    return steps.astype(np.int64), values
+
+
+def as_nan(values):
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def extents(window, align):
+    before = window - 1 if align == "trailing" else (window - 1) // 2
+    return before, window - 1 - before
+
+
+def slow_reference(steps, values, method, window, align, edges, unit):
+    """Explicit loop: for every output point, select the window's members by
+    comparing positions, then take the statistics of their finite values.
+    Returns (index, {statistic: array})."""
+    n = len(values)
+    positions = steps if unit == "steps" else np.arange(n)
+    members = []
+    if method == "block":
+        block = (positions - positions[0]) // window
+        for b in np.unique(block):
+            inside = np.flatnonzero(block == b)
+            last_position_of_block = positions[0] + (b + 1) * window - 1
+            if edges == "valid" and positions[-1] < last_position_of_block:
+                continue
+            members.append((inside[-1], inside))
+    else:
+        before, after = extents(window, align)
+        for i in range(n):
+            low, high = positions[i] - before, positions[i] + after
+            if edges == "valid" and (low < positions[0] or high > positions[-1]):
+                continue
+            members.append((i, np.flatnonzero((positions >= low) & (positions <= high))))
+    stats = {name: [] for name in ("mean", "median", "std", "min", "max")}
+    for _, inside in members:
+        x = values[inside]
+        x = x[np.isfinite(x)]
+        stats["mean"].append(x.mean() if len(x) else np.nan)
+        stats["median"].append(np.median(x) if len(x) else np.nan)
+        stats["std"].append(x.std(ddof=1) if len(x) > 1 else np.nan)
+        stats["min"].append(x.min() if len(x) else np.nan)
+        stats["max"].append(x.max() if len(x) else np.nan)
+    index = np.array([i for i, _ in members], dtype=np.int64)
+    return index, {name: np.array(v, dtype=float) for name, v in stats.items()}
+
+
+def pandas_rolling(steps, values, window, align, edges, unit):
+    """pandas rolling with min_periods=1. A window [p - before, p + after] is
+    the trailing window ending at p + after: for points the series is padded
+    with `after` NaNs; for steps, NaN rows are added at the times p + after and
+    pandas' time-based window (t - w, t] is read there."""
+    n = len(values)
+    before, after = extents(window, align)
+    if unit == "points":
+        positions = np.arange(n)
+        series = pd.Series(np.concatenate([as_nan(values), np.full(after, np.nan)]))
+        rolling = series.rolling(window, min_periods=1)
+        rows = np.arange(n) + after
+    else:
+        positions = steps
+        times = np.union1d(steps, steps + after)
+        series = pd.Series(as_nan(values), index=steps).reindex(times)
+        series.index = pd.to_datetime(times, unit="ns")
+        rolling = series.rolling(pd.Timedelta(window, unit="ns"), min_periods=1)
+        rows = np.searchsorted(times, steps + after)
+    keep = np.ones(n, dtype=bool)
+    if edges == "valid":
+        keep = (positions - before >= positions[0]) & (positions + after <= positions[-1])
+    stats = {name: getattr(rolling, name)().to_numpy()[rows][keep]
+             for name in ("mean", "median", "std", "min", "max")}
+    return np.flatnonzero(keep), stats
+
+
+def pandas_blocks(steps, values, window, edges, unit):
+    n = len(values)
+    positions = steps if unit == "steps" else np.arange(n)
+    frame = pd.DataFrame({"block": (positions - positions[0]) // window,
+                          "value": as_nan(values), "row": np.arange(n)})
+    grouped = frame.groupby("block")
+    table = grouped["value"].agg(["mean", "median", "std", "min", "max"])
+    table["row"] = grouped["row"].max()
+    table["size"] = grouped["row"].size()
+    last_block = table.index[-1]
+    if edges == "valid":
+        if unit == "points" and table["size"].iloc[-1] < window:
+            table = table.drop(last_block)
+        if unit == "steps" and steps[-1] < steps[0] + (last_block + 1) * window - 1:
+            table = table.drop(last_block)
+    return table["row"].to_numpy(), {name: table[name].to_numpy() for name in
+                                     ("mean", "median", "std", "min", "max")}
+
+
+def expected_output(stats, method, band):
+    value = stats["median"] if method == "median" else stats["mean"]
+    if band == "std":
+        return value, value - stats["std"], value + stats["std"]
+    if band == "minmax":
+        return value, stats["min"], stats["max"]
+    return value, np.full(len(value), np.nan), np.full(len(value), np.nan)
+
+
+def assert_matches(result, steps, index, stats, method, band, scale):
+    np.testing.assert_array_equal(result.index, index)
+    np.testing.assert_array_equal(result.step, steps[index])
+    assert result.index.dtype == np.int64 and result.step.dtype == np.int64
+    for got, want in zip(result[2:], expected_output(stats, method, band)):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
+    ("sma", "median", "block"), ("trailing", "centered"), ("valid", "partial"),
+    ("points", "steps"))))
+def test_windowed_methods_match_references(method, align, edges, unit):
+    steps, values = random_series(seed=len(method) * 31 + len(align) + len(edges) + len(unit))
+    scale = np.nanmax(np.abs(as_nan(values)))
+    for window in WINDOWS:
+        if method == "block":
+            references = [pandas_blocks(steps, values, window, edges, unit)]
+        else:
+            references = [pandas_rolling(steps, values, window, align, edges, unit)]
+        references.append(slow_reference(steps, values, method, window, align, edges, unit))
+        for band in BANDS:
+            result = moving_average(steps, values, method=method, window=window, align=align,
+                                    edges=edges, unit=unit, band=band)
+            for index, stats in references:
+                assert_matches(result, steps, index, stats, method, band, scale)
+
+
+def test_reference_shift_matches_pandas_center_for_odd_windows():
+    steps, values = random_series(seed=3)
+    _, stats = pandas_rolling(steps, values, 7, "centered", "partial", "points")
+    centred = pd.Series(as_nan(values)).rolling(7, center=True, min_periods=1).mean()
+    np.testing.assert_allclose(stats["mean"], centred.to_numpy())
+    result = moving_average(steps, values, window=7, align="centered", edges="partial")
+    np.testing.assert_allclose(result.value, centred.to_numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_points_trailing_valid_is_convolve_valid():
+    values = np.random.default_rng(5).normal(size=300)
+    result = moving_average(np.arange(300), values, window=20)
+    np.testing.assert_allclose(result.value, np.convolve(values, np.ones(20) / 20, "valid"),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(result.index, np.arange(19, 300))
+
+
+def test_long_windows_in_steps_span_several_median_chunks():
+    """Windows of 3,000 steps over 40,000 points: the median is answered in
+    several chunk groups, with partial edges and NaN holes."""
+    rng = np.random.default_rng(11)
+    n = 40_000
+    steps = np.cumsum(rng.integers(1, 4, n)).astype(np.int64)
+    values = rng.normal(size=n) + np.sin(np.arange(n) / 500)
+    values[rng.random(n) < 0.05] = np.nan
+    index, stats = pandas_rolling(steps, values, 3000, "centered", "partial", "steps")
+    result = moving_average(steps, values, method="median", window=3000, align="centered",
+                            edges="partial", unit="steps", band="minmax")
+    assert_matches(result, steps, index, stats, "median", "minmax", scale=5.0)
+
+
+def tensorboard_smoothing(ys, weight):
+    """Python transcription of TensorBoard's classicSmoothing
+    (tensorboard/webapp/widgets/line_chart_v2/data_transformer.ts)."""
+    ys = [float(y) for y in ys]
+    initial = ys[0] if ys else None
+    if all(y == initial for y in ys):  # JS ==: NaN never equals anything
+        return list(ys)
+    last = 0.0
+    num_accum = 0
+    smoothed = []
+    for y in ys:
+        if not math.isfinite(y):
+            smoothed.append(y)
+            continue
+        last = last * weight + (1 - weight) * y
+        num_accum += 1
+        debias_weight = 1 if weight == 1 else 1 - math.pow(weight, num_accum)
+        smoothed.append(last / debias_weight)
+    return smoothed
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.001, 0.2, 0.6, 0.9, 0.999])
+def test_ema_matches_tensorboard_and_pandas(weight):
+    steps, values = random_series(seed=int(weight * 1000), n=3000)
+    finite = np.isfinite(values)
+    result = moving_average(steps, values, method="ema", weight=weight, band="std")
+    np.testing.assert_array_equal(result.index, np.arange(len(values)))
+    np.testing.assert_array_equal(result.step, steps)
+    np.testing.assert_allclose(result.value, tensorboard_smoothing(values, weight),
+                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_array_equal(result.value[~finite], values[~finite])
+    ewm = pd.Series(values[finite]).ewm(alpha=1 - weight, adjust=True, ignore_na=True)
+    np.testing.assert_allclose(result.value[finite], ewm.mean().to_numpy(),
+                               rtol=1e-11, atol=1e-12)
+    std = ewm.std().to_numpy()
+    np.testing.assert_allclose(result.upper[finite] - result.value[finite], std,
+                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(result.value[finite] - result.lower[finite], std,
+                               rtol=1e-7, atol=1e-10)
+    assert np.isnan(result.lower[~finite]).all() and np.isnan(result.upper[~finite]).all()
+
+
+def test_ema_ignores_align_edges_unit():
+    steps, values = random_series(seed=8)
+    reference = moving_average(steps, values, method="ema", weight=0.7)
+    other = moving_average(steps, values, method="ema", weight=0.7, window=3,
+                           align="centered", edges="partial", unit="steps")
+    for got, want in zip(other, reference):
+        np.testing.assert_array_equal(got, want)
+    assert np.isnan(reference.lower).all() and np.isnan(reference.upper).all()
+
+
+@pytest.mark.parametrize("values", [[0.25] * 40, [np.inf] * 5, [3.0]])
+def test_constant_series_is_unchanged(values):
+    values = np.array(values)
+    steps = np.arange(len(values)) * 2
+    assert np.array_equal(moving_average(steps, values, method="ema", weight=0.9).value, values)
+    assert values.tolist() == tensorboard_smoothing(values, 0.9)
+    if np.isfinite(values[0]):
+        for method in ("sma", "median", "block"):
+            result = moving_average(steps, values, method=method, window=4, edges="partial",
+                                    band="std")
+            assert (result.value == values[0]).all()
+            assert (result.upper[1:] == values[0]).all()
+
+
+def test_ema_nan_breaks_constancy_like_tensorboard():
+    values = np.array([2.0, np.nan, 2.0, 2.0, 5.0])
+    result = moving_average(np.arange(5), values, method="ema", weight=0.5)
+    np.testing.assert_allclose(result.value, tensorboard_smoothing(values, 0.5))
+    all_nan = moving_average(np.arange(3), np.full(3, np.nan), method="ema")
+    assert np.isnan(all_nan.value).all()
+
+
+def test_window_longer_than_series():
+    values = np.array([1.0, 3.0, np.nan, 8.0, 2.0, 7.0])
+    steps = np.arange(6) * 10
+    for method in ("sma", "median", "block"):
+        for unit in ("points", "steps"):
+            valid = moving_average(steps, values, method=method, window=100, unit=unit)
+            assert all(len(array) == 0 for array in valid)
+    partial = moving_average(steps, values, window=100, edges="partial")
+    expanding = pd.Series(values).expanding().mean().to_numpy()
+    np.testing.assert_allclose(partial.value, expanding)
+    block = moving_average(steps, values, method="block", window=100, edges="partial")
+    np.testing.assert_array_equal(block.index, [5])
+    np.testing.assert_allclose(block.value, [np.nanmean(values)])
+
+
+def test_empty_input():
+    for method, band in itertools.product(("sma", "median", "block", "ema"), ("none", "std")):
+        result = moving_average(np.array([], dtype=np.int64), np.array([]), method=method,
+                                band=band, edges="partial")
+        assert all(len(array) == 0 for array in result)
+        assert result.index.dtype == np.int64 and result.value.dtype == np.float64
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"method": "mean"}, "method"),
+    ({"align": "left"}, "align"),
+    ({"edges": "same"}, "edges"),
+    ({"unit": "seconds"}, "unit"),
+    ({"band": "iqr"}, "band"),
+    ({"window": 0}, "window"),
+    ({"window": -3}, "window"),
+    ({"window": 2.5}, "window"),
+    ({"window": True}, "window"),
+    ({"weight": -0.1}, "weight"),
+    ({"weight": 1.0}, "weight"),
+    ({"weight": float("nan")}, "weight"),
+    ({"method": "ema", "band": "minmax"}, "^band=minmax is not defined for method=ema$"),
+])
+def test_invalid_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        moving_average(np.arange(5), np.ones(5), **kwargs)
+
+
+def test_invalid_series_raise():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        moving_average(np.array([0, 2, 2]), np.ones(3))
+    with pytest.raises(ValueError, match="same length"):
+        moving_average(np.arange(3), np.ones(4))
+
+
+def test_200k_points_match_pandas():
+    rng = np.random.default_rng(2024)
+    n = 200_000
+    values = 8 * np.exp(-np.arange(n) / 40_000) + rng.gamma(2.0, 0.3, n)
+    values[rng.random(n) < 0.01] = np.nan
+    values[rng.random(n) < 0.001] = np.inf
+    steps = np.arange(n, dtype=np.int64) * 4
+    clean = pd.Series(as_nan(values))
+    scale = np.nanmax(np.abs(clean))
+    tolerance = {"rtol": 1e-9, "atol": 1e-9 * scale}
+
+    sma = moving_average(steps, values, window=50)
+    np.testing.assert_allclose(sma.value, clean.rolling(50, min_periods=1).mean()[49:], **tolerance)
+
+    median = moving_average(steps, values, method="median", window=51, align="centered",
+                            edges="partial")
+    reference = clean.rolling(51, center=True, min_periods=1).median()
+    np.testing.assert_allclose(median.value, reference, **tolerance)
+
+    ema = moving_average(steps, values, method="ema", weight=0.95)
+    finite = np.isfinite(values)
+    reference = pd.Series(values[finite]).ewm(alpha=0.05, adjust=True, ignore_na=True).mean()
+    np.testing.assert_allclose(ema.value[finite], reference, **tolerance)
