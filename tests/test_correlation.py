@@ -83,7 +83,7 @@ def test_join_same_steps_drops_nonfinite_pairs():
     np.testing.assert_array_equal(got[0], [1, 12])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.integers(0, 40), unique=True),
     st.lists(st.integers(0, 40), unique=True),
@@ -140,7 +140,7 @@ def test_average_ranks_match_rankdata_on_near_ties():
     np.testing.assert_array_equal(correlation._average_ranks(values), stats.rankdata(values))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(
         st.one_of(
@@ -264,8 +264,9 @@ def test_lagged_matches_scipy_on_shifted_slices(n, max_lag):
     lags, r = lagged_pearson(x, y, max_lag)
     expected_max = min(max_lag, n - 3)
     np.testing.assert_array_equal(lags, np.arange(-expected_max, expected_max + 1))
-    for lag, value in zip(lags, r):
-        assert_close(value, scipy_lagged(x, y, lag), tolerance=1e-9)
+    checked = np.unique(np.r_[np.arange(0, len(lags), max(1, len(lags) // 150)), len(lags) - 1])
+    for index in checked:  # every lag for short lists, an even spread (and both ends) of long ones
+        assert_close(r[index], scipy_lagged(x, y, lags[index]), tolerance=1e-9)
 
 
 def test_lagged_too_short_is_empty():
