@@ -1,0 +1,386 @@
+"""Tests of tb_batchavg.diagnostics: planted anomalies are found where they were
+planted, pure noise raises (almost) nothing, and the statistics match
+brute-force and scipy references."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from tb_batchavg import diagnostics
+from tb_batchavg.diagnostics import DEFAULTS, diagnose, nonfinite
+
+WARNING = ("warning", "critical")
+
+
+def _steps(n):
+    """Uneven step numbers, so that step and point positions differ."""
+    return 100 + 3 * np.arange(n, dtype=np.int64)
+
+
+def _loss_trend(n, rng, noise):
+    i = np.arange(n)
+    return 0.3 + 2.0 * np.exp(-i / 5000) + noise * rng.standard_normal(n)
+
+
+# Planted events ------------------------------------------------------------
+
+N_PLANTED = 60_000
+# loss spikes: (first point, width in points, height above the trend); noise SD 0.02
+LOSS_SPIKES = [(10_000, 1, 0.2), (20_000, 3, 1.0), (25_000, 1, 0.3), (30_000, 8, 3.0),
+               (33_000, 2, 0.5)]
+LOSS_NAN = 35_000
+DIVERGENCE = 50_000          # the loss level jumps from 0.3 to 2.3 here and stays
+GRAD_SPIKE = 12_000          # one point x30
+EXPLOSION = (40_000, 40_399)    # x100
+VANISHING = (45_000, 45_499)    # x0.001
+LR_DROPS = (20_000, 40_000)     # x0.1 each
+
+
+def _planted_run():
+    rng = np.random.default_rng(7)
+    n = N_PLANTED
+    steps = _steps(n)
+    loss = _loss_trend(n, rng, 0.02)
+    for first, width, height in LOSS_SPIKES:
+        loss[first:first + width] += height
+    loss[LOSS_NAN] = np.nan
+    loss[DIVERGENCE:] += 2.0
+    grad = np.exp(0.2 * rng.standard_normal(n))
+    grad[GRAD_SPIKE] *= 30
+    grad[EXPLOSION[0]:EXPLOSION[1] + 1] *= 100
+    grad[VANISHING[0]:VANISHING[1] + 1] *= 1e-3
+    lr = np.full(n, 0.1)
+    for drop in LR_DROPS:
+        lr[drop:] *= 0.1
+    return steps, loss, grad, lr
+
+
+@pytest.fixture(scope="module")
+def planted():
+    steps, loss, grad, lr = _planted_run()
+    return steps, diagnose((steps, loss), (steps, grad), (steps, lr))
+
+
+def _matching(events, kind, start, end, tolerance, steps):
+    """Events of `kind` whose start and end lie within `tolerance` points of
+    the given point positions."""
+    spacing = int(steps[1] - steps[0])
+    return [e for e in events if e["kind"] == kind
+            and abs(e["start"] - steps[start]) <= tolerance * spacing
+            and abs(e["end"] - steps[end]) <= tolerance * spacing]
+
+
+def test_every_planted_event_is_found_at_its_steps(planted):
+    steps, result = planted
+    events = result["events"]
+    last = N_PLANTED - 1
+    expected = [("loss_spike", first, first + width - 1, 1, ("warning", "critical"))
+                for first, width, _ in LOSS_SPIKES]
+    expected += [
+        ("nonfinite", LOSS_NAN, LOSS_NAN, 0, ("critical",)),
+        ("grad_explosion", GRAD_SPIKE, GRAD_SPIKE, 0, ("warning", "critical")),
+        ("grad_explosion", *EXPLOSION, 2, ("critical",)),        # the sustained rise
+        ("vanishing_gradient", *VANISHING, 2, ("warning",)),
+        ("divergence", DIVERGENCE, last, 2, ("critical",)),
+    ]
+    expected += [("lr_change", drop, drop, 0, ("info",)) for drop in LR_DROPS]
+    for kind, start, end, tolerance, severities in expected:
+        found = _matching(events, kind, start, end, tolerance, steps)
+        assert len(found) == 1, (kind, steps[start], steps[end], events)
+        assert found[0]["severity"] in severities, found
+    spikes = {(e["start"], e["end"]): e for e in events if e["kind"] == "loss_spike"}
+    for first, width, _ in LOSS_SPIKES:
+        (event,) = [e for (s, _), e in spikes.items()
+                    if abs(s - steps[first]) <= 3]
+        assert steps[first] <= event["peak_step"] <= steps[first + width - 1]
+    assert result["status"] == "diverged"
+
+
+def test_nothing_else_of_warning_severity(planted):
+    steps, result = planted
+    window = DEFAULTS["window"]
+    # Where each kind may appear: the planted spots, plus the ramps a level
+    # shift produces for the Hampel test (the first window after the shift).
+    allowed = {
+        "loss_spike": [(first, first + width - 1) for first, width, _ in LOSS_SPIKES]
+        + [(DIVERGENCE, DIVERGENCE + window)],
+        "nonfinite": [(LOSS_NAN, LOSS_NAN)],
+        "grad_explosion": [(GRAD_SPIKE, GRAD_SPIKE), EXPLOSION],
+        "vanishing_gradient": [VANISHING],
+        "divergence": [(DIVERGENCE, N_PLANTED - 1)],
+    }
+    spacing = int(steps[1] - steps[0])
+    for event in result["events"]:
+        if event["severity"] not in WARNING:
+            continue
+        spans = allowed.get(event["kind"], [])
+        assert any(steps[a] - 2 * spacing <= event["start"] and event["end"] <= steps[b] + 2 * spacing
+                   for a, b in spans), event
+
+
+def test_event_format(planted):
+    steps, result = planted
+    events = result["events"]
+    assert [e["start"] for e in events] == sorted(e["start"] for e in events)
+    for event in events:
+        assert set(event) == {"kind", "start", "end", "peak_step", "value", "severity", "detail"}
+        assert event["start"] <= event["peak_step"] <= event["end"]
+        assert all(type(event[key]) is int for key in ("start", "end", "peak_step"))
+        assert type(event["value"]) is float
+        assert event["severity"] in ("info", "warning", "critical")
+        assert str(event["peak_step"]) in event["detail"] or str(event["start"]) in event["detail"]
+    assert result["params"] == DEFAULTS
+    assert result["nonfinite"]["loss"] == {"count": 1, "first_step": int(steps[LOSS_NAN]),
+                                           "steps": [int(steps[LOSS_NAN])]}
+    assert result["nonfinite"]["grad_norm"]["count"] == 0
+
+
+def test_spike_severity_and_value():
+    rng = np.random.default_rng(3)
+    n = 30_000
+    steps = _steps(n)
+    loss = _loss_trend(n, rng, 0.02)
+    loss[15_000] += 0.18   # 9 SDs: warning at threshold 6
+    loss[20_000] += 2.0    # 100 SDs: critical
+    events = diagnose((steps, loss))["events"]
+    assert [(e["start"], e["severity"]) for e in events] == [
+        (steps[15_000], "warning"), (steps[20_000], "critical")]
+    assert events[1]["value"] == loss[20_000]
+
+
+# Learning rate -------------------------------------------------------------
+
+def test_warmup_then_cosine_gives_one_event_at_the_warmup_end():
+    n, warmup = 100_000, 2000
+    i = np.arange(n)
+    lr = np.where(i < warmup, 1e-3 * i / warmup,
+                  1e-3 * 0.5 * (1 + np.cos(np.pi * (i - warmup) / (n - 1 - warmup))))
+    for logged in (lr, lr.astype(np.float32).astype(np.float64)):
+        result = diagnose(learning_rate=(i, logged))
+        assert [(e["kind"], e["start"]) for e in result["events"]] == [("lr_change", warmup)]
+        assert result["status"] == "ok"
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.5, 3.0])
+def test_step_schedule_changes_are_found(factor):
+    i = np.arange(10_000)
+    lr = 0.01 * factor ** (i // 2500)
+    events = diagnose(learning_rate=(_steps(len(i)), lr))["events"]
+    assert [e["start"] for e in events] == [int(_steps(len(i))[j]) for j in (2500, 5000, 7500)]
+    assert all(e["kind"] == "lr_change" and e["severity"] == "info" for e in events)
+    assert np.allclose([e["value"] for e in events], 0.01 * factor ** np.arange(1, 4))
+
+
+def test_smooth_decays_give_no_events():
+    i = np.arange(50_000)
+    # exponential, linear to zero, inverse square root after a 4000-step warm-up
+    for lr in (0.1 * 0.9999 ** i, 0.1 * (1 - i / len(i)), 0.1 * np.sqrt(4000 / (4000 + i))):
+        assert diagnose(learning_rate=(i, lr))["events"] == []
+
+
+# Pure noise ---------------------------------------------------------------
+
+@pytest.mark.parametrize("noise", ["gaussian", "student_t3"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_raises_at_most_one_spike_per_10000_points(noise, seed):
+    rng = np.random.default_rng(seed)
+    n = 100_000
+    draw = rng.standard_normal if noise == "gaussian" else (lambda size: rng.standard_t(3, size))
+    i = np.arange(n)
+    loss = 0.5 + 2.0 * np.exp(-i / 30_000) + 0.05 * draw(n)
+    grad = np.exp(0.3 * draw(n))
+    result = diagnose((i, loss), (i, grad))
+    kinds = [e["kind"] for e in result["events"] if e["severity"] in WARNING]
+    assert kinds.count("loss_spike") <= n // 10_000
+    assert kinds.count("grad_explosion") <= n // 10_000
+    assert set(kinds) <= {"loss_spike", "grad_explosion"}
+
+
+def test_flat_stretch_does_not_flag_tiny_wiggles():
+    rng = np.random.default_rng(0)
+    loss = np.full(5000, 0.5)
+    loss[::7] += 1e-7 * rng.random(len(loss[::7]))   # dense wiggles
+    loss[3::500] += 1e-6                               # rare ones: too few to raise K
+    assert diagnose((np.arange(5000), loss))["events"] == []
+    loss[4000] = 0.6
+    (event,) = diagnose((np.arange(5000), loss))["events"]
+    assert (event["kind"], event["start"], event["end"]) == ("loss_spike", 4000, 4000)
+
+
+def test_status_ok_for_a_healthy_run_with_only_info_events():
+    rng = np.random.default_rng(5)
+    n = 20_000
+    i = np.arange(n)
+    lr = np.where(i < 10_000, 0.1, 0.01)
+    result = diagnose((i, _loss_trend(n, rng, 0.02)), (i, np.exp(0.2 * rng.standard_normal(n))),
+                      (i, lr))
+    assert result["status"] == "ok"
+    assert [e["kind"] for e in result["events"]] == ["lr_change"]
+
+
+def test_nonfinite_runs_and_divergence_to_nan():
+    rng = np.random.default_rng(2)
+    n = 5000
+    loss = _loss_trend(n, rng, 0.02)
+    loss[1000:1003] = [np.nan, np.inf, -np.inf]
+    loss[4000:] = np.nan
+    result = diagnose((np.arange(n), loss))
+    nonfinite_events = [e for e in result["events"] if e["kind"] == "nonfinite"]
+    assert [(e["start"], e["end"]) for e in nonfinite_events] == [(1000, 1002), (4000, n - 1)]
+    assert all(e["severity"] == "critical" for e in nonfinite_events)
+    assert "1 NaN, 1 +Inf, 1 -Inf" in nonfinite_events[0]["detail"]
+    (divergence,) = [e for e in result["events"] if e["kind"] == "divergence"]
+    assert (divergence["start"], divergence["end"]) == (4000, n - 1)
+    assert result["status"] == "diverged"
+    assert result["nonfinite"]["loss"]["count"] == 3 + n - 4000
+
+
+def test_loss_ending_non_finite_is_divergence_however_short():
+    rng = np.random.default_rng(8)
+    loss = _loss_trend(5000, rng, 0.02)
+    loss[-3:] = np.inf
+    result = diagnose((np.arange(5000), loss))
+    assert [(e["kind"], e["start"], e["end"]) for e in result["events"]] == [
+        ("divergence", 4997, 4999), ("nonfinite", 4997, 4999)]
+
+
+def test_warmup_still_rising_at_the_end_is_not_an_event():
+    i = np.arange(1000)
+    assert diagnose(learning_rate=(i, 1e-3 * i / 1000))["events"] == []
+
+
+def test_nonfinite_summary():
+    values = np.array([1.0, np.nan, 2.0, np.inf, -np.inf, 3.0])
+    steps = np.array([5, 6, 9, 10, 20, 21])
+    assert nonfinite(steps, values) == {"count": 3, "first_step": 6, "steps": [6, 10, 20]}
+    assert nonfinite(steps, np.ones(6)) == {"count": 0, "first_step": None, "steps": []}
+
+
+def test_missing_roles():
+    result = diagnose()
+    assert result["status"] == "ok" and result["events"] == []
+    assert result["nonfinite"] == {"loss": None, "grad_norm": None, "learning_rate": None}
+    assert result["precedence"] == {"lag": None, "lag_r": None, "matched": 0, "of": 0,
+                                    "median_lead_steps": None}
+
+
+# Precedence ----------------------------------------------------------------
+
+def test_gradient_spikes_leading_loss_spikes_are_aligned():
+    rng = np.random.default_rng(11)
+    n = 40_000
+    steps = np.arange(n, dtype=np.int64) * 2
+    loss = _loss_trend(n, rng, 0.02)
+    grad = np.exp(0.2 * rng.standard_normal(n))
+    spikes = [8000, 15_000, 22_000, 29_000, 36_000]
+    for at in spikes:
+        loss[at] += 1.0
+        grad[at - 3] *= 50
+    precedence = diagnose((steps, loss), (steps, grad))["precedence"]
+    assert (precedence["matched"], precedence["of"]) == (len(spikes), len(spikes))
+    assert precedence["median_lead_steps"] == 6.0
+    assert precedence["lag"] == 3  # gradient norm leads the loss by 3 points
+
+
+def test_grad_events_after_a_loss_spike_or_too_early_do_not_match():
+    rng = np.random.default_rng(12)
+    n = 20_000
+    i = np.arange(n)
+    loss = _loss_trend(n, rng, 0.02)
+    grad = np.exp(0.2 * rng.standard_normal(n))
+    loss[[8000, 15_000]] += 1.0
+    grad[8010] *= 50            # after the loss spike
+    grad[15_000 - 500] *= 50    # more than precede_window before
+    precedence = diagnose((i, loss), (i, grad))["precedence"]
+    assert (precedence["matched"], precedence["of"]) == (0, 2)
+    assert precedence["median_lead_steps"] is None
+
+
+# Statistics against independent references --------------------------------------
+
+def test_reference_matches_brute_force():
+    rng = np.random.default_rng(4)
+    n, window = 700, 9
+    half = (window + 1) // 2
+    values = rng.standard_t(4, n) + np.linspace(3, 1, n)
+    values[rng.choice(n, 40, replace=False)] = np.nan
+    params = dict(DEFAULTS, window=window)
+    reference = diagnostics._Reference(values, params)
+
+    def finite_median(chunk, minimum):
+        chunk = chunk[np.isfinite(chunk)]
+        return np.median(chunk) if len(chunk) >= minimum else np.nan
+
+    median = np.array([finite_median(values[max(i - window, 0):i], half) for i in range(n)])
+    np.testing.assert_allclose(reference.median, median, equal_nan=True)
+    after = window - 1 - (window - 1) // 2
+    level = [finite_median(values[max(min(i + after, n - 1) - window + 1, 0):
+                                  min(i + after, n - 1) + 1], half) for i in range(n)]
+    np.testing.assert_allclose(reference.level, level, equal_nan=True)
+    residual = np.abs(values - median)
+    mad = np.array([finite_median(residual[max((i // half - 2) * half, 0):(i // half) * half], half)
+                    for i in range(n)])
+    scale = 1.4826 * mad
+    robust = scale > 0.01  # above the floor here
+    assert robust.sum() > n / 2
+    np.testing.assert_allclose(reference.scale[robust], scale[robust])
+    np.testing.assert_allclose(reference.z[robust], ((values - median) / scale)[robust])
+
+
+def test_earlier_median_matches_brute_force():
+    rng = np.random.default_rng(6)
+    level = np.exp(rng.standard_normal(3000))
+    level[100:130] = np.nan
+    half = 7
+    earlier = diagnostics._earlier_median(level, half)
+    for i in range(len(level)):
+        samples = level[half - 1:i + 1:half]
+        samples = samples[np.isfinite(samples)]
+        expected = np.median(samples) if len(samples) else np.nan
+        np.testing.assert_allclose(earlier[i], expected, equal_nan=True)
+
+
+def test_heavy_tail_threshold_tracks_the_student_t_quantile():
+    # The calibrated threshold should be near the z that Student-t(3) noise
+    # exceeds once per 1/tail_rate points, in robust SDs (scipy reference).
+    target = scipy.stats.t(3).isf(DEFAULTS["tail_rate"]) / (
+        1.4826 * scipy.stats.t(3).ppf(0.75))
+    rng = np.random.default_rng(9)
+    values = rng.standard_t(3, 200_000)
+    reference = diagnostics._Reference(values, DEFAULTS)
+    threshold = reference.threshold(DEFAULTS["spike_k"], DEFAULTS["tail_rate"])
+    assert 0.7 * target < threshold < 1.5 * target
+    gaussian = diagnostics._Reference(rng.standard_normal(200_000), DEFAULTS)
+    assert gaussian.threshold(6.0, DEFAULTS["tail_rate"]) < 7.0
+
+
+# Parameters ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("spike_k", 0), ("spike_k", -1.0), ("explode_k", 0.0), ("window", 2), ("window", 10.5),
+    ("window", "100"), ("sustain", 0), ("merge_gap", -1), ("rise_factor", 1.0),
+    ("divergence_factor", 0.5), ("vanish_fraction", 0.0), ("vanish_fraction", 1.0),
+    ("tail_rate", 1.5), ("scale_floor", 0), ("lr_change", 1.0), ("precede_window", -5),
+    ("max_lag", -1), ("spike_k", float("nan")), ("spike_k", True), ("window", True),
+])
+def test_invalid_parameters_raise_value_error_naming_them(name, value):
+    with pytest.raises(ValueError, match=name):
+        diagnose(**{name: value})
+
+
+def test_unknown_parameter_and_bad_series():
+    with pytest.raises(ValueError, match="spike_windw"):
+        diagnose(spike_windw=10)
+    with pytest.raises(ValueError, match="loss"):
+        diagnose(loss=([1, 2, 3], [1.0, 2.0]))
+    with pytest.raises(ValueError, match="grad_norm"):
+        diagnose(grad_norm=([3, 2, 1], [1.0, 2.0, 3.0]))
+
+
+def test_parameters_are_applied():
+    result = diagnose(window=51, spike_k=8, sustain=20.0)
+    assert result["params"]["window"] == 51 and result["params"]["sustain"] == 20
+    assert result["params"]["spike_k"] == 8.0
+    assert math.isclose(result["params"]["tail_rate"], DEFAULTS["tail_rate"])
