@@ -1,36 +1,105 @@
-// Minimal Batch Averages page: lists runs and draws one averaged loss chart per run.
-// (The full interface replaces this module.)
-export async function render() {
-  const root = document.createElement('div');
-  document.body.appendChild(root);
-  const response = await fetch('./runs');
-  const {runs} = await response.json();
-  for (const run of runs) {
-    const title = document.createElement('h3');
-    title.textContent = run.run;
-    root.appendChild(title);
-    const tag = run.roles.loss || run.tags[0];
-    if (!tag) continue;
-    const q = new URLSearchParams({run: run.run, tag, window: '50'});
-    const data = await (await fetch('./averages?' + q)).json();
-    const canvas = document.createElement('canvas');
-    canvas.width = 600;
-    canvas.height = 200;
-    root.appendChild(canvas);
-    const ctx = canvas.getContext('2d');
-    const xs = data.raw.step, ys = data.raw.value.filter((v) => v !== null);
-    const x0 = xs[0], x1 = xs[xs.length - 1] || 1;
-    const y0 = Math.min(...ys), y1 = Math.max(...ys);
-    const px = (x) => ((x - x0) / (x1 - x0 || 1)) * 600;
-    const py = (y) => 200 - ((y - y0) / (y1 - y0 || 1)) * 200;
-    for (const [series, color] of [[data.raw, '#f57c0040'], [data.average, '#f57c00']]) {
-      ctx.strokeStyle = color;
-      ctx.beginPath();
-      series.step.forEach((s, i) => {
-        const v = series.value[i];
-        if (v !== null) ctx.lineTo(px(s), py(v));
-      });
-      ctx.stroke();
+// Entry point: TensorBoard loads this module in the tab's iframe (whose document has
+// <base href="plugin/batchavg/">) and calls render(). Sets up the stylesheet, TensorBoard's font
+// and light/dark theme, the app, and TensorBoard's reload notifications.
+
+import {App} from './app.js';
+import {invalidateTheme} from './plot.js';
+
+const BOOTSTRAP = 'experimental.bootstrap';
+const DATA_RELOADED = 'experimental.DataReloaded';
+
+function loadStylesheet() {
+  return new Promise((resolve) => {
+    const link = document.createElement('link');
+    link.rel = 'stylesheet';
+    link.href = './style.css';
+    link.addEventListener('load', resolve);
+    link.addEventListener('error', resolve);
+    document.head.append(link);
+  });
+}
+
+/** The parent TensorBoard document when it is reachable (same origin), else null. */
+function parentDocument() {
+  try {
+    return window.parent !== window ? window.parent.document : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Copies TensorBoard's @font-face rules (Roboto, served by TensorBoard) into this document. */
+function adoptFonts(parentDoc) {
+  const rules = [];
+  for (const sheet of parentDoc.styleSheets) {
+    try {
+      for (const rule of sheet.cssRules) if (rule.constructor.name === 'CSSFontFaceRule') rules.push(rule.cssText);
+    } catch {
+      // a stylesheet from another origin: its rules are not readable
     }
   }
+  if (!rules.length) return;
+  const style = document.createElement('style');
+  style.textContent = rules.join('\n');
+  document.head.append(style);
+}
+
+/**
+ * Follows TensorBoard's dark mode (its toggle, which defaults to prefers-color-scheme) when the
+ * parent is reachable; otherwise style.css follows prefers-color-scheme by itself.
+ */
+function followTheme(parentDoc, onChange) {
+  const apply = () => {
+    const theme = parentDoc && parentDoc.body ? (parentDoc.body.classList.contains('dark-mode') ? 'dark' : 'light') : '';
+    if (document.documentElement.dataset.theme !== theme) {
+      if (theme) document.documentElement.dataset.theme = theme;
+      else delete document.documentElement.dataset.theme;
+      onChange();
+    }
+  };
+  if (parentDoc && parentDoc.body) {
+    new MutationObserver(apply).observe(parentDoc.body, {attributes: true, attributeFilter: ['class']});
+  }
+  window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', onChange);
+  apply();
+}
+
+/**
+ * TensorBoard's iframe plugin protocol: post "experimental.bootstrap" with a MessagePort to the
+ * parent; TensorBoard then sends JSON messages {type, id, payload} on it and waits for a reply
+ * {type, id, payload, error, isReply: true}. "experimental.DataReloaded" follows each reload.
+ */
+function listenForReloads(onReload) {
+  if (window.parent === window) return;
+  const channel = new MessageChannel();
+  channel.port1.onmessage = (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (!message || message.isReply) return;
+    channel.port1.postMessage(JSON.stringify({type: message.type, id: message.id, payload: null, error: null, isReply: true}));
+    if (message.type === DATA_RELOADED) onReload();
+  };
+  window.parent.postMessage(BOOTSTRAP, window.location.origin, [channel.port2]);
+}
+
+export async function render() {
+  await loadStylesheet();
+  const parentDoc = parentDocument();
+  if (parentDoc) adoptFonts(parentDoc);
+  const root = document.createElement('div');
+  root.className = 'batchavg';
+  root.id = 'batchavg';
+  document.body.append(root);
+  const app = new App(root);
+  followTheme(parentDoc, () => {
+    invalidateTheme();
+    app.render();
+  });
+  listenForReloads(() => app.refresh());
+  window.batchavg = app; // for the browser tests and for poking at the tab from the console
+  await app.refresh();
 }

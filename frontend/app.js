@@ -1,0 +1,342 @@
+// The tab: owns the settings, the sidebar and the panels; fetches runs and per-run data
+// (discarding stale responses), maps steps to the chosen x axis, and keeps zoom across refreshes.
+
+import {Latest, Stale, api, settle} from './api.js';
+import {XGroup} from './chart.js';
+import {Sidebar} from './controls.js';
+import {debounce, el} from './dom.js';
+import {CorrelationPanel, MetricPanel} from './panels.js';
+import {lowerBound, theme} from './plot.js';
+import {AXES} from './scale.js';
+import {ROLES, ROLE_NAMES, assignColors, autoWindow, averagingParams, loadSettings, saveSettings} from './state.js';
+
+const MAX_POINTS = 2000;
+const RAW_PARAMS = {method: 'sma', window: 1, edges: 'partial', band: 'none'};
+
+/** Maps steps to wall times of one run by linear interpolation between loaded points. */
+class Clock {
+  constructor(steps, walls) {
+    this.steps = steps;
+    this.walls = walls;
+  }
+
+  wall(step) {
+    const {steps, walls} = this;
+    if (!steps.length) return NaN;
+    if (steps.length === 1) return walls[0];
+    const i = Math.min(steps.length - 1, Math.max(1, lowerBound(steps, step)));
+    const f = (step - steps[i - 1]) / (steps[i] - steps[i - 1] || 1);
+    return walls[i - 1] + f * (walls[i] - walls[i - 1]);
+  }
+
+  /** The widest loaded step range covering wall times [w0, w1] (inclusive bounds). */
+  stepsFor(w0, w1) {
+    const {steps, walls} = this;
+    let lo = 0;
+    while (lo + 1 < walls.length && walls[lo + 1] <= w0) lo++;
+    let hi = walls.length - 1;
+    while (hi > 0 && walls[hi - 1] >= w1) hi--;
+    return lo <= hi ? {start: steps[lo], end: steps[hi]} : {start: steps[hi], end: steps[lo]};
+  }
+}
+
+export class App {
+  constructor(root) {
+    this.root = root;
+    this.settings = loadSettings();
+    this.runs = [];
+    this.sampled = false;
+    this.runsError = null;
+    this.results = new Map(); // run -> {results: {role: ...}, correlation}
+    this.clocks = new Map();
+    this.origins = new Map(); // run -> first wall time (relative time axis)
+    this.fullExtent = null;
+    this.extraMarkers = {}; // role -> markers from other sources (diagnostics)
+    this.runsLoad = new Latest();
+    this.dataLoad = new Latest();
+    this.renders = 0;
+    this.loaded = false; // nothing is drawn before the first data arrives
+    this.save = debounce(() => saveSettings(this.settings), 300);
+
+    this.group = new XGroup({axis: AXES[this.settings.xAxis], onZoom: () => this.onZoom()});
+    this.sidebar = new Sidebar(this.settings, {
+      onChange: (kind) => this.onChange(kind),
+      onRefresh: () => this.refresh(),
+      onResetZoom: () => this.group.setZoom(null),
+      onExport: (run, role) => this.exportCSV(run, role),
+    });
+    const onOptions = () => this.save();
+    this.panels = ROLES.map((role) => new MetricPanel({role, group: this.group, settings: this.settings, onOptions,
+      smoothed: role !== 'learning_rate'}));
+    this.correlation = new CorrelationPanel({group: this.group, settings: this.settings, onChange: (kind) => this.onChange(kind)});
+    this.banners = el('div', {class: 'banners'});
+    this.progress = el('div', {class: 'progress', role: 'progressbar', 'aria-label': 'Loading', hidden: true});
+    this.empty = el('section', {class: 'card empty', hidden: true});
+    this.charts = el('div', {class: 'charts'}, this.panels.map((p) => p.element), this.correlation.element);
+    this.main = el('main', {class: 'content'}, this.progress, this.banners, this.empty, this.charts);
+    root.append(this.sidebar.element, this.main);
+  }
+
+  onChange(kind) {
+    this.save();
+    if (kind === 'data') this.loadData();
+    else if (kind === 'axis') this.changeAxis();
+    else this.render();
+  }
+
+  changeAxis() {
+    this.group.setAxis(AXES[this.settings.xAxis]);
+    if (this.group.zoom) {
+      this.group.zoom = null; // a zoom in another unit means nothing here: back to the full range
+      this.sidebar.setZoomed(false);
+      this.loadData();
+      return;
+    }
+    this.fullExtent = this.extent();
+    this.render();
+  }
+
+  onZoom() {
+    this.sidebar.setZoomed(Boolean(this.group.zoom));
+    this.loadData();
+  }
+
+  /** Fetches the run list, then every chart's data; keeps settings and zoom. */
+  async refresh() {
+    this.sidebar.setStatus('Loading runs…');
+    let body;
+    try {
+      body = await this.runsLoad.run((signal) => api.runs(signal));
+    } catch (error) {
+      if (error instanceof Stale) return;
+      this.runsError = error;
+      this.sidebar.setStatus('');
+      this.renderBanners();
+      return;
+    }
+    this.runsError = null;
+    this.runs = body.runs;
+    this.sampled = body.sampled;
+    const colors = assignColors(this.settings, this.runs.map((r) => r.run));
+    if (this.settings.window === null) {
+      const longest = Math.max(0, ...this.runs.map((r) => (r.roles.loss ? r.count[r.roles.loss] : 0)));
+      this.settings.window = autoWindow(longest);
+    }
+    this.colors = colors;
+    this.sidebar.setRuns(this.runs, colors);
+    this.save();
+    this.renderBanners();
+    this.renderEmpty();
+    await this.loadData();
+  }
+
+  /** The tag a run uses for a role: the picked tag if the run has it, else the detected one. */
+  tagFor(run, role) {
+    const picked = this.settings.tags[role];
+    if (picked) return run.tags.includes(picked) ? picked : null;
+    return run.roles[role];
+  }
+
+  /** The step range to request for a run: all of it, or what the zoom shows. */
+  rangeFor(run) {
+    const zoom = this.group.zoom;
+    if (!zoom) return {};
+    if (this.settings.xAxis === 'step') return {start: Math.floor(zoom[0]), end: Math.ceil(zoom[1])};
+    const clock = this.clocks.get(run);
+    if (!clock || !clock.steps.length) return {};
+    const offset = this.settings.xAxis === 'relative' ? this.origins.get(run) || 0 : 0;
+    return clock.stepsFor(zoom[0] + offset, zoom[1] + offset);
+  }
+
+  async loadData() {
+    const runs = this.sidebar.visibleRuns();
+    const averaging = averagingParams(this.settings);
+    const s = this.settings;
+    this.setLoading(true);
+    let results;
+    try {
+      results = await this.dataLoad.run((signal) => Promise.all(runs.map(async (run) => {
+        const range = this.rangeFor(run.run);
+        const entry = {results: {}, correlation: {missing: true}};
+        const jobs = ROLES.map(async (role) => {
+          const tag = this.tagFor(run, role);
+          if (!tag) {
+            entry.results[role] = {missing: true};
+            return;
+          }
+          const params = role === 'learning_rate' ? {...averaging, ...RAW_PARAMS} : averaging;
+          entry.results[role] = {tag, ...await settle(api.averages({run: run.run, tag, averaging: params, range, maxPoints: MAX_POINTS}, signal))};
+        });
+        const x = this.tagFor(run, 'loss');
+        const y = this.tagFor(run, 'grad_norm');
+        if (x && y) {
+          jobs.push(settle(api.correlation({run: run.run, x, y, window: s.corrWindow, maxLag: s.maxLag, range, maxPoints: MAX_POINTS}, signal))
+            .then((c) => {
+              entry.correlation = c;
+            }));
+        }
+        await Promise.all(jobs);
+        return [run.run, entry];
+      })));
+    } catch (error) {
+      if (error instanceof Stale) return;
+      throw error;
+    }
+    this.results = new Map(results);
+    this.loaded = true;
+    this.setLoading(false);
+    this.updateClocks();
+    if (!this.group.zoom) this.fullExtent = this.extent();
+    const now = new Date();
+    this.sidebar.setStatus(`Updated ${now.toLocaleTimeString()}`);
+    this.render();
+  }
+
+  setLoading(loading) {
+    this.progress.hidden = !loading;
+    this.main.setAttribute('aria-busy', String(loading));
+    this.root.dataset.state = loading ? 'loading' : 'ready';
+  }
+
+  /** Step -> wall time maps (and, for unzoomed data, each run's start time). */
+  updateClocks() {
+    let span = 0;
+    for (const [run, entry] of this.results) {
+      const series = ROLES.map((role) => entry.results[role].data).filter(Boolean).map((d) => d.raw);
+      if (!series.length) continue;
+      const densest = series.reduce((a, b) => (b.step.length > a.step.length ? b : a));
+      this.clocks.set(run, new Clock(densest.step, densest.wall_time));
+      if (densest.step.length) span = Math.max(span, densest.step[densest.step.length - 1] - densest.step[0]);
+      if (!this.group.zoom) {
+        this.origins.set(run, Math.min(...series.map((raw) => (raw.wall_time.length ? Math.min(...raw.wall_time) : Infinity))));
+      }
+    }
+    if (!this.group.zoom) this.sidebar.setStepSpan(span);
+  }
+
+  /** x of an `averages` series ({step, wall_time}) on the current axis. */
+  xOf(run, series) {
+    const axis = this.settings.xAxis;
+    if (axis === 'step') return Float64Array.from(series.step);
+    const offset = axis === 'relative' ? this.origins.get(run) || 0 : 0;
+    return Float64Array.from(series.wall_time, (w) => w - offset);
+  }
+
+  stepToX(run, step) {
+    const axis = this.settings.xAxis;
+    if (axis === 'step') return step;
+    const clock = this.clocks.get(run);
+    const wall = clock ? clock.wall(step) : NaN;
+    return axis === 'relative' ? wall - (this.origins.get(run) || 0) : wall;
+  }
+
+  /** The x extent of everything loaded, on the current axis. */
+  extent() {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const [run, entry] of this.results) {
+      for (const role of ROLES) {
+        const d = entry.results[role].data;
+        if (!d) continue;
+        for (const series of [d.raw, d.average]) {
+          if (!series.step.length) continue;
+          const xs = this.xOf(run, series);
+          lo = Math.min(lo, xs[0]);
+          hi = Math.max(hi, xs[xs.length - 1]);
+        }
+      }
+    }
+    return lo <= hi ? [lo, hi] : null;
+  }
+
+  view() {
+    const runs = this.sidebar.visibleRuns().filter((r) => this.results.has(r.run)).map((r) => {
+      const entry = this.results.get(r.run);
+      return {
+        run: r.run,
+        color: this.colors.get(r.run),
+        results: entry.results,
+        correlation: entry.correlation,
+        xOf: (series) => this.xOf(r.run, series),
+        stepToX: (step) => this.stepToX(r.run, step),
+      };
+    });
+    return {runs, showRaw: this.settings.showRaw, band: averagingParams(this.settings).band,
+      zoomed: Boolean(this.group.zoom), markers: this.extraMarkers, errorColor: theme().error};
+  }
+
+  /** Rebuilds every chart from the loaded data and draws it; records the time taken. */
+  render() {
+    if (!this.loaded) return;
+    const started = performance.now();
+    this.group.full = this.fullExtent;
+    const view = this.view();
+    for (const panel of this.panels) panel.update(view);
+    this.correlation.update(view);
+    this.group.redraw();
+    this.correlation.draw();
+    const elapsed = performance.now() - started;
+    this.renders += 1;
+    this.root.dataset.drawMs = elapsed.toFixed(1);
+    this.root.dataset.renders = String(this.renders);
+  }
+
+  renderBanners() {
+    const banners = [];
+    if (this.runsError) {
+      banners.push(el('div', {class: 'banner error', role: 'alert'},
+        el('strong', {text: 'Could not load the run list. '}),
+        `${this.runsError.message}. The charts keep the last data; use Refresh to try again.`));
+    }
+    if (this.sampled) {
+      banners.push(el('div', {class: 'banner warning', role: 'status'},
+        el('strong', {text: 'Sampled data. '}),
+        'TensorBoard has no readable --logdir here (e.g. --grpc_data_provider), so this tab gets its data from ' +
+        'TensorBoard\'s data provider, which keeps a random sample of about 1,000 points per tag. Averages, ' +
+        'correlations and spikes are computed on that sample, not on every batch. Start TensorBoard with ' +
+        '--logdir pointing at the event files to see every step.'));
+    }
+    for (const run of this.runs) {
+      const h = run.health;
+      if (!h) continue;
+      const problems = [];
+      if (h.bad_records) problems.push(`${h.bad_records} damaged record${h.bad_records > 1 ? 's' : ''} skipped`);
+      if (h.corrupt_files.length) problems.push(`reading stopped at a corrupt header in ${h.corrupt_files.join(', ')}`);
+      if (h.errors.length) problems.push(`unreadable: ${h.errors.join('; ')}`);
+      if (problems.length) {
+        banners.push(el('div', {class: 'banner warning', role: 'status'},
+          el('strong', {text: `Run ${run.run}: `}), `${problems.join('; ')}.`));
+      }
+    }
+    this.banners.replaceChildren(...banners);
+  }
+
+  renderEmpty() {
+    const none = !this.runs.length;
+    this.empty.hidden = !none;
+    this.charts.hidden = none;
+    if (!none) return;
+    this.empty.replaceChildren(
+      el('h2', {text: 'No scalar data yet'}),
+      el('p', {text: 'This tab reads the scalars logged at every batch in the event files under --logdir: ' +
+        'a loss, a gradient norm and a learning rate. Nothing has been logged there yet (or the files are still ' +
+        'being written: the tab refreshes with TensorBoard).'}),
+      el('pre', {class: 'snippet', text: [
+        'from tb_batchavg.summary import BatchAverages   # Keras',
+        'model.fit(x, y, callbacks=[BatchAverages("logs/run1")])',
+        '',
+        '# any writer works too, e.g. PyTorch:',
+        'writer.add_scalar("train/loss", loss.item(), step)',
+        'writer.add_scalar("train/grad_norm", grad_norm, step)',
+        'writer.add_scalar("train/learning_rate", lr, step)',
+      ].join('\n')}));
+  }
+
+  async exportCSV(runName, role) {
+    const run = this.runs.find((r) => r.run === runName);
+    if (!run) throw new Error('choose a run');
+    const tag = this.tagFor(run, role);
+    if (!tag) throw new Error(`run ${runName} has no ${ROLE_NAMES[role].toLowerCase()} tag`);
+    await api.exportCSV({run: runName, tag, averaging: averagingParams(this.settings)});
+  }
+}

@@ -1,0 +1,371 @@
+// Line charts on a shared x axis: faint raw lines, averages, bands, markers at x positions with
+// hover detail, a crosshair on every chart of the group, drag-to-zoom and double-click reset.
+//
+// Data model (plain arrays or typed arrays, sorted by x; NaN = gap):
+//   series:  {color, x, y, lower?, upper?, alpha?, width?}
+//   markers: {x, color, stroke?, detail}   (detail: text shown in the tooltip near the marker)
+// The tooltip content comes from `describe(x, chart)`, supplied by the panel that owns the chart:
+//   {x (snapped position), title, columns, rows: [{color, cells, dataset}], points: [{x, y, color}]}
+
+import {Plot, lowerBound} from './plot.js';
+import {AXES, linearScale, logScale} from './scale.js';
+
+const MARKER_HIT_PX = 6;
+
+/** The x axis shared by several charts: its kind, full extent, zoom and hover position. */
+export class XGroup {
+  constructor({axis = AXES.step, zoomable = true, onZoom = () => {}} = {}) {
+    this.charts = [];
+    this.axis = axis;
+    this.full = null; // [lo, hi] of the data; null: each chart uses its own data extent
+    this.zoom = null; // [lo, hi] while zoomed in
+    this.zoomable = zoomable;
+    this.onZoom = onZoom;
+    this.hoverX = null;
+    this.hoverChart = null;
+  }
+
+  add(chart) {
+    this.charts.push(chart);
+    chart.group = this;
+    chart.xAxis = this.axis;
+  }
+
+  setAxis(axis) {
+    this.axis = axis;
+    for (const chart of this.charts) chart.xAxis = axis;
+  }
+
+  domain() {
+    return this.zoom || this.full;
+  }
+
+  /** Zooms every chart to [lo, hi] (null resets) and tells the owner, which refetches. */
+  setZoom(range) {
+    if (!this.zoomable || (range && !(range[1] > range[0])) || (!range && !this.zoom)) return;
+    this.zoom = range;
+    this.redraw();
+    this.onZoom(range);
+  }
+
+  redraw() {
+    for (const chart of this.charts) chart.draw();
+  }
+
+  hover(x, chart) {
+    this.hoverX = x;
+    this.hoverChart = chart;
+    for (const c of this.charts) c.drawOverlay();
+  }
+}
+
+function upperBound(xs, x) {
+  let i = lowerBound(xs, x);
+  while (i < xs.length && xs[i] <= x) i++;
+  return i;
+}
+
+function percentile(sorted, q) {
+  const pos = q * (sorted.length - 1);
+  const i = Math.floor(pos);
+  return i + 1 < sorted.length ? sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]) : sorted[i];
+}
+
+export class LineChart extends Plot {
+  /**
+   * group: the XGroup to join (a private, non-zoomable one when omitted); yDomain: a fixed
+   * y range, e.g. [-1, 1]; describe: the tooltip content callback (see top of file).
+   */
+  constructor({group = null, height, label, yAxis, yDomain = null, describe = null} = {}) {
+    super({height, label, yAxis});
+    this.series = [];
+    this.markers = [];
+    this.logY = false;
+    this.ignoreOutliers = false;
+    this.yDomain = yDomain;
+    this.describe = describe;
+    this.drag = null;
+    (group || new XGroup({axis: AXES.number, zoomable: false})).add(this);
+    this.bindPointer();
+  }
+
+  setData({series = [], markers = []}) {
+    this.series = series;
+    this.markers = markers;
+  }
+
+  /** {logY, ignoreOutliers}: log y axis; y range from each series' 5th-95th percentiles. */
+  setOptions(options) {
+    Object.assign(this, options);
+  }
+
+  dataExtent() {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const s of this.series) {
+      if (!s.x.length) continue;
+      lo = Math.min(lo, s.x[0]);
+      hi = Math.max(hi, s.x[s.x.length - 1]);
+    }
+    return lo <= hi ? [lo, hi] : null;
+  }
+
+  /** The y range of the series' points inside [x0, x1] (bands included), padded. */
+  yExtent([x0, x1]) {
+    const usable = this.logY ? (v) => v > 0 && v < Infinity : Number.isFinite;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const s of this.series) {
+      const i0 = lowerBound(s.x, x0);
+      const i1 = upperBound(s.x, x1);
+      if (this.ignoreOutliers) {
+        const values = [];
+        for (let i = i0; i < i1; i++) if (usable(s.y[i])) values.push(s.y[i]);
+        if (!values.length) continue;
+        const sorted = Float64Array.from(values).sort();
+        lo = Math.min(lo, percentile(sorted, 0.05));
+        hi = Math.max(hi, percentile(sorted, 0.95));
+        continue;
+      }
+      for (const ys of [s.y, s.lower, s.upper]) {
+        if (!ys) continue;
+        for (let i = i0; i < i1; i++) {
+          const v = ys[i];
+          if (usable(v)) {
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+          }
+        }
+      }
+    }
+    if (!(lo <= hi)) return null;
+    if (this.logY) return [lo / 1.15, hi * 1.15];
+    const pad = (hi - lo) * 0.05 || Math.abs(hi) * 0.05 || 1;
+    return [lo - pad, hi + pad];
+  }
+
+  computeScales() {
+    const b = this.box();
+    const xDomain = this.group.domain() || this.dataExtent();
+    if (!xDomain) return null;
+    const yDomain = this.yDomain || this.yExtent(xDomain);
+    if (!yDomain) return null;
+    return {
+      x: linearScale(xDomain, [b.left, b.right]),
+      y: (this.logY ? logScale : linearScale)(yDomain, [b.bottom, b.top]),
+    };
+  }
+
+  /** Index range of a series worth drawing: the visible points and one neighbour each side. */
+  visible(s) {
+    const [x0, x1] = this.scales.x.domain;
+    return [Math.max(0, lowerBound(s.x, x0) - 1), Math.min(s.x.length, upperBound(s.x, x1) + 1)];
+  }
+
+  drawData(ctx, t) {
+    for (const s of this.series) {
+      const [i0, i1] = this.visible(s);
+      if (s.lower && s.upper) this.drawBand(ctx, s, i0, i1);
+      this.drawLine(ctx, s, i0, i1);
+    }
+    ctx.globalAlpha = 1;
+    this.drawMarkers(ctx, t);
+  }
+
+  drawLine(ctx, s, i0, i1) {
+    const {x, y} = this.scales;
+    const b = this.box();
+    ctx.strokeStyle = s.color;
+    ctx.globalAlpha = s.alpha ?? 1;
+    ctx.lineWidth = s.width ?? 1.5;
+    ctx.lineJoin = 'round';
+    ctx.beginPath();
+    let pen = false;
+    for (let i = i0; i < i1; i++) {
+      const v = s.y[i];
+      const py = v === null ? NaN : y.map(v);
+      if (!Number.isFinite(py)) {
+        pen = false;
+        continue;
+      }
+      const px = x.map(s.x[i]);
+      const cy = Math.min(b.bottom + 1000, Math.max(b.top - 1000, py));
+      if (pen) ctx.lineTo(px, cy);
+      else ctx.moveTo(px, cy);
+      pen = true;
+    }
+    ctx.stroke();
+  }
+
+  drawBand(ctx, s, i0, i1) {
+    const {x, y} = this.scales;
+    const b = this.box();
+    const clampY = (v) => {
+      const p = v === null ? NaN : y.map(v);
+      return Number.isFinite(p) ? Math.min(b.bottom + 1000, Math.max(b.top - 1000, p)) : NaN;
+    };
+    ctx.fillStyle = s.color;
+    ctx.globalAlpha = 0.16;
+    let start = -1;
+    for (let i = i0; i <= i1; i++) {
+      const ok = i < i1 && Number.isFinite(clampY(s.upper[i])) && s.lower[i] !== null && Number.isFinite(s.lower[i]);
+      if (ok && start < 0) start = i;
+      if (!ok && start >= 0) {
+        ctx.beginPath();
+        for (let j = start; j < i; j++) ctx.lineTo(x.map(s.x[j]), clampY(s.upper[j]));
+        for (let j = i - 1; j >= start; j--) {
+          const low = clampY(s.lower[j]);
+          ctx.lineTo(x.map(s.x[j]), Number.isFinite(low) ? low : b.bottom);
+        }
+        ctx.closePath();
+        ctx.fill();
+        start = -1;
+      }
+    }
+  }
+
+  drawMarkers(ctx, t) {
+    const {x} = this.scales;
+    const b = this.box();
+    const [x0, x1] = x.domain;
+    for (const m of this.markers) {
+      if (m.x < x0 || m.x > x1) continue;
+      const px = Math.round(x.map(m.x)) + 0.5;
+      ctx.strokeStyle = m.stroke || m.color;
+      ctx.globalAlpha = 0.45;
+      ctx.setLineDash([3, 3]);
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(px, b.top + 7);
+      ctx.lineTo(px, b.bottom);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = m.color;
+      ctx.beginPath();
+      ctx.moveTo(px - 5, b.top);
+      ctx.lineTo(px + 5, b.top);
+      ctx.lineTo(px, b.top + 8);
+      ctx.closePath();
+      ctx.fill();
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = m.stroke || t.fg;
+      ctx.stroke();
+    }
+  }
+
+  drawHover(ctx, t) {
+    const {x, y} = this.scales;
+    const b = this.box();
+    if (this.drag) {
+      ctx.fillStyle = t.accent;
+      ctx.globalAlpha = 0.18;
+      const left = Math.min(this.drag.x0, this.drag.x1);
+      ctx.fillRect(left, b.top, Math.abs(this.drag.x1 - this.drag.x0), b.bottom - b.top);
+      ctx.globalAlpha = 1;
+    }
+    const hoverX = this.group.hoverX;
+    if (hoverX === null || hoverX < x.domain[0] || hoverX > x.domain[1]) {
+      this.showTooltip(null);
+      return;
+    }
+    const content = this.describe ? this.describe(hoverX, this) : null;
+    const px = Math.round(x.map(content && content.x !== undefined ? content.x : hoverX)) + 0.5;
+    ctx.strokeStyle = t.crosshair;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(px, b.top);
+    ctx.lineTo(px, b.bottom);
+    ctx.stroke();
+    for (const p of (content && content.points) || []) {
+      const py = y.map(p.y);
+      if (!Number.isFinite(py) || py < b.top || py > b.bottom) continue;
+      ctx.beginPath();
+      ctx.arc(x.map(p.x), py, 3.5, 0, 2 * Math.PI);
+      ctx.fillStyle = p.color;
+      ctx.fill();
+      ctx.strokeStyle = t.bg;
+      ctx.stroke();
+    }
+    if (this.group.hoverChart !== this) {
+      this.showTooltip(null);
+      return;
+    }
+    const pointerX = this.hoverPx ? this.hoverPx.x : px;
+    const near = this.markers.filter((m) => Math.abs(x.map(m.x) - pointerX) <= MARKER_HIT_PX).map((m) => m.detail);
+    if (!content && !near.length) {
+      this.showTooltip(null);
+      return;
+    }
+    const shown = content || {rows: []};
+    this.showTooltip({...shown, notes: [...(shown.notes || []), ...near]});
+  }
+
+  bindPointer() {
+    const area = this.area;
+    const clampX = (event) => {
+      const b = this.box();
+      const left = area.getBoundingClientRect().left;
+      return Math.min(b.right, Math.max(b.left, event.clientX - left));
+    };
+    area.addEventListener('pointerdown', (event) => {
+      if (event.button !== 0 || !this.scales || !this.group.zoomable || !this.pointer(event)) return;
+      this.drag = {x0: clampX(event), x1: clampX(event)};
+      area.setPointerCapture(event.pointerId);
+    });
+    area.addEventListener('pointermove', (event) => {
+      if (this.drag) this.drag.x1 = clampX(event);
+      const p = this.pointer(event);
+      this.hoverPx = p;
+      this.group.hover(p && this.scales ? this.scales.x.invert(p.x) : null, this);
+    });
+    area.addEventListener('pointerup', () => {
+      if (!this.drag) return;
+      const {x0, x1} = this.drag;
+      this.drag = null;
+      if (Math.abs(x1 - x0) > 4) {
+        const invert = this.scales.x.invert;
+        this.group.setZoom([invert(Math.min(x0, x1)), invert(Math.max(x0, x1))]);
+      } else {
+        this.drawOverlay();
+      }
+    });
+    area.addEventListener('pointerleave', () => {
+      if (this.drag) return;
+      this.hoverPx = null;
+      this.group.hover(null, null);
+    });
+    area.addEventListener('dblclick', () => this.group.setZoom(null));
+    area.addEventListener('keydown', (event) => this.onKey(event));
+    area.addEventListener('blur', () => {
+      if (this.group.hoverChart === this && !this.area.matches(':hover')) this.group.hover(null, null);
+    });
+  }
+
+  /** Keyboard: arrows move the crosshair, +/- zoom around it, 0 or Escape resets the zoom. */
+  onKey(event) {
+    if (!this.scales) return;
+    const [x0, x1] = this.scales.x.domain;
+    const span = x1 - x0;
+    const current = this.group.hoverX ?? (x0 + x1) / 2;
+    let handled = true;
+    if (event.key === 'ArrowLeft' || event.key === 'ArrowRight') {
+      const delta = (event.shiftKey ? 0.1 : 0.01) * span * (event.key === 'ArrowLeft' ? -1 : 1);
+      const next = Math.min(x1, Math.max(x0, current + delta));
+      this.hoverPx = {x: this.scales.x.map(next), y: this.box().top};
+      this.group.hover(next, this);
+    } else if (event.key === '+' || event.key === '=') {
+      this.group.setZoom([current - span / 4, current + span / 4]);
+    } else if (event.key === '-') {
+      const full = this.group.full;
+      const wider = [current - span, current + span];
+      this.group.setZoom(full && wider[0] <= full[0] && wider[1] >= full[1] ? null : wider);
+    } else if (event.key === '0' || event.key === 'Escape') {
+      this.group.setZoom(null);
+      if (event.key === 'Escape') this.group.hover(null, null);
+    } else {
+      handled = false;
+    }
+    if (handled) event.preventDefault();
+  }
+}

@@ -1,0 +1,367 @@
+// The tab's cards: one metric chart (loss, gradient norm or learning rate: raw, average, band,
+// non-finite markers, tooltip) and the correlation panel (table, rolling, lag, scatter).
+//
+// Both receive a view from the app: a list of runs, each
+//   {run, color, results: {role: {tag, data | error | missing}}, correlation: {data | error | missing},
+//    xOf(series) -> x values of an `averages` series, stepToX(step) -> x}
+// plus {showRaw, band, markers: {role: [marker]}}.
+
+import {LineChart, XGroup} from './chart.js';
+import {el, select, setOptions} from './dom.js';
+import {lowerBound, nearestIndex} from './plot.js';
+import {AXES, formatPrecise} from './scale.js';
+import {ScatterChart} from './scatter.js';
+import {LIMITS, ROLE_NAMES} from './state.js';
+
+/** Chart height: three metric cards fill the window (at 1280x800, below TensorBoard's bar). */
+const chartHeight = () => Math.max(150, Math.min(300, Math.round((window.innerHeight - 12) / 3 - 66)));
+const RAW_ALPHA = 0.28;
+
+const GRAD_NORM_HELP = [
+  '# Keras: one callback logs loss, gradient norm and learning rate every batch',
+  'from tb_batchavg.summary import BatchAverages',
+  'model.fit(x, y, callbacks=[BatchAverages("logs/run1")])',
+  '',
+  '# Custom TensorFlow loop, inside `with writer.as_default():`',
+  'from tb_batchavg.summary import log_batch',
+  'log_batch(step, loss, grads, optimizer)',
+  '',
+  '# PyTorch: after loss.backward()',
+  'norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))',
+  'writer.add_scalar("train/grad_norm", norm, step)',
+].join('\n');
+
+/** null (JSON's non-finite) -> NaN, as a Float64Array. */
+function numbers(values) {
+  const out = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i] === null ? NaN : values[i];
+  return out;
+}
+
+const formatR = (r) => (r === null || r === undefined ? '—' : r.toFixed(3));
+
+function swatch(color) {
+  const node = el('span', {class: 'swatch', 'aria-hidden': 'true'});
+  node.style.background = color;
+  return node;
+}
+
+function toggle(label, checked, onchange) {
+  const box = el('input', {type: 'checkbox', checked});
+  box.addEventListener('change', () => onchange(box.checked));
+  return el('label', {class: 'check small'}, box, label);
+}
+
+function card(title, ...children) {
+  const heading = el('h2', {text: title});
+  const node = el('section', {class: 'card'}, ...children);
+  node.setAttribute('aria-label', title);
+  return {node, heading};
+}
+
+/** A card holding one metric's chart; `smoothed` = false for the learning rate (a schedule). */
+export class MetricPanel {
+  constructor({role, group, settings, onOptions, smoothed = true}) {
+    this.role = role;
+    this.smoothed = smoothed;
+    this.settings = settings;
+    this.prepared = [];
+    this.view = null;
+    this.chart = new LineChart({group, height: chartHeight(), label: `${ROLE_NAMES[role]} chart`,
+      describe: (x) => this.describe(x)});
+    const options = settings.charts[role];
+    this.tagLabel = el('span', {class: 'tag-label muted'});
+    this.notes = el('div', {class: 'notes', 'aria-live': 'polite'});
+    const {node, heading} = card(ROLE_NAMES[role]);
+    heading.append(' ', this.tagLabel);
+    const png = el('button', {type: 'button', class: 'small', text: 'PNG', title: `Save the ${ROLE_NAMES[role]} chart as PNG`,
+      onclick: () => this.chart.savePNG(`${role}.png`, ROLE_NAMES[role],
+        this.prepared.map((p) => ({color: p.color, text: p.run})))});
+    node.append(
+      el('header', {class: 'card-header'}, heading, el('div', {class: 'card-tools'},
+        toggle('log y', options.logY, (v) => this.setOption('logY', v)),
+        toggle('ignore outliers', options.ignoreOutliers, (v) => this.setOption('ignoreOutliers', v)),
+        png)),
+      this.chart.area,
+      this.notes);
+    node.dataset.role = role;
+    this.element = node;
+    this.onOptions = onOptions;
+    this.chart.setOptions(options);
+    this.chart.setMessage('Loading…');
+  }
+
+  setOption(name, value) {
+    this.settings.charts[this.role][name] = value;
+    this.chart.setOptions({[name]: value});
+    this.onOptions();
+    this.chart.draw();
+  }
+
+  /** Turns the view's responses into chart series and markers; the caller draws. */
+  update(view) {
+    this.view = view;
+    const role = this.role;
+    const notes = [];
+    this.prepared = [];
+    const tags = new Set();
+    for (const r of view.runs) {
+      const result = r.results[role];
+      if (result.missing) continue;
+      tags.add(result.tag);
+      if (result.error) {
+        notes.push(`${r.run}: ${result.error.message}`);
+        continue;
+      }
+      const d = result.data;
+      const nonfinite = new Set(d.nonfinite);
+      this.prepared.push({
+        run: r.run,
+        color: r.color,
+        nonfinite,
+        nonfiniteCount: d.nonfinite_count,
+        raw: {x: r.xOf(d.raw), y: numbers(d.raw.value), step: d.raw.step},
+        average: {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
+          lower: view.band === 'none' ? null : numbers(d.average.lower),
+          upper: view.band === 'none' ? null : numbers(d.average.upper)},
+        markers: d.nonfinite.map((step) => ({x: r.stepToX(step), color: r.color, stroke: view.errorColor,
+          detail: `${r.run}: NaN/Inf logged at step ${step}`})),
+      });
+      if (d.nonfinite_count) {
+        const where = view.zoomed ? ' in view' : '';
+        notes.push(`${r.run}: ${d.nonfinite_count} NaN/Inf value${d.nonfinite_count > 1 ? 's' : ''}${where} (first at step ${d.nonfinite[0]})`);
+      }
+    }
+    const missing = view.runs.filter((r) => r.results[role].missing).map((r) => r.run);
+    if (missing.length && missing.length < view.runs.length) notes.push(`No ${ROLE_NAMES[role].toLowerCase()} tag in: ${missing.join(', ')}`);
+    this.tagLabel.textContent = tags.size ? `· ${[...tags].join(', ')}` : '';
+    this.notes.textContent = notes.join(' · ');
+    this.notes.title = notes.join('\n');
+
+    const series = [];
+    const rawStyle = this.smoothed ? {alpha: RAW_ALPHA, width: 1} : {alpha: 1, width: 1.5};
+    if (view.showRaw || !this.smoothed) {
+      for (const p of this.prepared) series.push({color: p.color, ...p.raw, ...rawStyle});
+    }
+    if (this.smoothed) {
+      for (const p of this.prepared) series.push({color: p.color, ...p.average, width: 1.75});
+    }
+    const markers = this.prepared.flatMap((p) => p.markers).concat(view.markers[role] || []);
+    this.chart.setData({series, markers});
+    this.chart.setMessage(this.emptyMessage(view, missing));
+  }
+
+  emptyMessage(view, missing) {
+    if (!view.runs.length) return 'No runs selected: tick runs in the sidebar.';
+    if (missing.length < view.runs.length) {
+      return this.prepared.length ? null : 'The requests for this chart failed (see below).';
+    }
+    if (this.role !== 'grad_norm') {
+      return `None of the selected runs has a ${ROLE_NAMES[this.role].toLowerCase()} tag. Pick one under "Tags".`;
+    }
+    return el('div', {class: 'help'},
+      el('p', {text: 'No gradient-norm tag in the selected runs. Log the global gradient norm at every batch ' +
+        '(any tag matching grad_norm, gradient_norm or global_norm is found automatically, or pick a tag under "Tags"):'}),
+      el('pre', {class: 'snippet', text: GRAD_NORM_HELP}));
+  }
+
+  /** Tooltip content at x: per run, the nearest logged step with its raw and average values. */
+  describe(x) {
+    const axis = this.chart.xAxis;
+    const rows = [];
+    const points = [];
+    let snapped;
+    for (const p of this.prepared) {
+      const i = nearestIndex(p.raw.x, x);
+      if (i < 0) continue;
+      const step = p.raw.step[i];
+      const rawValue = p.raw.y[i];
+      if (snapped === undefined || Math.abs(p.raw.x[i] - x) < Math.abs(snapped - x)) snapped = p.raw.x[i];
+      const rawText = Number.isNaN(rawValue) ? (p.nonfinite.has(step) ? 'NaN/Inf' : '—') : formatPrecise(rawValue);
+      const dataset = {run: p.run, step: String(step), raw: Number.isNaN(rawValue) ? 'null' : String(rawValue)};
+      const cells = [p.run, String(step), rawText];
+      if (!this.smoothed) {
+        rows.push({color: p.color, cells, dataset});
+        points.push({x: p.raw.x[i], y: rawValue, color: p.color});
+        continue;
+      }
+      let j = lowerBound(p.average.step, step);
+      if (p.average.step[j] !== step) j = nearestIndex(p.average.x, p.raw.x[i]);
+      let averageText = '—';
+      // An average from a different step is shown only within the local spacing of raw points.
+      const spacing = Math.max(i > 0 ? p.raw.x[i] - p.raw.x[i - 1] : 0, i + 1 < p.raw.x.length ? p.raw.x[i + 1] - p.raw.x[i] : 0);
+      if (j >= 0 && Math.abs(p.average.x[j] - p.raw.x[i]) <= spacing) {
+        const v = p.average.y[j];
+        const averageStep = p.average.step[j];
+        averageText = Number.isNaN(v) ? '—' : formatPrecise(v);
+        if (averageStep !== step) averageText += ` (step ${averageStep})`;
+        dataset.average = Number.isNaN(v) ? 'null' : String(v);
+        dataset.averageStep = String(averageStep);
+        points.push({x: p.average.x[j], y: v, color: p.color});
+      }
+      if (this.view.showRaw) points.push({x: p.raw.x[i], y: rawValue, color: p.color});
+      cells.push(averageText);
+      rows.push({color: p.color, cells, dataset});
+    }
+    if (!rows.length) return null;
+    const title = axis === AXES.step ? null : axis.precise(snapped);
+    return {
+      x: snapped,
+      title,
+      columns: this.smoothed ? ['run', 'step', 'raw', 'average'] : ['run', 'step', 'value'],
+      rows,
+      points,
+    };
+  }
+}
+
+/** Correlation of loss and gradient norm: table, rolling r on the shared axis, lag chart, scatter. */
+export class CorrelationPanel {
+  constructor({group, settings, onChange}) {
+    this.settings = settings;
+    this.onChange = onChange;
+    this.view = null;
+    const s = settings;
+    const number = (name, label) => {
+      const [min, max] = LIMITS[name];
+      const input = el('input', {type: 'number', class: 'number', min: String(min), max: String(max), step: '1', value: String(s[name])});
+      input.addEventListener('change', () => {
+        const v = Math.round(Number(input.value));
+        if (input.value === '' || !Number.isFinite(v)) {
+          input.value = String(s[name]);
+          return;
+        }
+        s[name] = Math.min(max, Math.max(min, v));
+        input.value = String(s[name]);
+        onChange('data');
+      });
+      input.id = `ba-corr-${name}`;
+      return el('span', {class: 'inline-field'}, el('label', {for: input.id, text: label}), input);
+    };
+
+    this.table = el('table', {class: 'corr-table'});
+    this.rolling = new LineChart({group, height: 130, label: 'Rolling correlation chart', yDomain: [-1.05, 1.05],
+      describe: (x) => this.describeRolling(x)});
+    this.lagGroup = new XGroup({axis: AXES.lag, zoomable: false});
+    this.lag = new LineChart({group: this.lagGroup, height: 190, label: 'Correlation by lag chart',
+      describe: (x) => this.describeLag(x)});
+    this.scatter = new ScatterChart({height: 190, label: 'Loss against gradient norm scatter chart',
+      xName: 'grad norm', yName: 'loss'});
+    this.scatterRun = select([], s.scatterRun, {onchange: () => {
+      s.scatterRun = this.scatterRun.value;
+      onChange('view');
+    }});
+    this.scatterRun.id = 'ba-scatter-run';
+    this.rollingCaption = el('figcaption');
+    this.notes = el('div', {class: 'notes', 'aria-live': 'polite'});
+
+    const {node, heading} = card('Loss and gradient norm together');
+    node.dataset.role = 'correlation';
+    node.append(
+      el('header', {class: 'card-header'}, heading, el('div', {class: 'card-tools'},
+        number('corrWindow', 'rolling window'), number('maxLag', 'max lag'))),
+      el('p', {class: 'help-line', text: 'Levels share the downward training trend, so they correlate even when batches are ' +
+        'unrelated; Δ (step-to-step changes) removes the trend: a high Δ correlation means a batch that moves the ' +
+        'gradient norm also moves the loss.'}),
+      this.table,
+      el('figure', {class: 'figure'}, this.rollingCaption, this.rolling.area),
+      el('div', {class: 'corr-grid'},
+        el('figure', {class: 'figure'},
+          el('figcaption', {text: 'Pearson r by lag k. k > 0: the gradient norm leads: its value at point i is ' +
+            'paired with the loss k points later. ▼ marks each run\'s best lag.'}),
+          this.lag.area),
+        el('figure', {class: 'figure'},
+          el('figcaption', {}, 'Loss against gradient norm, coloured by step. ',
+            el('span', {class: 'inline-field'}, el('label', {for: this.scatterRun.id, text: 'run'}), this.scatterRun),
+            toggle('log axes', s.scatterLog, (v) => {
+              s.scatterLog = v;
+              onChange('view');
+            })),
+          this.scatter.area)),
+      this.notes);
+    this.element = node;
+    for (const chart of [this.rolling, this.lag, this.scatter]) chart.setMessage('Loading…');
+  }
+
+  update(view) {
+    this.view = view;
+    const s = this.settings;
+    const ok = view.runs.filter((r) => r.correlation.data);
+    const notes = view.runs.filter((r) => r.correlation.error).map((r) => `${r.run}: ${r.correlation.error.message}`);
+    const missing = view.runs.filter((r) => r.correlation.missing).map((r) => r.run);
+    if (missing.length) notes.push(`Needs a loss and a gradient-norm tag: ${missing.join(', ')}`);
+    this.notes.textContent = notes.join(' · ');
+    this.rollingCaption.textContent = `Rolling Pearson r over the last ${s.corrWindow} joined points (follows the zoom); ` +
+      'the table, lag and scatter cover each whole run.';
+
+    const head = el('tr', {}, ['run', 'n', 'Pearson', 'Spearman', 'Pearson Δ', 'Spearman Δ', 'best lag'].map(
+      (t) => el('th', {scope: 'col', text: t})));
+    const rows = ok.map((r) => {
+      const c = r.correlation.data;
+      const bestIndex = c.lag.best === null ? -1 : c.lag.lags.indexOf(c.lag.best);
+      const best = bestIndex < 0 ? '—' : `${c.lag.best} (r ${formatR(c.lag.value[bestIndex])})`;
+      return el('tr', {dataset: {run: r.run}},
+        el('th', {scope: 'row'}, swatch(r.color), el('span', {text: r.run})),
+        [String(c.n), formatR(c.pearson), formatR(c.spearman), formatR(c.pearson_diff), formatR(c.spearman_diff), best]
+          .map((t) => el('td', {text: t})));
+    });
+    this.table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
+
+    this.prepared = ok.map((r) => ({run: r.run, color: r.color, data: r.correlation.data,
+      rollingX: Float64Array.from(r.correlation.data.rolling.step, (step) => r.stepToX(step)),
+      rollingY: numbers(r.correlation.data.rolling.value), rollingStep: r.correlation.data.rolling.step}));
+    this.rolling.setData({series: this.prepared.map((p) => ({color: p.color, x: p.rollingX, y: p.rollingY, width: 1.5}))});
+    this.lag.setData({
+      series: this.prepared.map((p) => ({color: p.color, x: p.data.lag.lags, y: numbers(p.data.lag.value), width: 1.5})),
+      markers: this.prepared.filter((p) => p.data.lag.best !== null).map((p) => ({
+        x: p.data.lag.best, color: p.color,
+        detail: `${p.run}: best lag ${p.data.lag.best} (r ${formatR(p.data.lag.value[p.data.lag.lags.indexOf(p.data.lag.best)])})`,
+      })),
+    });
+
+    const names = this.prepared.map((p) => p.run);
+    if (!names.includes(s.scatterRun)) s.scatterRun = names[0] || '';
+    setOptions(this.scatterRun, names.map((n) => [n, n]), s.scatterRun);
+    const chosen = this.prepared.find((p) => p.run === s.scatterRun);
+    // The API's x is the loss and y the gradient norm; the chart puts the gradient norm across.
+    this.scatter.setData(chosen ? {x: chosen.data.scatter.y, y: chosen.data.scatter.x, step: chosen.data.scatter.step} : {x: [], y: [], step: []},
+      s.scatterLog);
+
+    const message = !view.runs.length ? 'No runs selected.' :
+      ok.length ? null : 'No run has both a loss and a gradient-norm tag (or the requests failed).';
+    for (const chart of [this.rolling, this.lag, this.scatter]) chart.setMessage(message);
+  }
+
+  draw() {
+    this.rolling.draw();
+    this.lag.draw();
+    this.scatter.draw();
+  }
+
+  describeRolling(x) {
+    const rows = [];
+    const points = [];
+    let snapped;
+    for (const p of this.prepared) {
+      const i = nearestIndex(p.rollingX, x);
+      if (i < 0) continue;
+      if (snapped === undefined || Math.abs(p.rollingX[i] - x) < Math.abs(snapped - x)) snapped = p.rollingX[i];
+      rows.push({color: p.color, cells: [p.run, String(p.rollingStep[i]), formatR(p.data.rolling.value[i])]});
+      points.push({x: p.rollingX[i], y: p.rollingY[i], color: p.color});
+    }
+    return rows.length ? {x: snapped, columns: ['run', 'step', 'r'], rows, points} : null;
+  }
+
+  describeLag(x) {
+    const lag = Math.round(x);
+    const rows = [];
+    const points = [];
+    for (const p of this.prepared) {
+      const i = p.data.lag.lags.indexOf(lag);
+      if (i < 0) continue;
+      rows.push({color: p.color, cells: [p.run, formatR(p.data.lag.value[i])]});
+      points.push({x: lag, y: p.data.lag.value[i] ?? NaN, color: p.color});
+    }
+    return rows.length ? {x: lag, title: `lag ${lag}`, columns: ['run', 'r'], rows, points} : null;
+  }
+}
