@@ -41,16 +41,18 @@ at 0.3% of points), so a fixed k would flag hundreds of ordinary points per
 
     T(a, b) = q_b * (q_b / q_a) ** (log(b / tail_rate) / log(a / b)),
 
-``K = max(k, min(T(10p, p), C))`` with the cap ``C = T(0.1, 0.01)``,
-``p = max(0.001, 10 / N)``, and q and N in ``T(10p, p)`` taken over the tested
-z that are <= C (points beyond the cap are flagged in any case and must not
-set the threshold); ``K = k`` with fewer than 1000 tested points (too few for
-a tail); a pair with ``q_a <= 0`` is left out. T estimates the z that noise
-exceeds at a rate of ``tail_rate`` per point; it is conservative for light
-tails (about 5.4 for Gaussian noise, so k = 6 governs) and about 45 for
-Student-t(3) noise. The cap, taken at levels that rare spikes cannot reach,
-keeps spikes that crowd the 99.9th percentile from raising K beyond it
-(about 14 to 17 robust SDs for Gaussian noise).
+The tested z, in step order, are cut into ``S = min(16, N // 1000)``
+consecutive segments of equal size (N tested points; ``K = k`` when N <
+1000, too few for a tail). In each segment, with ``p = max(0.001, 10 / M)``
+and q taken over its M points with z <= 2K, ``K_seg`` is the smallest fixed
+point of ``K = max(k, T(10p, p))``, iterated up from k (it stops when T no
+longer raises K; k when ``q_a <= 0``). The run's K is the lower median of the
+S values. T estimates the z that noise exceeds at a rate of ``tail_rate`` per
+point: it is conservative for light tails (K is 6 to 7 for Gaussian noise,
+so k governs) and about 45 for Student-t(3) noise. Real anomalies must not
+set the threshold: leaving out the z beyond 2K (the "critical" spikes, see
+below) handles scattered spikes, and the median over segments handles a
+stretch of trouble, such as a blow-up at the end of the run.
 
 Flagged points separated by at most ``merge_gap`` unflagged points form one
 event from its first to its last flagged point; its peak is the flagged
@@ -131,7 +133,8 @@ MAD_TO_SD = 1.4826
 # Tail levels of the threshold calibration (see the module docstring).
 _TAIL_LEVEL = 1e-3
 _TAIL_POINTS = 10
-_CAP_LEVELS = (0.1, 0.01)
+_SEGMENTS = 16
+_SEGMENT_POINTS = 1000
 # A learning-rate change is a jump when it exceeds this many times its neighbours'.
 _JUMP_CONTRAST = 3.0
 # Samples of the gradient-norm level behind its earlier median.
@@ -288,25 +291,47 @@ class _Reference:
         self.tested = np.isfinite(self.z)
 
     def threshold(self, k, tail_rate):
-        """The calibrated threshold K (module docstring)."""
+        """The calibrated threshold K: the lower median over consecutive
+        segments of the tested z of each segment's trimmed tail estimate."""
         z = self.z[self.tested]
-        if len(z) < _TAIL_POINTS / _CAP_LEVELS[1]:
+        if len(z) < _SEGMENT_POINTS:
             return k
-        cap = _tail_extrapolation(z, *_CAP_LEVELS, tail_rate)
-        if cap is not None:
-            z = z[z <= cap]
-        level = max(_TAIL_LEVEL, _TAIL_POINTS / len(z))
-        tail = _tail_extrapolation(z, 10 * level, level, tail_rate)
-        tails = [t for t in (tail, cap) if t is not None]
-        return max(k, min(tails)) if tails else k
+        segments = min(_SEGMENTS, len(z) // _SEGMENT_POINTS)
+        tails = sorted(_trimmed_tail(np.sort(part), k, tail_rate)
+                       for part in np.array_split(z, segments))
+        return tails[(segments - 1) // 2]
+
+
+def _trimmed_tail(z, k, tail_rate):
+    """Smallest fixed point of K = max(k, T(10p, p) over the sorted z <= 2K),
+    iterated up from k; k when q_a <= 0."""
+    threshold, kept = k, 0
+    while True:
+        count = int(np.searchsorted(z, 2 * threshold, side="right"))
+        if count == kept:
+            return threshold
+        kept = count
+        level = max(_TAIL_LEVEL, _TAIL_POINTS / count)
+        tail = _tail_extrapolation(z[:count], 10 * level, level, tail_rate)
+        if tail is None or tail <= threshold:
+            return threshold
+        threshold = tail
 
 
 def _tail_extrapolation(z, a, b, tail_rate):
-    """T(a, b) of the module docstring; None when q_a <= 0."""
-    q_a, q_b = np.quantile(z, [1 - a, 1 - b])
+    """T(a, b) of the module docstring over sorted z; None when q_a <= 0."""
+    q_a, q_b = (_sorted_quantile(z, 1 - level) for level in (a, b))
     if q_a <= 0:
         return None
     return float(q_b * (q_b / q_a) ** (math.log(b / tail_rate) / math.log(a / b)))
+
+
+def _sorted_quantile(z, probability):
+    """np.quantile(z, probability) (linear interpolation) of sorted z."""
+    position = probability * (len(z) - 1)
+    below = int(position)
+    above = min(below + 1, len(z) - 1)
+    return z[below] + (position - below) * (z[above] - z[below])
 
 
 def _block_mad(residual, half):

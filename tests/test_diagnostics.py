@@ -137,6 +137,38 @@ def test_event_format(planted):
     assert result["nonfinite"]["grad_norm"]["count"] == 0
 
 
+@pytest.mark.parametrize("noise, height", [("gaussian", 0.6), ("student_t3", 4.0)])
+def test_a_late_unstable_stretch_does_not_hide_earlier_spikes(noise, height):
+    # Spikes of 12 (Gaussian) or 80 (Student-t(3)) robust SDs, then Cauchy
+    # bursts over the last 10% of the run.
+    rng = np.random.default_rng(21)
+    n = 100_000
+    i = np.arange(n)
+    draw = rng.standard_normal(n) if noise == "gaussian" else rng.standard_t(3, n)
+    loss = 0.5 + 2.0 * np.exp(-i / 30_000) + 0.05 * draw
+    spikes = [10_000, 30_000, 50_000, 70_000]
+    loss[spikes] += height
+    loss[90_000:] += 0.05 * np.abs(rng.standard_cauchy(n - 90_000))
+    found = [e["start"] for e in diagnose((i, loss))["events"]
+             if e["kind"] == "loss_spike" and e["start"] < 90_000]
+    assert set(spikes) <= set(found)
+    assert len(found) <= len(spikes) + 9
+
+
+def test_many_scattered_spikes_do_not_raise_the_threshold():
+    # 0.2% of the points are 100-SD spikes: as many as the tail quantiles use.
+    rng = np.random.default_rng(22)
+    n = 100_000
+    i = np.arange(n)
+    loss = 0.5 + 2.0 * np.exp(-i / 30_000) + 0.02 * rng.standard_normal(n)
+    big = rng.choice(np.arange(2000, n, 10), 200, replace=False)
+    loss[big] += 2.0
+    moderate = [15_005, 45_005, 75_005]
+    loss[moderate] += 0.24   # 12 SDs
+    found = {e["start"] for e in diagnose((i, loss))["events"] if e["kind"] == "loss_spike"}
+    assert set(moderate) | set(big) <= found
+
+
 def test_spike_severity_and_value():
     rng = np.random.default_rng(3)
     n = 30_000
