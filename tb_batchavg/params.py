@@ -95,6 +95,19 @@ def averaging(args):
     }
 
 
+def diagnostics(args, defaults):
+    """The diagnostics settings present in `args`, typed like their defaults (int or float)."""
+    settings = {}
+    for name, default in defaults.items():
+        if args.get(name) in (None, ""):
+            continue
+        if isinstance(default, int):
+            settings[name] = integer(args, name, default, 0, metadata.MAX_WINDOW)
+        else:
+            settings[name] = real(args, name, default, 0.0, 1e12)
+    return settings
+
+
 def step_range(args):
     """(start, end) step bounds, inclusive; either may be None."""
     start, end = optional_integer(args, "start"), optional_integer(args, "end")

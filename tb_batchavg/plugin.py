@@ -23,6 +23,7 @@ from werkzeug import wrappers
 
 from tb_batchavg import correlation
 from tb_batchavg import decimate
+from tb_batchavg import diagnostics
 from tb_batchavg import metadata
 from tb_batchavg import params
 from tb_batchavg import windows
@@ -79,6 +80,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             "/runs": self._route(self._runs),
             "/averages": self._route(self._averages),
             "/correlation": self._route(self._correlation),
+            "/diagnostics": self._route(self._diagnostics),
             "/export": self._route(self._export),
         }
         for name in self._static_names():
@@ -294,6 +296,37 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                     "y": _floats(c.y[scatter]),
                 },
             }
+
+        return self._cached(key, compute)
+
+    def _diagnostics(self, request):
+        args = request.args
+        source, sampled = self._source(request)
+        run = params.text(args, "run")
+        if run not in source.runs():
+            raise params.NotFound("unknown run %r" % run)
+        if source is self._reader:
+            self._refresh(run)
+        detected = metadata.detect_roles(source.tags(run))
+        tags, series = {}, {}
+        for role in metadata.ROLES:
+            named = args.get(role) or None
+            if named is None and detected[role] is None:
+                tags[role] = None
+                continue
+            tags[role], found = self._series(source, run, named, role)
+            series[role] = (found.step, found.value)
+        settings = params.diagnostics(args, diagnostics.DEFAULTS)
+        max_points = params.max_points(args)
+        key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points,
+               self._version(source, run), sampled)
+
+        def compute():
+            result = diagnostics.diagnose(**series, **settings)
+            for summary in result["nonfinite"].values():
+                if summary is not None:
+                    summary["steps"] = summary["steps"][:max_points]
+            return {"run": run, "tags": tags, "sampled": sampled, **result}
 
         return self._cached(key, compute)
 
