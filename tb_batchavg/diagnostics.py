@@ -41,7 +41,7 @@ at 0.3% of points), so a fixed k would flag hundreds of ordinary points per
 
     T(a, b) = q_b * (q_b / q_a) ** (log(b / tail_rate) / log(a / b)),
 
-The tested z, in step order, are cut into ``S = min(16, N // 1000)``
+K is found per segment: the tested z, in step order, are cut into ``S = min(16, N // 1000)``
 consecutive segments of equal size (N tested points; ``K = k`` when N <
 1000, too few for a tail). In each segment, with ``p = max(0.001, 10 / M)``
 and q taken over its M points with z <= 2K, ``K_seg`` is the smallest fixed
@@ -383,7 +383,8 @@ def _spike_events(kind, steps, values, reference, k, params):
         else:
             value = float(np.exp(values[peak]))
             what = (f"gradient norm jumped to {value:.4g} at step {steps[peak]}, "
-                    f"{math.exp(values[peak] - centre):.3g}x its usual level {math.exp(centre):.4g} "
+                    f"{math.exp(values[peak] - centre):.3g}x its usual level "
+                    f"{math.exp(centre):.4g} "
                     f"({z:.1f} robust SDs of log gradient norm above it; "
                     f"threshold {threshold:.1f})")
         if points > 1:

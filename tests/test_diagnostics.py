@@ -116,7 +116,8 @@ def test_nothing_else_of_warning_severity(planted):
         if event["severity"] not in WARNING:
             continue
         spans = allowed.get(event["kind"], [])
-        assert any(steps[a] - 2 * spacing <= event["start"] and event["end"] <= steps[b] + 2 * spacing
+        slack = 2 * spacing
+        assert any(steps[a] - slack <= event["start"] and event["end"] <= steps[b] + slack
                    for a, b in spans), event
 
 
