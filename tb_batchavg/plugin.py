@@ -51,6 +51,17 @@ def _number(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def _finite_or_null(obj):
+    """`obj` (nested dicts and lists) with every non-finite float replaced by None."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _in_range(steps, start, end):
     """Slice of positions whose step lies in [start, end] (None means unbounded)."""
     lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
@@ -326,7 +337,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             for summary in result["nonfinite"].values():
                 if summary is not None:
                     summary["steps"] = summary["steps"][:max_points]
-            return {"run": run, "tags": tags, "sampled": sampled, **result}
+            return {"run": run, "tags": tags, "sampled": sampled, **_finite_or_null(result)}
 
         return self._cached(key, compute)
 
