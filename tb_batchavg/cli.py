@@ -1,0 +1,139 @@
+"""The `tb-batchavg` command.
+
+    tb-batchavg demo [--logdir DIR] [--port N] [--host 127.0.0.1] [--steps N] [--no-serve]
+
+writes the demo logs (`tb_batchavg.demo_runs`) into DIR unless finished ones are there, then
+starts TensorBoard from this Python environment (`python -m tensorboard.main`) on DIR, bound to
+--host (127.0.0.1: this machine only), prints the URL of the Batch Averages tab and serves until
+Ctrl-C. Without --port TensorBoard takes 6006 or the next free port; --port 0 takes any free
+port. --no-serve only writes the logs.
+"""
+
+import argparse
+import importlib.metadata
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import threading
+
+DEFAULT_LOGDIR = "tb_batchavg_demo"
+
+# TensorBoard announces itself with "TensorBoard 2.x at http://HOST:PORT/ (Press CTRL+C to quit)".
+_SERVING = re.compile(r"TensorBoard \S+ at (https?://\S+?:(\d+)\S*)")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="tb-batchavg", description="TensorBoard's Batch Averages tab: tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from tb_batchavg.demo_runs import DEFAULT_STEPS, RUNS
+
+    demo = commands.add_parser(
+        "demo", help="train the demo runs (if their logs are missing) and serve them",
+        description="Trains %s on generated data, logging every batch, unless DIR already "
+        "holds them, then serves DIR with TensorBoard and prints the URL of the Batch "
+        "Averages tab." % ", ".join(RUNS))
+    demo.add_argument("--logdir", default=DEFAULT_LOGDIR, metavar="DIR",
+                      help="where the demo logs live (default: ./%(default)s)")
+    demo.add_argument("--port", type=int, default=None, metavar="N",
+                      help="TensorBoard's port (default: 6006 or the next free one; 0: any)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to bind (default: %(default)s, this machine only)")
+    demo.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
+                      help="batches per run (default: %(default)s)")
+    demo.add_argument("--no-serve", dest="serve", action="store_false",
+                      help="only write the logs")
+    return parser
+
+
+def tab_url(host, port):
+    """The Batch Averages tab's URL on `host` (a wildcard address is shown as 127.0.0.1)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = "[%s]" % host
+    return "http://%s:%s/#batchavg" % (host, port)
+
+
+def _plugin_installed():
+    return any(entry.name == "batchavg"
+               for entry in importlib.metadata.entry_points(group="tensorboard_plugins"))
+
+
+def _forward(stream, sink):
+    for line in stream:
+        sink.write(line)
+        sink.flush()
+
+
+def serve(logdir, host, port):
+    """Runs TensorBoard on `logdir` until it exits or Ctrl-C; returns the exit status."""
+    if not _plugin_installed():
+        print("warning: the tb-batchavg TensorBoard plugin is not installed in this Python "
+              "(pip install . in the checkout); TensorBoard will start without the Batch "
+              "Averages tab.", file=sys.stderr)
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", host]
+    if port is not None:
+        command += ["--port", str(port)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        for line in process.stderr:
+            match = _SERVING.search(line)
+            if match:
+                break
+            sys.stderr.write(line)
+        else:
+            status = process.wait()
+            print("error: TensorBoard exited (status %d) before serving" % status,
+                  file=sys.stderr)
+            return status or 1
+        threading.Thread(target=_forward, args=(process.stderr, sys.stderr), daemon=True).start()
+        print("TensorBoard is serving %s at %s" % (logdir, match.group(1)), flush=True)
+        print("Batch Averages tab: %s   (Ctrl-C to stop)" % tab_url(host, match.group(2)),
+              flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def demo(args):
+    from tb_batchavg import demo_runs
+
+    if args.steps < 1:
+        print("error: --steps must be >= 1", file=sys.stderr)
+        return 2
+    logdir = os.path.abspath(args.logdir)
+    if demo_runs.logs_complete(logdir, args.steps):
+        print("Using the demo logs in %s (delete that directory to train again)" % logdir,
+              file=sys.stderr)
+    else:
+        # Quiet TensorFlow's C++ start-up chatter; the progress bars say what happens.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if importlib.util.find_spec("tensorflow") is None:
+            print("error: the demo trains models with TensorFlow: "
+                  "pip install 'tb-batchavg[tf]'", file=sys.stderr)
+            return 1
+        print("Training the demo runs into %s" % logdir, file=sys.stderr)
+        demo_runs.write_logs(logdir, args.steps)
+    if not args.serve:
+        return 0
+    return serve(logdir, args.host, args.port)
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    return {"demo": demo}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
