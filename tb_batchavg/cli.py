@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 
-DEFAULT_LOGDIR = "tb_batchavg_demo"
+DEFAULT_LOGDIR = "demo_logs"
 
 # TensorBoard announces itself with "TensorBoard 2.x at http://HOST:PORT/ (Press CTRL+C to quit)".
 _SERVING = re.compile(r"TensorBoard \S+ at (https?://\S+?:(\d+)\S*)")
