@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PORT ?= 6006
+PORT ?=
 
 .PHONY: demo test bench setup chromium
 
@@ -23,7 +23,7 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: setup
-	$(BIN)/tb-batchavg demo --port $(PORT)
+	$(BIN)/tb-batchavg demo $(if $(PORT),--port $(PORT))
 
 test: setup chromium
 	$(BIN)/python -m pytest -q

@@ -48,9 +48,11 @@ DEFAULT_RELOAD_SECONDS = 2.0
 # norm suffix such as "/l2". Earlier patterns win when several tags match.
 ROLE_PATTERNS = {
     "loss": (
-        r"(?:.*[/_])?batch_loss",
         r"(?:train(?:ing)?[/_])loss",
         r"loss",
+        # Keras's own TensorBoard callback writes batch_loss as the epoch's running mean, so a
+        # true per-batch loss logged beside it under the names above is preferred.
+        r"(?:.*[/_])?batch_loss",
         r"(?:.*[/_])?loss(?:/.*)?",
     ),
     "grad_norm": (
