@@ -67,6 +67,9 @@ export const api = {
   correlation: ({run, x, y, window, maxLag, range, maxPoints}, signal) =>
     getJSON('correlation', {run, x, y, window, max_lag: maxLag, ...range, max_points: maxPoints}, signal),
 
+  /** tags: {loss, grad_norm, learning_rate} (null: the run's detected tag). */
+  diagnostics: ({run, tags}, signal) => getJSON('diagnostics', {run, ...tags}, signal),
+
   /** Saves the full-resolution CSV of `export` under the server's file name. */
   async exportCSV({run, tag, averaging}) {
     const response = await fetch(`./export?${query({run, tag, ...averaging, format: 'csv'})}`, {credentials: 'same-origin'});

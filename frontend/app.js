@@ -4,7 +4,8 @@
 import {Latest, Stale, api, settle} from './api.js';
 import {XGroup} from './chart.js';
 import {Sidebar} from './controls.js';
-import {debounce, el} from './dom.js';
+import {el} from './dom.js';
+import {HealthTable, eventMarkers} from './health.js';
 import {CorrelationPanel, MetricPanel} from './panels.js';
 import {lowerBound, theme} from './plot.js';
 import {AXES} from './scale.js';
@@ -45,18 +46,20 @@ export class App {
     this.root = root;
     this.settings = loadSettings();
     this.runs = [];
+    this.colors = new Map();
     this.sampled = false;
     this.runsError = null;
     this.results = new Map(); // run -> {results: {role: ...}, correlation}
     this.clocks = new Map();
     this.origins = new Map(); // run -> first wall time (relative time axis)
     this.fullExtent = null;
-    this.extraMarkers = {}; // role -> markers from other sources (diagnostics)
+    this.diagnostics = new Map(); // run -> {data} | {error}
     this.runsLoad = new Latest();
     this.dataLoad = new Latest();
+    this.diagnosticsLoad = new Latest();
     this.renders = 0;
     this.loaded = false; // nothing is drawn before the first data arrives
-    this.save = debounce(() => saveSettings(this.settings), 300);
+    this.save = () => saveSettings(this.settings); // small JSON: written on every change
 
     this.group = new XGroup({axis: AXES[this.settings.xAxis], onZoom: () => this.onZoom()});
     this.sidebar = new Sidebar(this.settings, {
@@ -69,19 +72,27 @@ export class App {
     this.panels = ROLES.map((role) => new MetricPanel({role, group: this.group, settings: this.settings, onOptions,
       smoothed: role !== 'learning_rate'}));
     this.correlation = new CorrelationPanel({group: this.group, settings: this.settings, onChange: (kind) => this.onChange(kind)});
+    this.health = new HealthTable({settings: this.settings, onEvent: (run, event) => this.focusEvent(run, event),
+      onSort: () => this.save()});
     this.banners = el('div', {class: 'banners'});
     this.progress = el('div', {class: 'progress', role: 'progressbar', 'aria-label': 'Loading', hidden: true});
     this.empty = el('section', {class: 'card empty', hidden: true});
     this.charts = el('div', {class: 'charts'}, this.panels.map((p) => p.element), this.correlation.element);
-    this.main = el('main', {class: 'content'}, this.progress, this.banners, this.empty, this.charts);
+    this.main = el('main', {class: 'content'}, this.progress, this.banners, this.empty, this.health.element, this.charts);
     root.append(this.sidebar.element, this.main);
   }
 
   onChange(kind) {
     this.save();
-    if (kind === 'data') this.loadData();
-    else if (kind === 'axis') this.changeAxis();
-    else this.render();
+    if (kind === 'tags') this.loadDiagnostics();
+    if (kind === 'data' || kind === 'tags') {
+      this.health.setRuns(this.sidebar.filteredRuns(), this.colors);
+      this.loadData();
+    } else if (kind === 'axis') {
+      this.changeAxis();
+    } else {
+      this.render();
+    }
   }
 
   changeAxis() {
@@ -127,7 +138,49 @@ export class App {
     this.save();
     this.renderBanners();
     this.renderEmpty();
+    this.health.setRuns(this.sidebar.filteredRuns(), colors);
+    this.loadDiagnostics();
     await this.loadData();
+  }
+
+  /** Diagnostics of every run, for the health table and the event markers. */
+  async loadDiagnostics() {
+    const runs = this.runs;
+    let results;
+    try {
+      results = await this.diagnosticsLoad.run((signal) => Promise.all(runs.map(async (run) => {
+        const tags = {};
+        for (const role of ROLES) {
+          if (this.settings.tags[role]) tags[role] = this.tagFor(run, role);
+        }
+        return [run.run, await settle(api.diagnostics({run: run.run, tags}, signal))];
+      })));
+    } catch (error) {
+      if (error instanceof Stale) return;
+      throw error;
+    }
+    this.diagnostics = new Map(results);
+    this.health.setResults(this.diagnostics);
+    this.render();
+  }
+
+  /** Zooms every chart to a diagnostics event of a run (showing the run if it was unticked). */
+  async focusEvent(runName, event) {
+    const s = this.settings;
+    if (s.hiddenRuns.includes(runName) || !this.clocks.has(runName)) {
+      s.hiddenRuns = s.hiddenRuns.filter((name) => name !== runName);
+      this.sidebar.renderRunList();
+      this.health.render();
+      this.save();
+      this.group.zoom = null;
+      await this.loadData();
+    }
+    const x0 = this.stepToX(runName, event.start);
+    const x1 = this.stepToX(runName, event.end);
+    const full = this.fullExtent || [x0, x1];
+    const pad = Math.max((x1 - x0) * 0.5, (full[1] - full[0]) * 0.02, s.xAxis === 'step' ? 20 : 0);
+    this.group.setZoom([x0 - pad, x1 + pad]);
+    this.panels[0].element.scrollIntoView({block: 'start'});
   }
 
   /** The tag a run uses for a role: the picked tag if the run has it, else the detected one. */
@@ -261,8 +314,10 @@ export class App {
         stepToX: (step) => this.stepToX(r.run, step),
       };
     });
+    const t = theme();
+    const markers = eventMarkers(runs, this.diagnostics, {critical: t.error, warning: t.warning, info: t.muted});
     return {runs, showRaw: this.settings.showRaw, band: averagingParams(this.settings).band,
-      zoomed: Boolean(this.group.zoom), markers: this.extraMarkers, errorColor: theme().error};
+      zoomed: Boolean(this.group.zoom), markers, errorColor: t.error};
   }
 
   /** Rebuilds every chart from the loaded data and draws it; records the time taken. */
@@ -315,6 +370,7 @@ export class App {
     const none = !this.runs.length;
     this.empty.hidden = !none;
     this.charts.hidden = none;
+    this.health.element.hidden = none;
     if (!none) return;
     this.empty.replaceChildren(
       el('h2', {text: 'No scalar data yet'}),

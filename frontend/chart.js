@@ -3,7 +3,8 @@
 //
 // Data model (plain arrays or typed arrays, sorted by x; NaN = gap):
 //   series:  {color, x, y, lower?, upper?, alpha?, width?}
-//   markers: {x, color, stroke?, detail}   (detail: text shown in the tooltip near the marker)
+//   markers: {x, color, stroke?, from?, to?, detail}   (from..to: a shaded span; detail: text shown
+//            in the tooltip when the pointer is near x)
 // The tooltip content comes from `describe(x, chart)`, supplied by the panel that owns the chart:
 //   {x (snapped position), title, columns, rows: [{color, cells, dataset}], points: [{x, y, color}]}
 
@@ -111,8 +112,8 @@ export class LineChart extends Plot {
   }
 
   /** The y range of the series' points inside [x0, x1] (bands included), padded. */
-  yExtent([x0, x1]) {
-    const usable = this.logY ? (v) => v > 0 && v < Infinity : Number.isFinite;
+  yExtent([x0, x1], log) {
+    const usable = log ? (v) => v > 0 && v < Infinity : Number.isFinite;
     let lo = Infinity;
     let hi = -Infinity;
     for (const s of this.series) {
@@ -139,7 +140,7 @@ export class LineChart extends Plot {
       }
     }
     if (!(lo <= hi)) return null;
-    if (this.logY) return [lo / 1.15, hi * 1.15];
+    if (log) return [lo / 1.15, hi * 1.15];
     const pad = (hi - lo) * 0.05 || Math.abs(hi) * 0.05 || 1;
     return [lo - pad, hi + pad];
   }
@@ -148,11 +149,16 @@ export class LineChart extends Plot {
     const b = this.box();
     const xDomain = this.group.domain() || this.dataExtent();
     if (!xDomain) return null;
-    const yDomain = this.yDomain || this.yExtent(xDomain);
+    let log = this.logY && !this.yDomain;
+    let yDomain = this.yDomain || this.yExtent(xDomain, log);
+    if (!yDomain && log) {
+      log = false; // nothing positive to show on a log axis: fall back to linear
+      yDomain = this.yExtent(xDomain, false);
+    }
     if (!yDomain) return null;
     return {
       x: linearScale(xDomain, [b.left, b.right]),
-      y: (this.logY ? logScale : linearScale)(yDomain, [b.bottom, b.top]),
+      y: (log ? logScale : linearScale)(yDomain, [b.bottom, b.top]),
     };
   }
 
@@ -229,6 +235,13 @@ export class LineChart extends Plot {
     const b = this.box();
     const [x0, x1] = x.domain;
     for (const m of this.markers) {
+      if (m.to > m.from && m.to >= x0 && m.from <= x1) {
+        ctx.fillStyle = m.stroke || m.color;
+        ctx.globalAlpha = 0.07;
+        const left = Math.max(b.left, x.map(m.from));
+        ctx.fillRect(left, b.top, Math.min(b.right, x.map(m.to)) - left, b.bottom - b.top);
+        ctx.globalAlpha = 1;
+      }
       if (m.x < x0 || m.x > x1) continue;
       const px = Math.round(x.map(m.x)) + 0.5;
       ctx.strokeStyle = m.stroke || m.color;

@@ -114,11 +114,16 @@ export class Sidebar {
     this.renderExportRuns();
   }
 
-  /** Runs ticked and matching the filter, in the order of the `runs` route. */
-  visibleRuns() {
+  /** Runs matching the filter, ticked or not, in the order of the `runs` route. */
+  filteredRuns() {
     const matcher = runMatcher(this.settings.runFilter);
+    return this.runs.filter((r) => matcher.test(r.run));
+  }
+
+  /** Runs ticked and matching the filter. */
+  visibleRuns() {
     const hidden = new Set(this.settings.hiddenRuns);
-    return this.runs.filter((r) => matcher.test(r.run) && !hidden.has(r.run));
+    return this.filteredRuns().filter((r) => !hidden.has(r.run));
   }
 
   // Tags -------------------------------------------------------------------------------------
@@ -127,7 +132,7 @@ export class Sidebar {
     const fields = ROLES.map((role) => {
       const control = select([['', 'Detected in each run']], '', {onchange: () => {
         this.settings.tags[role] = control.value;
-        this.changed('data');
+        this.changed('tags');
       }});
       this.tagSelects[role] = control;
       return field(`${ROLE_NAMES[role]} tag`, control);

@@ -45,22 +45,23 @@ function adoptFonts(parentDoc) {
 }
 
 /**
- * Follows TensorBoard's dark mode (its toggle, which defaults to prefers-color-scheme) when the
- * parent is reachable; otherwise style.css follows prefers-color-scheme by itself.
+ * Sets data-theme="dark"/"light" from TensorBoard's dark-mode toggle (which defaults to
+ * prefers-color-scheme) when the parent page is reachable, else from prefers-color-scheme.
  */
 function followTheme(parentDoc, onChange) {
+  const media = window.matchMedia('(prefers-color-scheme: dark)');
   const apply = () => {
-    const theme = parentDoc && parentDoc.body ? (parentDoc.body.classList.contains('dark-mode') ? 'dark' : 'light') : '';
+    const dark = parentDoc && parentDoc.body ? parentDoc.body.classList.contains('dark-mode') : media.matches;
+    const theme = dark ? 'dark' : 'light';
     if (document.documentElement.dataset.theme !== theme) {
-      if (theme) document.documentElement.dataset.theme = theme;
-      else delete document.documentElement.dataset.theme;
+      document.documentElement.dataset.theme = theme;
       onChange();
     }
   };
   if (parentDoc && parentDoc.body) {
     new MutationObserver(apply).observe(parentDoc.body, {attributes: true, attributeFilter: ['class']});
   }
-  window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', onChange);
+  media.addEventListener('change', apply);
   apply();
 }
 

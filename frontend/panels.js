@@ -21,12 +21,9 @@ const GRAD_NORM_HELP = [
   '# Keras: one callback logs loss, gradient norm and learning rate every batch',
   'from tb_batchavg.summary import BatchAverages',
   'model.fit(x, y, callbacks=[BatchAverages("logs/run1")])',
-  '',
-  '# Custom TensorFlow loop, inside `with writer.as_default():`',
-  'from tb_batchavg.summary import log_batch',
-  'log_batch(step, loss, grads, optimizer)',
-  '',
-  '# PyTorch: after loss.backward()',
+  '# custom TensorFlow loop, inside `with writer.as_default():`',
+  'from tb_batchavg.summary import log_batch; log_batch(step, loss, grads, optimizer)',
+  '# PyTorch, after loss.backward()',
   'norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))',
   'writer.add_scalar("train/grad_norm", norm, step)',
 ].join('\n');
@@ -36,6 +33,27 @@ function numbers(values) {
   const out = new Float64Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = values[i] === null ? NaN : values[i];
   return out;
+}
+
+/**
+ * The non-finite steps of an `averages` response grouped into stretches [first, last, count]:
+ * steps closer than 1.5 times the mean spacing of the logged points are one stretch.
+ */
+function nonfiniteStretches(d) {
+  const steps = d.nonfinite;
+  const raw = d.raw;
+  const spacing = raw.count > 1 ? (raw.step[raw.step.length - 1] - raw.step[0]) / (raw.count - 1) : 1;
+  const stretches = [];
+  for (const step of steps) {
+    const last = stretches[stretches.length - 1];
+    if (last && step - last[1] <= 1.5 * spacing) {
+      last[1] = step;
+      last[2] += 1;
+    } else {
+      stretches.push([step, step, 1]);
+    }
+  }
+  return stretches;
 }
 
 const formatR = (r) => (r === null || r === undefined ? '—' : r.toFixed(3));
@@ -124,8 +142,10 @@ export class MetricPanel {
         average: {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
           lower: view.band === 'none' ? null : numbers(d.average.lower),
           upper: view.band === 'none' ? null : numbers(d.average.upper)},
-        markers: d.nonfinite.map((step) => ({x: r.stepToX(step), color: r.color, stroke: view.errorColor,
-          detail: `${r.run}: NaN/Inf logged at step ${step}`})),
+        markers: nonfiniteStretches(d).map(([first, last, count]) => ({
+          x: r.stepToX(first), from: r.stepToX(first), to: r.stepToX(last), color: r.color, stroke: view.errorColor,
+          detail: count === 1 ? `${r.run}: NaN/Inf logged at step ${first}` :
+            `${r.run}: ${count} NaN/Inf values logged, steps ${first}–${last}`})),
       });
       if (d.nonfinite_count) {
         const where = view.zoomed ? ' in view' : '';

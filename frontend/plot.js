@@ -14,7 +14,7 @@ export function theme() {
     const v = (name) => css.getPropertyValue(name).trim();
     themeCache = {
       bg: v('--ba-bg'), fg: v('--ba-fg'), muted: v('--ba-muted'), grid: v('--ba-grid'),
-      axis: v('--ba-axis'), accent: v('--ba-accent'), error: v('--ba-error'),
+      axis: v('--ba-axis'), accent: v('--ba-accent'), error: v('--ba-error'), warning: v('--ba-warning'),
       crosshair: v('--ba-crosshair'), font: v('--ba-font') || 'sans-serif',
     };
   }
@@ -89,7 +89,7 @@ export class Plot {
   setMessage(content, kind = 'info') {
     this.message.hidden = content === null;
     this.message.className = `plot-message ${kind}`;
-    if (content !== null) this.message.replaceChildren(content);
+    if (content !== null) this.message.replaceChildren(typeof content === 'string' ? el('span', {text: content}) : content);
   }
 
   context(canvas) {

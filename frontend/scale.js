@@ -73,7 +73,8 @@ export function logTicks(lo, hi, count) {
       if (v >= lo && v <= hi) values.push(v);
     }
   }
-  return {values, step: null};
+  // A range narrower than the 1-2-5 grid: evenly spaced ticks read better than one or none.
+  return values.length >= 2 ? {values, step: null} : numberTicks(lo, hi, count);
 }
 
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,

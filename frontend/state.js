@@ -28,9 +28,12 @@ const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948
   '#ff9da7', '#9c755f', '#bab0ac', '#2f5a8a', '#c05f00', '#a8323a', '#3f8f89', '#2f7a2a',
   '#b89a1c', '#7f4f73', '#d9707d', '#6d4f3c', '#85807b'];
 const MAX_REMEMBERED_COLORS = 500;
+const HEALTH_SORT_KEYS = ['run', 'status', 'problems', 'precedence', 'events'];
 
 function defaults() {
-  const chart = () => ({logY: false, ignoreOutliers: false});
+  // Log y by default: loss, gradient norm and learning rate are positive and span decades
+  // (an exploding run would flatten every other curve on a linear axis).
+  const chart = () => ({logY: true, ignoreOutliers: false});
   return {
     hiddenRuns: [], // runs the user unticked; runs that appear later are shown
     runFilter: '',
@@ -44,11 +47,12 @@ function defaults() {
     band: 'none',
     showRaw: true,
     xAxis: 'step',
-    charts: {loss: chart(), grad_norm: chart(), learning_rate: {logY: true, ignoreOutliers: false}},
+    charts: {loss: chart(), grad_norm: chart(), learning_rate: chart()},
     corrWindow: 200,
     maxLag: 50,
     scatterRun: '',
     scatterLog: false,
+    healthSort: {key: 'status', descending: true}, // worst runs first
     colors: {}, // run -> palette index, so a run keeps its colour across filters and reloads
   };
 }
@@ -88,6 +92,8 @@ export function loadSettings() {
   }
   if (!saved || typeof saved !== 'object') return settings;
   for (const [key, valid] of Object.entries(VALID)) if (valid(saved[key])) settings[key] = saved[key];
+  const sort = saved.healthSort;
+  if (sort && HEALTH_SORT_KEYS.includes(sort.key) && isBool(sort.descending)) settings.healthSort = {key: sort.key, descending: sort.descending};
   if (Array.isArray(saved.hiddenRuns)) settings.hiddenRuns = saved.hiddenRuns.filter(isText);
   for (const role of ROLES) {
     if (saved.tags && isText(saved.tags[role])) settings.tags[role] = saved.tags[role];
