@@ -25,7 +25,7 @@ const KIND_ROLES = {
 
 const SEVERITY_RANK = {critical: 2, warning: 1, info: 0};
 const STATUS_RANK = {diverged: 3, warning: 2, ok: 1};
-const SHOWN_EVENTS = 4;
+const SHOWN_EVENTS = 2; // per collapsed row, which stays one line high
 
 function problems(data) {
   const count = (severity) => data.events.filter((e) => e.severity === severity).length;
@@ -59,17 +59,27 @@ function eventText(event) {
   return `${KIND_NAMES[event.kind] || event.kind} · ${steps}`;
 }
 
+/** [short text, full sentence] of the precedence summary. */
 function precedenceText(p) {
-  if (!p) return '—';
-  const parts = [];
+  if (!p) return ['—', 'needs a loss and a gradient-norm tag'];
+  const short = [];
+  const full = [];
   if (p.of) {
-    const lead = p.median_lead_steps === null ? '' : `, median lead ${p.median_lead_steps} steps`;
-    parts.push(`${p.matched} of ${p.of} loss spikes follow a grad event${lead}`);
+    const lead = p.median_lead_steps === null ? '' : ` by ${p.median_lead_steps} steps`;
+    short.push(`${p.matched}/${p.of} spikes led${lead}`);
+    full.push(`${p.matched} of ${p.of} loss spikes follow a gradient-norm event` +
+      (p.median_lead_steps === null ? '' : ` (median lead ${p.median_lead_steps} steps)`));
   } else {
-    parts.push('no loss spikes');
+    short.push('no loss spikes');
+    full.push('no loss spikes');
   }
-  if (p.lag !== null) parts.push(`best lag ${p.lag > 0 ? '+' : ''}${p.lag} (r ${p.lag_r === null ? '—' : p.lag_r.toFixed(2)})`);
-  return parts.join(' · ');
+  if (p.lag !== null) {
+    const lag = `${p.lag > 0 ? '+' : ''}${p.lag}`;
+    const r = p.lag_r === null ? '—' : p.lag_r.toFixed(2);
+    short.push(`lag ${lag}`);
+    full.push(`differenced loss and log gradient norm correlate best at lag ${lag} (r ${r}; lag > 0: the gradient norm leads)`);
+  }
+  return [short.join(' · '), full.join('; ')];
 }
 
 /** Markers for the charts, by role, from the diagnostics of the shown runs. */
@@ -177,13 +187,15 @@ export class HealthTable {
       }
       const data = result.data;
       const p = problems(data);
+      const [precedence, precedenceFull] = precedenceText(data.precedence);
       const counts = [p.critical ? `${p.critical} critical` : '', p.warning ? `${p.warning} warning${p.warning > 1 ? 's' : ''}` : '']
         .filter(Boolean).join(', ') || 'none';
       row.append(
         el('td', {class: 'status-cell'}, el('span', {class: `status ${data.status}`, text: data.status})),
         el('td', {text: counts}),
-        el('td', {class: 'precedence', text: precedenceText(data.precedence)}),
-        el('td', {}, el('div', {class: 'events'}, this.eventButtons(r.run, data.events))));
+        el('td', {class: 'precedence', text: precedence, title: precedenceFull}),
+        el('td', {}, el('div', {class: this.expanded.has(r.run) ? 'events expanded' : 'events'},
+          this.eventButtons(r.run, data.events))));
       return row;
     }));
     const sampled = [...this.results.values()].some((res) => res.data && res.data.sampled);
