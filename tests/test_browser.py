@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 import helpers
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",
@@ -55,7 +54,7 @@ RENDERED_JS = """(after) => {
 }"""
 
 
-def chromium_or_skip():
+def require_chromium():
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is not installed at %s (`make chromium` installs it)" % CHROMIUM)
 
@@ -87,9 +86,9 @@ def server(logdir):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium_or_skip()
+    require_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
@@ -149,11 +148,12 @@ class Tab:
         url = self.eval("(s) => document.querySelector(s).toDataURL()", "[data-role=%s] canvas.plot-base" % role)
         return hashlib.sha256(url.encode()).hexdigest()
 
-    def plot_box(self, role, index=0):
-        """The chart's plotting box (inside its margins) in page coordinates."""
-        area = self.frame.locator("[data-role=%s] .plot-area" % role).nth(index).bounding_box()
-        return {"left": area["x"] + 60, "right": area["x"] + area["width"] - 16,
-                "top": area["y"] + 12, "bottom": area["y"] + area["height"] - 28}
+    def plot_box(self, role):
+        """A metric chart's plotting box (inside its margins) in page coordinates."""
+        area = self.frame.locator("[data-role=%s] .plot-area" % role).bounding_box()
+        margin = self.eval("%s.margin" % CHARTS_JS[role])
+        return {"left": area["x"] + margin["left"], "right": area["x"] + area["width"] - margin["right"],
+                "top": area["y"] + margin["top"], "bottom": area["y"] + area["height"] - margin["bottom"]}
 
     def domain(self, chart):
         """The x domain a chart (a JS expression from CHARTS_JS) was last drawn with."""
