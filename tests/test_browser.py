@@ -222,11 +222,15 @@ def test_changing_the_window_fetches_and_draws_a_different_curve(tab):
 
 def test_slider_moves_are_debounced(tab):
     tab.show_runs("^run_0$")
-    slider = tab.frame.get_by_label("Window slider")
     start = len(tab.requests)
     before = tab.renders()
-    for _ in range(8):
-        slider.press("ArrowRight")
+    # A drag: eight slider positions in quick succession (in one task, so no pause can split them).
+    tab.frame.get_by_label("Window slider").evaluate("""(slider) => {
+      for (let i = 1; i <= 8; i++) {
+        slider.value = String(Number(slider.value) + 10);
+        slider.dispatchEvent(new Event('input', {bubbles: true}));
+      }
+    }""")
     tab.wait_render(before)
     time.sleep(0.5)
     loss_requests = [u for u in tab.requests[start:] if "/averages?" in u and "train%2Floss" in u]
