@@ -70,9 +70,9 @@ function toggle(label, checked, onchange) {
   return el('label', {class: 'check small'}, box, label);
 }
 
-function card(title, ...children) {
+function card(title) {
   const heading = el('h2', {text: title});
-  const node = el('section', {class: 'card'}, ...children);
+  const node = el('section', {class: 'card'});
   node.setAttribute('aria-label', title);
   return {node, heading};
 }
@@ -137,7 +137,6 @@ export class MetricPanel {
         run: r.run,
         color: r.color,
         nonfinite,
-        nonfiniteCount: d.nonfinite_count,
         raw: {x: r.xOf(d.raw), y: numbers(d.raw.value), step: d.raw.step},
         average: {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
           lower: view.band === 'none' ? null : numbers(d.average.lower),
