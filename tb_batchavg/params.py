@@ -1,15 +1,20 @@
 """Parsing and validation of query parameters: every problem becomes a named, clear error.
 
 `BadRequest` (HTTP 400) for a missing or malformed parameter, `NotFound` (HTTP 404) for an
-unknown run or tag. Numbers are parsed strictly: `nan`, `inf`, empty strings, fractions where
-an integer is expected and values outside the documented range are refused.
+unknown run or tag. Numbers are parsed strictly (ASCII decimal only): `nan`, `inf`, fractions
+where an integer is expected, spaces, `_` separators, hexadecimal and values outside the
+documented range are refused; an empty value means the default.
 """
 
 import math
+import re
 
 from tb_batchavg import metadata
 
 MAX_NAME_LENGTH = 4096
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_MAX_DIGITS = 40  # far beyond every range here
+_REAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class BadRequest(ValueError):
@@ -35,16 +40,16 @@ def text(args, name, default=None):
 
 
 def integer(args, name, default, low, high):
-    """An integer parameter in [low, high]."""
-    raw = args.get(name)
-    if raw is None or raw == "" and default is not None:
+    """An integer parameter in [low, high]; required when `default` is None."""
+    raw = args.get(name, "")
+    if raw == "":
         if default is None:
             raise BadRequest("missing parameter '%s'" % name)
         return default
-    try:
-        value = int(raw.strip(), 10)
-    except ValueError:
-        raise BadRequest("parameter '%s' must be an integer, got %r" % (name, raw[:50])) from None
+    if len(raw) > _MAX_DIGITS or not _INTEGER.fullmatch(raw):
+        raise BadRequest("parameter '%s' must be an integer of at most %d digits, got %r"
+                         % (name, _MAX_DIGITS, raw[:50]))
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest("parameter '%s' must be between %d and %d, got %d" % (name, low, high, value))
     return value
@@ -59,13 +64,12 @@ def optional_integer(args, name):
 
 def real(args, name, default, low, high, high_open=False):
     """A finite float parameter in [low, high] (or [low, high) with `high_open`)."""
-    raw = args.get(name)
-    if raw is None or raw == "":
+    raw = args.get(name, "")
+    if raw == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest("parameter '%s' must be a number, got %r" % (name, raw[:50])) from None
+    if not _REAL.fullmatch(raw):
+        raise BadRequest("parameter '%s' must be a decimal number, got %r" % (name, raw[:50]))
+    value = float(raw)
     if not math.isfinite(value):
         raise BadRequest("parameter '%s' must be a finite number, got %r" % (name, raw[:50]))
     if value < low or value > high or (high_open and value == high):

@@ -10,9 +10,8 @@ import csv
 import io
 import json
 import logging
+import os
 import re
-import threading
-import time
 from importlib import resources
 
 import numpy as np
@@ -82,8 +81,6 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         self._cache = ResultCache((metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20)
         reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
         self._reload_seconds = metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds
-        self._fresh = {}  # run name (or None for discovery) -> monotonic time of last read
-        self._fresh_lock = threading.Lock()
 
     # TensorBoard hooks ---------------------------------------------------------------------
     def get_plugin_apps(self):
@@ -95,7 +92,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             "/export": self._route(self._export),
         }
         for name in self._static_names():
-            apps["/" + name] = self._serve_static
+            apps["/" + name] = self._static_app(name)
         return apps
 
     def is_active(self):
@@ -135,57 +132,54 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             p.name for p in folder.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES
         )
 
-    @wrappers.Request.application
-    def _serve_static(self, request):
-        name = request.path.rsplit("/", 1)[-1]
-        folder = resources.files("tb_batchavg.frontend")
-        suffix = "." + name.rsplit(".", 1)[-1]
-        body = folder.joinpath(name).read_bytes()
-        return http_util.Respond(request, body, _STATIC_TYPES[suffix])
+    @staticmethod
+    def _static_app(name):
+        """Serves the frontend file `name` (bound here: TensorBoard routes `name/` here too)."""
+        content_type = _STATIC_TYPES[os.path.splitext(name)[1]]
+
+        @wrappers.Request.application
+        def app(request):
+            body = resources.files("tb_batchavg.frontend").joinpath(name).read_bytes()
+            return http_util.Respond(request, body, content_type)
+
+        return app
 
     def _source(self, request):
         """The logdir reader, or the sampled data-provider fallback when no logdir is readable."""
         if self._reader.readable or self._provider is None:
-            self._refresh(None)
+            self._reader.discover(self._reload_seconds)
             return self._reader, False
         experiment = plugin_util.experiment_id(request.environ)
         return ProviderReader(self._provider, experiment, request.environ), True
 
-    def _refresh(self, run):
-        """Reads new data (of one run, or discovers runs) unless it was read very recently."""
-        now = time.monotonic()
-        with self._fresh_lock:
-            if now - self._fresh.get(run, -1e18) < self._reload_seconds:
-                return
-            self._fresh[run] = now
-        if run is None:
-            self._reader.discover()
-        else:
-            found = self._reader.get(run)
-            if found is not None:
-                found.reload()
+    def _open_run(self, source, run):
+        """Checks that `run` exists and brings its data up to date; returns its data version.
 
-    def _series(self, source, run, tag, role=None):
+        The version is taken before any column is, so a cached result is never filed under a
+        version newer than the data it was computed from.
+        """
         if run not in source.runs():
             raise params.NotFound("unknown run %r" % run)
-        if source is self._reader:
-            self._refresh(run)
+        if source is not self._reader:
+            return source.version(run)
+        found = self._reader.get(run)
+        found.reload(self._reload_seconds)
+        return found.version
+
+    @staticmethod
+    def _series(source, run, tag, parameter, role=None):
+        """The series of `tag` (or, if None, of the tag playing `role`), named by `parameter`."""
         if tag is None:
             tag = metadata.detect_roles(source.tags(run))[role]
             if tag is None:
                 raise params.NotFound(
-                    "run %r has no %s tag (known patterns: see http_api.md); name one explicitly"
-                    % (run, role.replace("_", "-"))
+                    "run %r has no %s tag (known patterns: see http_api.md); name one with "
+                    "parameter '%s'" % (run, role.replace("_", "-"), parameter)
                 )
         series = source.series(run, tag)
         if series is None or not len(series.step):
-            raise params.NotFound("unknown tag %r in run %r" % (tag, run))
+            raise params.NotFound("unknown tag %r in run %r (parameter '%s')" % (tag, run, parameter))
         return tag, series
-
-    def _version(self, source, run):
-        if source is self._reader:
-            return self._reader.get(run).version
-        return source.version(run)
 
     def _cached(self, key, compute):
         body = self._cache.get(key)
@@ -199,8 +193,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         source, sampled = self._source(request)
         out = []
         for run in source.runs():
-            if source is self._reader:
-                self._refresh(run)
+            self._open_run(source, run)
             tags = source.tags(run)
             entry = {
                 "run": run,
@@ -218,12 +211,12 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        tag, series = self._series(source, run, params.text(args, "tag"))
+        version = self._open_run(source, run)
+        tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
         start, end = params.step_range(args)
         max_points = params.max_points(args)
-        key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points,
-               self._version(source, run), sampled)
+        key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
         def compute():
             result = windows.moving_average(series.step, series.value, **avg)
@@ -265,14 +258,14 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        x_tag, x = self._series(source, run, args.get("x") or None, "loss")
-        y_tag, y = self._series(source, run, args.get("y") or None, "grad_norm")
+        version = self._open_run(source, run)
+        x_tag, x = self._series(source, run, params.text(args, "x", "") or None, "x", "loss")
+        y_tag, y = self._series(source, run, params.text(args, "y", "") or None, "y", "grad_norm")
         window = params.integer(args, "window", metadata.DEFAULT_CORR_WINDOW, 2, metadata.MAX_WINDOW)
         max_lag = params.integer(args, "max_lag", metadata.DEFAULT_MAX_LAG, 0, metadata.MAX_LAG_LIMIT)
         start, end = params.step_range(args)
         max_points = params.max_points(args)
-        key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points,
-               self._version(source, run), sampled)
+        key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points, version, sampled)
 
         def compute():
             c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
@@ -345,7 +338,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        tag, series = self._series(source, run, params.text(args, "tag"))
+        self._open_run(source, run)
+        tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
         fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         result = windows.moving_average(series.step, series.value, **avg)

@@ -3,7 +3,8 @@
 With `--grpc_data_provider` (or any setup without a readable logdir) the plugin cannot read
 event files itself; it asks `context.data_provider.read_scalars` instead. That data is the
 provider's sample (1,000 points per tag by default), so every response says `"sampled": true`.
-Same interface as `reader.LogdirReader`'s runs, tags and series.
+Same interface as `reader.LogdirReader`'s runs, tags and series; as there, steps are strictly
+increasing (TensorBoard's Python loader can keep several points of one step: the last one wins).
 """
 
 import numpy as np
@@ -40,7 +41,7 @@ class ProviderReader:
 
     def version(self, run):
         """Changes whenever the provider's data of the run changes."""
-        return tuple(sorted((t, ts.max_step, ts.last_wall_time) for t, ts in self._list().get(run, {}).items()))
+        return tuple(sorted((t, ts.max_step, ts.max_wall_time) for t, ts in self._list().get(run, {}).items()))
 
     def series(self, run, tag):
         info = self._list().get(run, {}).get(tag)
@@ -53,10 +54,13 @@ class ProviderReader:
             downsample=_ALL_POINTS,
             run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[tag]),
         )
-        points = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+        points = data.get(run, {}).get(tag, [])
+        steps = np.array([d.step for d in points], dtype=np.int64)
+        _, from_end = np.unique(steps[::-1], return_index=True)
+        last = len(steps) - 1 - from_end  # the last point of each step, in step order
         return Series(
-            np.array([d.step for d in points], dtype=np.int64),
-            np.array([d.wall_time for d in points], dtype=np.float64),
-            np.array([d.value for d in points], dtype=np.float64),
+            steps[last],
+            np.array([d.wall_time for d in points], dtype=np.float64)[last],
+            np.array([d.value for d in points], dtype=np.float64)[last],
         )
 

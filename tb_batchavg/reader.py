@@ -23,7 +23,9 @@ Rules:
 
 import collections
 import os
+import struct
 import threading
+import time
 
 import numpy as np
 from tensorboard.backend.event_processing import data_ingester
@@ -39,8 +41,14 @@ Series = collections.namedtuple("Series", "step wall_time value")
 _SCALARS_PLUGIN = "scalars"
 _READ_CHUNK = 64 << 20
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
-# Fast paths for the tensor dtypes scalar summaries use: DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64.
-_TENSOR_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val"}
+# Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
+# the repeated field of the value, and the layout of `tensor_content` (tf.summary v2 writes that).
+_TENSOR_FIELDS = {
+    1: ("float_val", struct.Struct("<f")),
+    2: ("double_val", struct.Struct("<d")),
+    3: ("int_val", struct.Struct("<i")),
+    9: ("int64_val", struct.Struct("<q")),
+}
 
 
 def parse_logdir_spec(logdir="", logdir_spec=""):
@@ -76,7 +84,8 @@ class _File:
 
 
 class Run:
-    """The columns of one run, updated in place by `reload` under its lock."""
+    """The columns of one run. `reload` replaces `columns` whole, then bumps `version`, under
+    `lock`; readers take `version` first and `columns` after without locking."""
 
     def __init__(self, name, directory):
         self.name = name
@@ -87,6 +96,7 @@ class Run:
         self.scalar_tags = set()
         self.version = 0
         self.errors = []
+        self.read_at = None  # time.monotonic() of the last reload
 
     def tags(self):
         return sorted(t for t, s in self.columns.items() if len(s.step))
@@ -96,17 +106,23 @@ class Run:
 
     def health(self):
         """What was skipped: bad records and files stopped at a corrupt header or unreadable."""
-        return {
-            "bad_records": sum(f.bad_records for f in self.files.values()),
-            "corrupt_files": sorted(
-                os.path.basename(p) for p, f in self.files.items() if f.corrupt_at is not None
-            ),
-            "errors": list(self.errors),
-        }
-
-    def reload(self):
-        """Reads what was appended to this run's event files. Returns True if data changed."""
         with self.lock:
+            return {
+                "bad_records": sum(f.bad_records for f in self.files.values()),
+                "corrupt_files": sorted(
+                    os.path.basename(p) for p, f in self.files.items() if f.corrupt_at is not None
+                ),
+                "errors": list(self.errors),
+            }
+
+    def reload(self, max_age=0.0):
+        """Reads what was appended to this run's event files, unless it did less than `max_age`
+        seconds ago (a reload in progress is waited for). Returns True if data changed."""
+        with self.lock:
+            now = time.monotonic()
+            if self.read_at is not None and now - self.read_at < max_age:
+                return False
+            self.read_at = now
             self.errors = []
             try:
                 names = sorted(
@@ -121,17 +137,17 @@ class Run:
                     self._read_file(os.path.join(self.directory, name), new)
                 except (OSError, tf.errors.OpError) as e:
                     self.errors.append("cannot read %s: %s" % (name, e))
-            changed = False
+            if not new:
+                return False
+            columns = dict(self.columns)
             for tag, (steps, walls, values) in new.items():
-                held = self.columns.get(tag, _EMPTY)
                 chunk = Series(
                     np.asarray(steps, np.int64), np.asarray(walls, np.float64), np.asarray(values, np.float64)
                 )
-                self.columns[tag] = merge_steps(held, chunk)
-                changed = True
-            if changed:
-                self.version += 1
-            return changed
+                columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
+            self.columns = columns
+            self.version += 1
+            return True
 
     def _read_file(self, path, new):
         state = self.files.setdefault(path, _File())
@@ -190,10 +206,14 @@ class Run:
 
 def _tensor_scalar(tensor):
     """The value of a one-element tensor as a float, or None if it is not one."""
-    field = _TENSOR_FIELDS.get(tensor.dtype)
-    if field is not None and not tensor.tensor_content:
+    fast = _TENSOR_FIELDS.get(tensor.dtype)
+    if fast is not None:
+        field, layout = fast
+        content = tensor.tensor_content
+        if len(content) == layout.size:
+            return float(layout.unpack(content)[0])
         vals = getattr(tensor, field)
-        if len(vals) == 1:
+        if not content and len(vals) == 1:
             return float(vals[0])
     try:
         array = tensor_util.make_ndarray(tensor)
@@ -210,7 +230,9 @@ class LogdirReader:
     def __init__(self, logdir="", logdir_spec=""):
         self._roots = parse_logdir_spec(logdir, logdir_spec)
         self._runs = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _runs
+        self._discover_lock = threading.Lock()
+        self._discovered_at = None
 
     @property
     def readable(self):
@@ -223,21 +245,27 @@ class LogdirReader:
                 continue
         return False
 
-    def discover(self):
-        """Finds run directories (new ones are added; vanished ones keep their data)."""
-        found = {}
-        for root, prefix in self._roots.items():
-            try:
-                subdirs = list(io_wrapper.GetLogdirSubdirectories(root))
-            except (OSError, ValueError, tf.errors.OpError):
-                continue
-            for subdir in subdirs:
-                rel = os.path.relpath(subdir, root)
-                found[os.path.join(prefix, rel) if prefix else rel] = subdir
-        with self._lock:
-            for name, directory in found.items():
-                if name not in self._runs:
-                    self._runs[name] = Run(name, directory)
+    def discover(self, max_age=0.0):
+        """Finds run directories (new ones are added; vanished ones keep their data), unless it
+        did less than `max_age` seconds ago (a discovery in progress is waited for)."""
+        with self._discover_lock:
+            now = time.monotonic()
+            if self._discovered_at is not None and now - self._discovered_at < max_age:
+                return
+            self._discovered_at = now
+            found = {}
+            for root, prefix in self._roots.items():
+                try:
+                    subdirs = list(io_wrapper.GetLogdirSubdirectories(root))
+                except (OSError, ValueError, tf.errors.OpError):
+                    continue
+                for subdir in subdirs:
+                    rel = os.path.relpath(subdir, root)
+                    found[os.path.join(prefix, rel) if prefix else rel] = subdir
+            with self._lock:
+                for name, directory in found.items():
+                    if name not in self._runs:
+                        self._runs[name] = Run(name, directory)
 
     def reload(self):
         """Discovers runs and reads new data of every run."""
