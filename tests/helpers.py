@@ -115,3 +115,41 @@ def tensorboard_process(logdir, *flags, timeout=90):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def write_tf2_scalars(directory, columns, steps=None):
+    """Writes {tag: values} with tf.summary.scalar (TF2 scalar tensors), one step per row.
+
+    The writing loop runs in a tf.function, so 100,000 steps take seconds. Returns the event
+    file's path.
+    """
+    import tensorflow as tf
+
+    tags = list(columns)
+    values = tf.constant(np.stack([np.asarray(columns[t], np.float32) for t in tags], axis=1))
+    n = int(values.shape[0])
+    steps = tf.constant(np.arange(n) if steps is None else np.asarray(steps), tf.int64)
+    writer = tf.summary.create_file_writer(directory)
+
+    @tf.function
+    def write_all():
+        with writer.as_default():
+            for i in tf.range(n):
+                with tf.name_scope("/"):  # tags as given, not under the loop's "while/" scope
+                    for j, tag in enumerate(tags):
+                        tf.summary.scalar(tag, values[i, j], step=steps[i])
+
+    write_all()
+    writer.close()
+    return event_file(directory)
+
+
+def tensorboard_provider(logdir, *flags):
+    """TensorBoard's own data provider for LOGDIR, built as `tensorboard --logdir` builds it
+    (the Python multiplexer, or the Rust data server with --load_fast=true)."""
+    from tensorboard import program
+
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", logdir, *flags])
+    provider, _ = tb._make_data_provider()
+    return provider

@@ -1,0 +1,120 @@
+"""records: TFRecord framing and CRC checks, against TensorBoard's own crc32c and files read by TF."""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tb_crc  # TensorBoard's pure-Python crc32c
+
+import helpers
+from tb_batchavg import records
+
+
+def frame(payload):
+    """One TFRecord, framed with TensorBoard's reference crc32c (not ours)."""
+    header = struct.pack("<Q", len(payload))
+    return (header + struct.pack("<I", tb_crc.masked_crc32c(header)) + payload
+            + struct.pack("<I", tb_crc.masked_crc32c(payload)))
+
+
+def payloads(data, scan):
+    return [data[s:s + n] for s, n in zip(scan.starts.tolist(), scan.lengths.tolist())]
+
+
+@pytest.mark.parametrize("high", [4, 70, 130, 3000, 70000])
+def test_crc32c_matches_tensorboard_reference(high):
+    rng = np.random.default_rng(high)
+    buf = np.frombuffer(rng.bytes(150_000), dtype=np.uint8)
+    lengths = rng.integers(0, high, 300 if high < 5000 else 30)  # the reference is pure Python
+    lengths[:3] = (0, 1, high - 1)
+    starts = rng.integers(0, len(buf) - lengths)
+    got = records.crc32c(buf, starts, lengths)
+    want = [tb_crc.crc32c(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
+    assert got.tolist() == want
+
+
+def test_masked_crc_of_matches_tensorboard_reference():
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 7, 8, 63, 64, 65, 1000):
+        data = rng.bytes(n)
+        assert records.masked_crc_of(data) == tb_crc.masked_crc32c(data)
+
+
+def test_scan_reads_every_record_of_real_files(tmp_path):
+    """Files written by tensorboard's writer and by tf.summary: the same records TF's reader yields."""
+    import tensorflow as tf
+
+    columns = helpers.training_like(300)
+    paths = [
+        helpers.write_scalars(str(tmp_path / "tb"), columns),
+        helpers.write_tf2_scalars(str(tmp_path / "tf2"), columns),
+    ]
+    for path in paths:
+        data = open(path, "rb").read()
+        scan = records.scan(data)
+        assert payloads(data, scan) == list(tf.compat.v1.io.tf_record_iterator(path))
+        assert (scan.consumed, scan.bad_records, scan.corrupt_at) == (len(data), 0, None)
+
+
+def test_scan_of_long_and_varied_records():
+    rng = np.random.default_rng(2)
+    bodies = [rng.bytes(n) for n in [0, 1, 2, 3, 1 << 20, 65, 64, 63] + rng.integers(0, 5000, 300).tolist()]
+    data = b"".join(frame(b) for b in bodies)
+    scan = records.scan(data)
+    assert payloads(data, scan) == bodies
+    assert (scan.consumed, scan.bad_records, scan.corrupt_at) == (len(data), 0, None)
+
+
+def test_partial_trailing_record_is_left_at_every_cut():
+    bodies = [b"", b"a", b"event number two", bytes(range(200))]
+    framed = [frame(b) for b in bodies]
+    data = b"".join(framed)
+    boundaries = np.cumsum([0] + [len(f) for f in framed])
+    for cut in range(len(data) + 1):
+        complete = int(np.searchsorted(boundaries, cut, side="right")) - 1
+        scan = records.scan(data[:cut])
+        assert scan.consumed == boundaries[complete], cut
+        assert payloads(data, scan) == bodies[:complete], cut
+        assert (scan.bad_records, scan.corrupt_at) == (0, None), cut
+
+
+@pytest.mark.parametrize("where", ["body", "data_crc"])
+def test_bad_data_crc_skips_and_counts_one_record(where):
+    bodies = [b"first", b"second record", b"third"]
+    framed = [bytearray(frame(b)) for b in bodies]
+    framed[1][12 if where == "body" else -1] ^= 0x40
+    data = b"".join(framed)
+    scan = records.scan(data)
+    assert payloads(data, scan) == [b"first", b"third"]
+    assert (scan.consumed, scan.bad_records, scan.corrupt_at) == (len(data), 1, None)
+
+
+@pytest.mark.parametrize("byte", [0, 3, 8, 11])  # in the length, and in the length's CRC
+@pytest.mark.parametrize("complete", [True, False])
+def test_corrupt_header_stops_the_scan_there(byte, complete):
+    bodies = [b"first", b"second", b"third record", b"fourth"]
+    framed = [bytearray(frame(b)) for b in bodies]
+    framed[2][byte] ^= 0x01
+    data = b"".join(framed)
+    if not complete:  # the corrupt header's body is not all there yet
+        data = data[: len(framed[0]) + len(framed[1]) + 14]
+    scan = records.scan(data)
+    at = len(framed[0]) + len(framed[1])
+    assert payloads(data, scan) == [b"first", b"second"]
+    assert (scan.consumed, scan.corrupt_at, scan.bad_records) == (at, at, 0)
+
+
+def test_empty_and_short_buffers():
+    for data in (b"", frame(b"x")[:11]):
+        scan = records.scan(data)
+        assert (len(scan.starts), scan.consumed, scan.bad_records, scan.corrupt_at) == (0, 0, 0, None)
+
+
+def test_a_corrupt_file_from_disk_is_reported_not_raised(tmp_path):
+    path = helpers.write_scalars(str(tmp_path), helpers.training_like(50))
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2:] = os.urandom(len(data) - len(data) // 2)
+    scan = records.scan(bytes(data))
+    assert scan.consumed <= len(data) // 2 + 200
+    assert scan.corrupt_at is not None or scan.bad_records > 0
