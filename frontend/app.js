@@ -251,18 +251,17 @@ export class App {
     this.root.dataset.state = loading ? 'loading' : 'ready';
   }
 
-  /** Step -> wall time maps (and, for unzoomed data, each run's start time). */
+  /** Step -> wall time maps, and each run's start time (its first logged point). */
   updateClocks() {
     let span = 0;
     for (const [run, entry] of this.results) {
-      const series = ROLES.map((role) => entry.results[role].data).filter(Boolean).map((d) => d.raw);
+      const responses = ROLES.map((role) => entry.results[role].data).filter(Boolean);
+      const series = responses.map((d) => d.raw);
       if (!series.length) continue;
       const densest = series.reduce((a, b) => (b.step.length > a.step.length ? b : a));
       this.clocks.set(run, new Clock(densest.step, densest.wall_time));
       if (densest.step.length) span = Math.max(span, densest.step[densest.step.length - 1] - densest.step[0]);
-      if (!this.group.zoom) {
-        this.origins.set(run, Math.min(...series.map((raw) => (raw.wall_time.length ? Math.min(...raw.wall_time) : Infinity))));
-      }
+      this.origins.set(run, Math.min(...responses.map((d) => d.first_wall_time)));
     }
     if (!this.group.zoom) this.sidebar.setStepSpan(span);
   }

@@ -231,6 +231,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 "run": run,
                 "tag": tag,
                 "count": int(len(series.step)),
+                "first_wall_time": float(series.wall_time[0]),
                 "sampled": sampled,
                 "params": avg,
                 "range": {"start": start, "end": end},
@@ -307,23 +308,20 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        if run not in source.runs():
-            raise params.NotFound("unknown run %r" % run)
-        if source is self._reader:
-            self._refresh(run)
+        version = self._open_run(source, run)
         detected = metadata.detect_roles(source.tags(run))
         tags, series = {}, {}
         for role in metadata.ROLES:
-            named = args.get(role) or None
+            named = params.text(args, role, "") or None
             if named is None and detected[role] is None:
                 tags[role] = None
                 continue
-            tags[role], found = self._series(source, run, named, role)
+            tags[role], found = self._series(source, run, named, role, role)
             series[role] = (found.step, found.value)
         settings = params.diagnostics(args, diagnostics.DEFAULTS)
         max_points = params.max_points(args)
         key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points,
-               self._version(source, run), sampled)
+               version, sampled)
 
         def compute():
             result = diagnostics.diagnose(**series, **settings)
