@@ -175,9 +175,43 @@ def scan(data):
     Returns a Scan. `consumed` stops before a partial trailing record, and at a corrupt header.
     """
     size = len(data)
+    heads, lengths, pos = _frame(data)
+    if pos + HEADER_BYTES <= size:
+        heads = np.append(heads, pos)  # a header whose body is not all here: check its CRC only
+    buf = np.frombuffer(data, dtype=np.uint8)
+    corrupt_at = None
+    if len(heads):
+        header_ok = _check(buf, heads, np.full(len(heads), 8, dtype=np.int64), _u32_at(buf, heads + 8))
+        if not header_ok.all():
+            corrupt_at = int(heads[np.argmin(header_ok)])
+            pos = corrupt_at
+    heads = heads[: len(lengths)]
+    if corrupt_at is not None:
+        keep = heads < corrupt_at
+        heads, lengths = heads[keep], lengths[keep]
+    starts = heads + HEADER_BYTES
+    data_ok = _check(buf, starts, lengths, _u32_at(buf, starts + lengths))
+    return Scan(starts[data_ok], lengths[data_ok], pos, int((~data_ok).sum()), corrupt_at)
+
+
+_MAX_PERIOD = 8  # longest repeating pattern of record lengths that framing jumps over
+_MIN_RUN = 4  # records read one by one before trying to jump
+
+
+def _frame(data):
+    """Record boundaries: (heads, lengths, end of the last complete record).
+
+    Walks the length fields one record at a time, and whenever the last lengths repeat with a
+    period P <= _MAX_PERIOD (one record per tag per step, or one record per step, as writers do),
+    checks the length fields at every predicted position of the rest of the buffer at once and
+    jumps over all whole periods that match: exactly the records a sequential walk would find.
+    """
+    size = len(data)
     unpack = struct.unpack_from
+    heads_parts, lengths_parts = [], []
     heads, lengths = [], []
     pos = 0
+    since_jump = 0
     while pos + HEADER_BYTES <= size:
         (length,) = unpack("<Q", data, pos)
         end = pos + HEADER_BYTES + length + FOOTER_BYTES
@@ -186,24 +220,45 @@ def scan(data):
         heads.append(pos)
         lengths.append(length)
         pos = end
-    if pos + HEADER_BYTES <= size:
-        heads.append(pos)  # a header whose body is not all here: check its CRC, parse nothing
-    buf = np.frombuffer(data, dtype=np.uint8)
-    heads = np.asarray(heads, dtype=np.int64)
-    corrupt_at = None
-    if len(heads):
-        header_ok = _check(buf, heads, np.full(len(heads), 8, dtype=np.int64), _u32_at(buf, heads + 8))
-        if not header_ok.all():
-            corrupt_at = int(heads[np.argmin(header_ok)])
-            pos = corrupt_at
-    heads = heads[: len(lengths)]
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if corrupt_at is not None:
-        keep = heads < corrupt_at
-        heads, lengths = heads[keep], lengths[keep]
-    starts = heads + HEADER_BYTES
-    data_ok = _check(buf, starts, lengths, _u32_at(buf, starts + lengths))
-    return Scan(starts[data_ok], lengths[data_ok], pos, int((~data_ok).sum()), corrupt_at)
+        since_jump += 1
+        if since_jump >= 2 * _MIN_RUN:
+            since_jump = 0
+            jump = _periodic_jump(data, pos, lengths)
+            if jump is not None:
+                heads_parts.append(np.asarray(heads, dtype=np.int64))
+                lengths_parts.append(np.asarray(lengths, dtype=np.int64))
+                jump_heads, jump_lengths, pos = jump
+                heads_parts.append(jump_heads)
+                lengths_parts.append(jump_lengths)
+                heads, lengths = [], []
+    heads_parts.append(np.asarray(heads, dtype=np.int64))
+    lengths_parts.append(np.asarray(lengths, dtype=np.int64))
+    return np.concatenate(heads_parts), np.concatenate(lengths_parts), pos
+
+
+def _periodic_jump(data, pos, lengths):
+    """(heads, lengths, new pos) of the whole periods after `pos` repeating the last lengths."""
+    for period in range(1, _MAX_PERIOD + 1):
+        if len(lengths) >= 2 * period and lengths[-period:] == lengths[-2 * period : -period]:
+            break
+    else:
+        return None
+    pattern = np.asarray(lengths[-period:], dtype=np.int64)
+    stride = int((pattern + HEADER_BYTES + FOOTER_BYTES).sum())
+    count = (len(data) - pos) // stride
+    if count < 2:
+        return None
+    block = np.frombuffer(data, dtype=np.uint8, count=count * stride, offset=pos).reshape(count, stride)
+    offsets = np.concatenate(([0], np.cumsum(pattern + HEADER_BYTES + FOOTER_BYTES)[:-1]))
+    match = np.ones(count, dtype=bool)
+    for offset, length in zip(offsets.tolist(), pattern.tolist()):
+        field = np.ascontiguousarray(block[:, offset : offset + 8]).view("<u8")[:, 0]
+        match &= field == length
+    whole = count if match.all() else int(np.argmin(match))
+    if whole == 0:
+        return None
+    heads = (pos + stride * np.arange(whole, dtype=np.int64)[:, None] + offsets).ravel()
+    return heads, np.tile(pattern, whole), pos + whole * stride
 
 
 def _u32_at(buf, offsets):

@@ -118,3 +118,37 @@ def test_a_corrupt_file_from_disk_is_reported_not_raised(tmp_path):
     scan = records.scan(bytes(data))
     assert scan.consumed <= len(data) // 2 + 200
     assert scan.corrupt_at is not None or scan.bad_records > 0
+
+
+def _sequential_heads(data):
+    """Reference framing: follow the length fields one record at a time."""
+    heads, pos = [], 0
+    while pos + records.HEADER_BYTES <= len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        end = pos + records.HEADER_BYTES + length + records.FOOTER_BYTES
+        if end > len(data):
+            break
+        heads.append(pos)
+        pos = end
+    return heads, pos
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_periodic_framing_finds_exactly_the_sequential_records(seed):
+    """Repeating length patterns (jumped over in bulk) that change, break and end mid-record."""
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for _ in range(12):
+        period = int(rng.integers(1, 11))  # periods above the jump limit too
+        pattern = rng.integers(1, 40, size=period)
+        repeats = int(rng.integers(1, 60))
+        for length in np.tile(pattern, repeats):
+            chunks.append(frame(bytes(rng.integers(0, 256, size=int(length), dtype=np.uint8))))
+        if rng.random() < 0.3:
+            chunks.append(frame(b""))
+    data = b"".join(chunks)
+    for cut in (len(data), len(data) - int(rng.integers(1, 30))):
+        heads, end = _sequential_heads(data[:cut])
+        scan = records.scan(data[:cut])
+        assert (scan.starts - records.HEADER_BYTES).tolist() == heads
+        assert scan.consumed == end
