@@ -23,7 +23,6 @@ Rules:
 
 import collections
 import os
-import struct
 import threading
 import time
 
@@ -31,24 +30,14 @@ import numpy as np
 from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.compat import tf
-from tensorboard.compat.proto import event_pb2
-from tensorboard.util import tensor_util
 
+from tb_batchavg import events
 from tb_batchavg import records
 
 Series = collections.namedtuple("Series", "step wall_time value")
 
-_SCALARS_PLUGIN = "scalars"
 _READ_CHUNK = 64 << 20
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
-# Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
-# the repeated field of the value, and the layout of `tensor_content` (tf.summary v2 writes that).
-_TENSOR_FIELDS = {
-    1: ("float_val", struct.Struct("<f")),
-    2: ("double_val", struct.Struct("<d")),
-    3: ("int_val", struct.Struct("<i")),
-    9: ("int64_val", struct.Struct("<q")),
-}
 
 
 def parse_logdir_spec(logdir="", logdir_spec=""):
@@ -131,7 +120,7 @@ class Run:
             except (OSError, tf.errors.OpError) as e:
                 self.errors.append("cannot list %s: %s" % (self.directory, e))
                 return False
-            new = collections.defaultdict(lambda: ([], [], []))
+            new = collections.defaultdict(list)  # tag -> events.Column parts in file order
             for name in names:
                 try:
                     self._read_file(os.path.join(self.directory, name), new)
@@ -140,10 +129,8 @@ class Run:
             if not new:
                 return False
             columns = dict(self.columns)
-            for tag, (steps, walls, values) in new.items():
-                chunk = Series(
-                    np.asarray(steps, np.int64), np.asarray(walls, np.float64), np.asarray(values, np.float64)
-                )
+            for tag, parts in new.items():
+                chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
                 columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
             self.columns = columns
             self.version += 1
@@ -165,63 +152,14 @@ class Run:
                     break
                 data = pending + block
                 scan = records.scan(data)
-                self._parse(data, scan, new)
+                for tag, column in events.decode(data, scan.starts, scan.lengths, self.scalar_tags).items():
+                    new[tag].append(column)
                 state.offset += scan.consumed
                 state.bad_records += scan.bad_records
                 state.corrupt_at = scan.corrupt_at
                 if scan.corrupt_at is not None:
                     return
                 pending = data[scan.consumed :]
-
-    def _parse(self, data, scan, new):
-        parse = event_pb2.Event.FromString
-        scalar_tags = self.scalar_tags
-        view = memoryview(data)
-        for start, length in zip(scan.starts.tolist(), scan.lengths.tolist()):
-            try:
-                event = parse(view[start : start + length])
-            except Exception:  # a CRC-valid record that is not an Event: not ours to read
-                continue
-            if not event.HasField("summary"):
-                continue
-            for value in event.summary.value:
-                kind = value.WhichOneof("value")
-                if kind == "simple_value":
-                    y = value.simple_value
-                elif kind == "tensor":
-                    if value.metadata.plugin_data.plugin_name == _SCALARS_PLUGIN:
-                        scalar_tags.add(value.tag)
-                    if value.tag not in scalar_tags:
-                        continue
-                    y = _tensor_scalar(value.tensor)
-                    if y is None:
-                        continue
-                else:
-                    continue
-                steps, walls, values = new[value.tag]
-                steps.append(event.step)
-                walls.append(event.wall_time)
-                values.append(y)
-
-
-def _tensor_scalar(tensor):
-    """The value of a one-element tensor as a float, or None if it is not one."""
-    fast = _TENSOR_FIELDS.get(tensor.dtype)
-    if fast is not None:
-        field, layout = fast
-        content = tensor.tensor_content
-        if len(content) == layout.size:
-            return float(layout.unpack(content)[0])
-        vals = getattr(tensor, field)
-        if not content and len(vals) == 1:
-            return float(vals[0])
-    try:
-        array = tensor_util.make_ndarray(tensor)
-    except Exception:
-        return None
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
-        return None
-    return float(array.reshape(()))
 
 
 class LogdirReader:

@@ -1,0 +1,295 @@
+"""Scalar values of serialized `Event` records, decoded many records at a time.
+
+A scalar is a `simple_value`, or a one-element float/double tensor of a tag whose summary metadata
+names the "scalars" plugin (tf.summary v2 writes that metadata only with a tag's first value).
+
+Writers emit the same bytes for every step of a tag except the wall time, the step and the value.
+So records of equal length are decoded against a *template*: one record walked field by field
+(protobuf wire format) to find where those three live; every record of the group whose other
+bytes equal the template's (and whose step varint has the same shape) is decoded with numpy
+slicing. Records that fit no template (metadata, other plugins, unusual layouts) are parsed by
+protobuf one at a time. Both paths give the same values; the result is in record order.
+"""
+
+import collections
+import struct
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2
+from tensorboard.util import tensor_util
+
+SCALARS_PLUGIN = "scalars"
+Column = collections.namedtuple("Column", "order step wall_time value")
+
+_TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
+_ROWS_PER_BATCH = 1 << 18
+# Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
+# the repeated field of the value, and the layout of `tensor_content` (tf.summary v2 writes that).
+_TENSOR_FIELDS = {
+    1: ("float_val", struct.Struct("<f")),
+    2: ("double_val", struct.Struct("<d")),
+    3: ("int_val", struct.Struct("<i")),
+    9: ("int64_val", struct.Struct("<q")),
+}
+_FLOAT_DTYPES = {1: "<f4", 2: "<f8"}  # DT_FLOAT, DT_DOUBLE: what a template can decode
+
+
+def decode(data, starts, lengths, scalar_tags):
+    """{tag: Column} of the scalars in the records data[starts[i] : starts[i] + lengths[i]].
+
+    `order` holds each value's record number (ties keep the order of values in a record);
+    `scalar_tags` (a set) is updated with tags whose metadata names the scalars plugin.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    out = collections.defaultdict(list)
+    slow = []
+    for length in np.unique(lengths).tolist():
+        group = np.flatnonzero(lengths == length)
+        slow.append(_decode_group(buf, data, starts, group, int(length), scalar_tags, out))
+    slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
+    _decode_slowly(data, starts, lengths, slow, scalar_tags, out)
+    columns = {}
+    for tag, parts in out.items():
+        order = np.concatenate([p[0] for p in parts])
+        sort = np.argsort(order, kind="stable")
+        columns[tag] = Column(*(np.concatenate([p[k] for p in parts])[sort] for k in range(4)))
+    return columns
+
+
+def _decode_group(buf, data, starts, group, length, scalar_tags, out):
+    """Decodes the records of one length through templates; returns the indices left over."""
+    if length == 0:
+        return group
+    rows_view = np.lib.stride_tricks.sliding_window_view(buf, length)
+    left = []
+    for first in range(0, len(group), _ROWS_PER_BATCH):
+        batch = group[first : first + _ROWS_PER_BATCH]
+        rows = rows_view[starts[batch]]
+        pending = np.ones(len(batch), dtype=bool)
+        for _ in range(_TEMPLATES_PER_LENGTH):
+            candidates = np.flatnonzero(pending)
+            if not len(candidates):
+                break
+            head = int(candidates[0])
+            layout = _layout(data[starts[batch[head]] : starts[batch[head]] + length], scalar_tags)
+            if layout is None:
+                pending[head] = False
+                left.append(batch[head : head + 1])
+                continue
+            match = _matches(rows[candidates], rows[head], layout)
+            hits = candidates[match]
+            pending[hits] = False
+            _emit(rows[hits], batch[hits], layout, out)
+        left.append(batch[pending])
+    return np.concatenate(left) if left else np.zeros(0, np.int64)
+
+
+class _Layout:
+    """Where a record's variable fields live: byte ranges of wall time, step varint, values."""
+
+    __slots__ = ("wall_at", "step_at", "step_len", "values", "variable")
+
+    def __init__(self, length):
+        self.wall_at = None
+        self.step_at = None
+        self.step_len = 0
+        self.values = []  # (tag, byte offset, numpy dtype string, keep)
+        self.variable = np.zeros(length, dtype=bool)
+
+
+def _varint(data, pos):
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(data, pos, end):
+    """(field number, wire type, value or payload start, payload end) of each field in [pos, end)."""
+    while pos < end:
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            start = pos
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            start, pos = pos, pos + 8
+        elif wire == 5:
+            start, pos = pos, pos + 4
+        elif wire == 2:
+            size, start = _varint(data, pos)
+            pos = start + size
+        else:
+            raise ValueError("unsupported wire type")
+        if pos > end:
+            raise ValueError("field past its message")
+        yield field, wire, start, pos
+
+
+def _layout(record, scalar_tags):
+    """The _Layout of a plain scalar Event record, or None if it is anything else."""
+    try:
+        return _walk_event(record, scalar_tags)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _walk_event(record, scalar_tags):
+    layout = _Layout(len(record))
+    for field, wire, start, end in _fields(record, 0, len(record)):
+        if (field, wire) == (1, 1):
+            layout.wall_at = start
+        elif (field, wire) == (2, 0):
+            layout.step_at, layout.step_len = start, end - start
+        elif (field, wire) == (5, 2):
+            for f, w, value_start, value_end in _fields(record, start, end):
+                if (f, w) != (1, 2):
+                    return None
+                value = _walk_value(record, value_start, value_end, scalar_tags)
+                if value is None:
+                    return None
+                layout.values.append(value)
+        else:
+            return None
+    for at, size in ((layout.wall_at, 8), (layout.step_at, layout.step_len)):
+        if at is not None:
+            layout.variable[at : at + size] = True
+    for _, at, dtype, _ in layout.values:
+        layout.variable[at : at + int(dtype[-1])] = True
+    return layout
+
+
+def _walk_value(record, pos, end, scalar_tags):
+    """(tag, offset, dtype, keep) of a Summary.Value; a tensor of a tag not known as a scalar
+    is skipped (keep False) but still a variable field of the template."""
+    tag, at, dtype, tensor = None, None, None, False
+    for field, wire, start, stop in _fields(record, pos, end):
+        if (field, wire) == (1, 2):
+            tag = bytes(record[start:stop]).decode("utf-8")
+        elif (field, wire) == (2, 5):
+            at, dtype = start, "<f4"
+        elif (field, wire) == (8, 2):
+            tensor = True
+            found = _walk_tensor(record, start, stop)
+            if found is None:
+                return None
+            at, dtype = found
+        else:
+            return None  # metadata, images, histograms...: protobuf handles those records
+    if tag is None or at is None:
+        return None
+    return tag, at, dtype, not tensor or tag in scalar_tags
+
+
+def _walk_tensor(record, pos, end):
+    """(offset, dtype) of the single float/double of a scalar TensorProto, or None."""
+    dtype, at, size = None, None, None
+    for field, wire, start, stop in _fields(record, pos, end):
+        if (field, wire) == (1, 0):
+            dtype, _ = _varint(record, start)
+        elif (field, wire) == (2, 2):
+            if stop != start:  # a shape with dimensions: not a scalar template
+                return None
+        elif (field, wire) == (3, 0):
+            continue
+        elif (field, wire) in ((4, 2), (5, 2), (6, 2), (5, 5), (6, 1)):
+            at, size = start, stop - start
+        else:
+            return None
+    layout = _FLOAT_DTYPES.get(dtype)
+    if layout is None or at is None or size != int(layout[-1]):
+        return None
+    return at, layout
+
+
+def _matches(rows, template, layout):
+    """Which rows equal the template outside its variable bytes, with the same step-varint shape."""
+    fixed = ~layout.variable
+    match = (rows[:, fixed] == template[fixed]).all(axis=1)
+    if layout.step_len:
+        span = slice(layout.step_at, layout.step_at + layout.step_len)
+        match &= ((rows[:, span] & 0x80) == (template[span] & 0x80)).all(axis=1)
+    return match
+
+
+def _emit(rows, order, layout, out):
+    """Appends the decoded values of matching rows to `out` (tag -> list of column parts)."""
+    if not len(rows):
+        return
+    count = len(rows)
+    if layout.wall_at is None:
+        wall = np.zeros(count)
+    else:
+        wall = np.ascontiguousarray(rows[:, layout.wall_at : layout.wall_at + 8]).view("<f8")[:, 0]
+    step = np.zeros(count, dtype=np.uint64)
+    for k in range(layout.step_len):
+        step |= (rows[:, layout.step_at + k].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * k)
+    step = step.view(np.int64)
+    for tag, at, dtype, keep in layout.values:
+        if not keep:
+            continue
+        size = int(dtype[-1])
+        value = np.ascontiguousarray(rows[:, at : at + size]).view(dtype)[:, 0].astype(np.float64)
+        out[tag].append((order, step, wall, value))
+
+
+def _decode_slowly(data, starts, lengths, indices, scalar_tags, out):
+    """Protobuf parsing of the given records (in record order)."""
+    parse = event_pb2.Event.FromString
+    view = memoryview(data)
+    found = collections.defaultdict(lambda: ([], [], [], []))
+    for i, start, length in zip(indices.tolist(), starts[indices].tolist(), lengths[indices].tolist()):
+        try:
+            event = parse(view[start : start + length])
+        except Exception:  # a CRC-valid record that is not an Event: not ours to read
+            continue
+        if not event.HasField("summary"):
+            continue
+        for value in event.summary.value:
+            kind = value.WhichOneof("value")
+            if kind == "simple_value":
+                y = value.simple_value
+            elif kind == "tensor":
+                if value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN:
+                    scalar_tags.add(value.tag)
+                if value.tag not in scalar_tags:
+                    continue
+                y = _tensor_scalar(value.tensor)
+                if y is None:
+                    continue
+            else:
+                continue
+            order, steps, walls, values = found[value.tag]
+            order.append(i)
+            steps.append(event.step)
+            walls.append(event.wall_time)
+            values.append(y)
+    for tag, (order, steps, walls, values) in found.items():
+        out[tag].append((np.asarray(order, np.int64), np.asarray(steps, np.int64),
+                         np.asarray(walls, np.float64), np.asarray(values, np.float64)))
+
+
+def _tensor_scalar(tensor):
+    """The value of a one-element tensor as a float, or None if it is not one."""
+    fast = _TENSOR_FIELDS.get(tensor.dtype)
+    if fast is not None:
+        field, layout = fast
+        content = tensor.tensor_content
+        if len(content) == layout.size:
+            return float(layout.unpack(content)[0])
+        vals = getattr(tensor, field)
+        if not content and len(vals) == 1:
+            return float(vals[0])
+    try:
+        array = tensor_util.make_ndarray(tensor)
+    except Exception:
+        return None
+    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+        return None
+    return float(array.reshape(()))
