@@ -48,11 +48,17 @@ Bands (``lower``/``upper``; all NaN with ``band="none"``):
 - ``minmax``: the window's (or block's) finite minimum and maximum (not
   defined for ``ema``).
 
-Complexity (n points, w the longest window): counts and means from prefix
-sums, O(n); standard deviations from dyadic blocks merged without
-cancellation, O(n log w); medians from wavelet matrices over chunk-local
-ranks, O(n log n); minima/maxima from a sparse table, O(n log w); the EMA and
-its std from blocked matrix products, O(n B) with a fixed block B = 128.
+Precision: a window's mean and standard deviation are merged from spans of
+that window's own points only, so their rounding error is a small multiple
+of eps * log2(w) times the largest finite |value| in the window, however
+large the values elsewhere in the series (a loss that explodes to 1e36 leaves
+the averages before it intact).
+
+Complexity (n points, w the longest window): counts from prefix sums, O(n);
+means and standard deviations from sliding dyadic spans merged with Chan's
+update, O(n log w); medians from wavelet matrices over chunk-local ranks,
+O(n log n); minima/maxima from a sparse table, O(n log w); the EMA and its
+std from blocked matrix products, O(n B) with a fixed block B = 128.
 All vectorised: Python loops run over levels and chunks only.
 """
 
@@ -74,7 +80,8 @@ _EMA_BLOCK = 128
 # Data chunk of the median: spans of up to twice this many points keep the
 # wavelet matrix at ~15 levels and its arrays in cache.
 _MEDIAN_CHUNK = 1 << 14
-# Windows handled together by the standard-deviation walk (arrays in cache).
+# Data chunk of the window means and standard deviations (their span tables
+# stay in cache).
 _CACHE_CHUNK = 1 << 15
 _TINY = np.finfo(np.float64).tiny
 
@@ -98,10 +105,14 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     else:
         index, lo, hi = _window_bounds(positions, window, align, edges, unit)
     finite = np.isfinite(values)
-    count, mean = _window_mean(values, finite, lo, hi)
+    count = _window_count(finite, lo, hi)
+    mean = m2 = None
+    if method != "median" or band == "std":  # the median uses the mean for its band only
+        mean, m2 = _window_moments(values, finite, lo, hi, spread=band == "std")
     value = _window_median(values, finite, lo, hi, count) if method == "median" else mean
     if band == "std":
-        std = _window_std(values, finite, lo, hi, count, mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            std = np.where(count > 1, np.sqrt(m2 / (count - 1)), np.nan)
         lower, upper = value - std, value + std
     elif band == "minmax":
         lower, upper = _window_extremes(values, finite, lo, hi, count)
@@ -175,76 +186,91 @@ def _block_bounds(positions, window, edges):
     return hi - 1, lo, hi
 
 
-def _window_mean(values, finite, lo, hi):
-    """Finite count and mean of values[lo:hi] for each window (mean NaN for a
-    count of 0), from prefix sums of finite counts and of (y - ref), with ref
-    the finite value nearest the finite mean: this keeps the prefix sums small
-    and makes a constant series exact."""
+def _window_count(finite, lo, hi):
+    """Number of finite values in each window values[lo:hi] (int64, exact),
+    from the prefix sums of the finite flags."""
     count_prefix = np.concatenate(([0], np.cumsum(finite, dtype=np.int64)))
-    count = count_prefix[hi] - count_prefix[lo]
-    finite_values = values[finite]
-    ref = 0.0
-    if len(finite_values):
-        with np.errstate(over="ignore", invalid="ignore"):
-            ref = finite_values[np.argmin(np.abs(finite_values - finite_values.mean()))]
-    sum_prefix = np.concatenate(([0.0], np.cumsum(np.where(finite, values - ref, 0.0))))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(count > 0, ref + (sum_prefix[hi] - sum_prefix[lo]) / count, np.nan)
-    return count, mean
+    return count_prefix[hi] - count_prefix[lo]
 
 
-def _window_std(values, finite, lo, hi, count, mean):
-    """Sample standard deviation (ddof=1) of the finite values of each window
-    values[lo:hi], given the windows' finite count and mean; NaN with fewer
-    than 2.
-
-    Each window is split into O(log w) aligned dyadic blocks
-    [j * 2**k, (j + 1) * 2**k) by the bottom-up segment-tree walk; the blocks'
-    (count, mean, M2) are built level by level with Chan's pairwise update, and
-    the window's M2 = sum over its blocks of M2_b + count_b * (mean_b - mean)**2,
-    a sum of non-negative terms without cancellation. (Prefix sums of squares
-    would lose about sqrt(eps * n) of the data scale on windows of small
-    spread.) The walk runs over cache-sized chunks of windows with 0/1 masks
-    instead of branches. O(n log w)."""
-    levels = [(finite.astype(np.float64), np.where(finite, values, 0.0), np.zeros(len(values)))]
-    longest = int((hi - lo).max(initial=0))
-    while (1 << len(levels)) <= longest:  # levels 0 .. floor(log2(longest))
-        node_count, node_mean, node_m2 = levels[-1]
-        pairs = len(node_count) // 2
-        levels.append(_merge_moments(
-            (node_count[0:2 * pairs:2], node_mean[0:2 * pairs:2], node_m2[0:2 * pairs:2]),
-            (node_count[1::2][:pairs], node_mean[1::2][:pairs], node_m2[1::2][:pairs])))
-    center = np.where(count > 0, mean, 0.0)
-    m2 = np.zeros(len(lo))
-    for start in range(0, len(lo), _CACHE_CHUNK):
-        chunk = slice(start, start + _CACHE_CHUNK)
-        left, right, chunk_center = lo[chunk].copy(), hi[chunk].copy(), center[chunk]
-        chunk_m2 = m2[chunk]
-        for node_count, node_mean, node_m2 in levels:
-            last = len(node_count) - 1
-            take = (left < right) & (left & 1)
-            at = np.minimum(left, last)
-            chunk_m2 += take * (node_m2[at] + node_count[at] * (node_mean[at] - chunk_center) ** 2)
-            left += take
-            take = (left < right) & (right & 1)
-            right -= take
-            at = np.minimum(right, last)
-            chunk_m2 += take * (node_m2[at] + node_count[at] * (node_mean[at] - chunk_center) ** 2)
-            left >>= 1
-            right >>= 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(count > 1, np.sqrt(m2 / (count - 1)), np.nan)
+def _window_moments(values, finite, lo, hi, spread):
+    """Finite mean of each window values[lo:hi] (NaN where it has no finite
+    value) and, with ``spread``, its M2 = sum of (y - mean)**2 over the finite
+    values (else None): the windows' (count, mean[, M2]) merged from O(log w)
+    spans of their own points by Chan's update (``_merge_windows``), so the
+    rounding error scales with the window's own values (a prefix sum would
+    carry that of every earlier value, e.g. of a loss that later explodes to
+    1e36), a window of equal values gets exactly that value and M2 is a sum
+    of non-negative terms without cancellation."""
+    parts = (finite.astype(np.float64), np.where(finite, values, 0.0))
+    if spread:
+        parts += (np.zeros(len(values)),)
+    merged = _merge_windows(parts, lo, hi)
+    mean = np.where(merged[0] > 0, merged[1], np.nan)
+    return mean, merged[2] if spread else None
 
 
 def _merge_moments(a, b):
-    """Chan's pairwise update of (count, mean, M2); an empty part (count 0,
-    mean 0, M2 0) merges exactly as a no-op."""
-    count_a, mean_a, m2_a = a
-    count_b, mean_b, m2_b = b
-    count = count_a + count_b
-    delta = mean_b - mean_a
-    share_b = count_b / np.maximum(count, 1.0)
-    return count, mean_a + delta * share_b, m2_a + m2_b + delta * delta * count_a * share_b
+    """Chan's pairwise update of (count, mean) or (count, mean, M2); an empty
+    part (count 0, mean 0, M2 0) merges exactly as a no-op (the products are
+    ordered so that it does even when the other part's mean squared would
+    overflow)."""
+    count_a, mean_a = a[0], a[1]
+    count = count_a + b[0]
+    delta = b[1] - mean_a
+    shift = delta * (b[0] / np.maximum(count, 1.0))
+    if len(a) == 2:
+        return count, mean_a + shift
+    return count, mean_a + shift, a[2] + b[2] + shift * (delta * count_a)
+
+
+def _merge_windows(parts, lo, hi):
+    """``_merge_moments`` of the per-point ``parts`` (count, mean[, M2]) over
+    each window [lo, hi), lo non-decreasing; returns one array per part (all
+    zero for an empty window).
+
+    The window of length L is composed left to right of the spans
+    [c, c + 2**k) for the set bits k of L, each a merge over points of the
+    window only. The spans of 2**k points starting at every point come from
+    those of 2**(k-1) (a sparse table, O(n log w)), built per chunk of
+    C = max(_CACHE_CHUNK, longest window) points for the windows starting in
+    it (data of at most 2C points, kept in cache), with zero padding so that
+    one index holds the empty span at every level."""
+    merged = tuple(np.zeros(len(lo)) for _ in parts)
+    if len(lo) == 0:
+        return merged
+    length = hi - lo
+    longest = int(length.max())
+    chunk = max(_CACHE_CHUNK, longest)
+    padding = np.zeros(longest + 1)
+    group_starts = np.searchsorted(lo, np.arange(0, lo[-1] + 1, chunk), side="left")
+    for first, stop in zip(group_starts, np.append(group_starts[1:], len(lo))):
+        if first == stop:
+            continue
+        start, end = lo[first], int(hi[first:stop].max())
+        spans = tuple(np.concatenate((part[start:end], padding)) for part in parts)
+        empty = end - start
+        group_length = length[first:stop]
+        in_every = np.bitwise_and.reduce(group_length)  # bits set in every length
+        in_some = np.bitwise_or.reduce(group_length)
+        cursor = lo[first:stop] - start
+        group = None
+        width = 1
+        while True:
+            if width & in_some:
+                taken = width if width & in_every else group_length & width
+                at = cursor if width & in_every else np.where(taken != 0, cursor, empty)
+                piece = tuple(span[at] for span in spans)
+                group = piece if group is None else _merge_moments(group, piece)
+                cursor += taken
+            if 2 * width > longest:
+                break
+            spans = _merge_moments(tuple(span[:-width] for span in spans),
+                                   tuple(span[width:] for span in spans))
+            width *= 2
+        for array, group_array in zip(merged, group or ()):  # None: only empty windows
+            array[first:stop] = group_array
+    return merged
 
 
 def _window_median(values, finite, lo, hi, count):

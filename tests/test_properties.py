@@ -1,5 +1,7 @@
 """Property tests of the numeric core on random series with NaN and Inf and random parameters."""
 
+import math
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings, strategies as st
@@ -11,6 +13,12 @@ VALUES = st.one_of(
     st.sampled_from([np.nan, np.inf, -np.inf]),
 )
 SERIES = st.lists(VALUES, min_size=0, max_size=120)
+# Magnitudes from 1e-3 to 1e36 of either sign (a run that explodes), with holes.
+WIDE_VALUES = st.one_of(
+    st.builds(lambda sign, exponent: sign * 10.0 ** exponent,
+              st.sampled_from([-1.0, 1.0]), st.floats(-3, 36)),
+    st.sampled_from([np.nan, np.inf, -np.inf]),
+)
 
 
 def _steps(n, gaps):
@@ -18,8 +26,8 @@ def _steps(n, gaps):
 
 
 @st.composite
-def cases(draw):
-    values = np.asarray(draw(SERIES), dtype=np.float64)
+def cases(draw, series=SERIES):
+    values = np.asarray(draw(series), dtype=np.float64)
     gaps = draw(st.lists(st.integers(1, 5), min_size=len(values), max_size=len(values)))
     return {
         "steps": _steps(len(values), gaps),
@@ -63,6 +71,33 @@ def test_averages_lie_within_the_windows_finite_range(case):
         assert finite.min() - scale <= result.value[j] <= finite.max() + scale
         if case["band"] == "minmax":
             assert result.lower[j] == finite.min() and result.upper[j] == finite.max()
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases(st.lists(WIDE_VALUES, min_size=0, max_size=120)))
+def test_sma_and_std_band_error_is_relative_to_each_window(case):
+    """Values spanning 39 orders of magnitude: each window's sma and std band
+    are within 1e-9 of its own largest finite |value| of the exact ones
+    (math.fsum), whatever the values outside the window."""
+    kwargs = {k: case[k] for k in ("window", "align", "edges", "unit")}
+    result = windows.moving_average(case["steps"], case["values"], method="sma", band="std",
+                                    **kwargs)
+    values = case["values"]
+    for j, i in enumerate(result.index):
+        window = values[_window_positions(case, i)]
+        finite = window[np.isfinite(window)]
+        if not len(finite):
+            assert np.isnan([result.value[j], result.lower[j], result.upper[j]]).all()
+            continue
+        tolerance = 1e-9 * np.abs(finite).max()
+        mean = math.fsum(finite) / len(finite)
+        assert abs(result.value[j] - mean) <= tolerance
+        if len(finite) < 2:
+            assert np.isnan(result.lower[j]) and np.isnan(result.upper[j])
+            continue
+        std = math.sqrt(math.fsum((finite - mean) ** 2) / (len(finite) - 1))
+        assert abs(result.lower[j] - (mean - std)) <= tolerance
+        assert abs(result.upper[j] - (mean + std)) <= tolerance
 
 
 @settings(max_examples=150, deadline=None)

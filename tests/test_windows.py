@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tb_batchavg import windows
 from tb_batchavg.windows import moving_average
 
 WINDOWS = (1, 4, 7, 30)
@@ -40,11 +41,10 @@ def extents(window, align):
     return before, window - 1 - before
 
 
-def slow_reference(steps, values, method, window, align, edges, unit):
+def window_members(steps, method, window, align, edges, unit):
     """Explicit loop: for every output point, select the window's members by
-    comparing positions, then take the statistics of their finite values.
-    Returns (index, {statistic: array})."""
-    n = len(values)
+    comparing positions. Returns a list of (output index, member indices)."""
+    n = len(steps)
     positions = steps if unit == "steps" else np.arange(n)
     members = []
     if method == "block":
@@ -62,6 +62,13 @@ def slow_reference(steps, values, method, window, align, edges, unit):
             if edges == "valid" and (low < positions[0] or high > positions[-1]):
                 continue
             members.append((i, np.flatnonzero((positions >= low) & (positions <= high))))
+    return members
+
+
+def slow_reference(steps, values, method, window, align, edges, unit):
+    """The statistics of the finite values of every window of
+    ``window_members``. Returns (index, {statistic: array})."""
+    members = window_members(steps, method, window, align, edges, unit)
     stats = {name: [] for name in ("mean", "median", "std", "min", "max")}
     for _, inside in members:
         x = values[inside]
@@ -156,6 +163,101 @@ def test_windowed_methods_match_references(method, align, edges, unit):
                                     edges=edges, unit=unit, band=band)
             for index, stats in references:
                 assert_matches(result, steps, index, stats, method, band, scale)
+
+
+def exploding_series(seed, n=900):
+    """A run that blows up: a loss near 0.1, a stretch near 1e-3, an explosion
+    through 36 orders of magnitude (1 to 1e36), a fall back to ~1e-3 and a
+    stretch of both signs (cancellation inside windows); uneven steps, NaN and
+    +-Inf holes and a NaN run of 20 points."""
+    rng = np.random.default_rng(seed)
+    steps = 3 + np.cumsum(rng.choice([1, 1, 2, 3, 5], size=n))
+    noise = rng.normal(size=n)
+    sizes = np.array([n * 5 // 18, n // 9, n * 2 // 9, n // 6])
+    values = np.concatenate([
+        0.1 * (1 + 0.05 * noise[:sizes[0]]),
+        1e-3 * (1 + 0.1 * noise[sizes[0]:sizes[:2].sum()]),
+        np.logspace(0, 36, sizes[2]) * (1 + 0.1 * noise[sizes[:2].sum():sizes[:3].sum()]),
+        1e-3 * np.exp(noise[sizes[:3].sum():sizes.sum()]),
+        noise[sizes.sum():],
+    ])
+    holes = rng.random(n)
+    values[holes < 0.05] = np.nan
+    values[(holes >= 0.05) & (holes < 0.07)] = np.inf
+    values[(holes >= 0.07) & (holes < 0.08)] = -np.inf
+    values[300:320] = np.nan
+    return steps.astype(np.int64), values
+
+
+def exact_window_stats(values, members):
+    """Mean, sample standard deviation (NaN below 2 values) and largest |value|
+    of the finite values of each window, from correctly rounded sums
+    (math.fsum); all NaN for a window without finite values."""
+    stats = np.full((len(members), 3), np.nan)
+    for row, (_, inside) in enumerate(members):
+        x = values[inside]
+        x = x[np.isfinite(x)]
+        if len(x):
+            mean = math.fsum(x) / len(x)
+            std = math.sqrt(math.fsum((x - mean) ** 2) / (len(x) - 1)) if len(x) > 1 else np.nan
+            stats[row] = mean, std, np.abs(x).max()
+    return stats.T
+
+
+def assert_within(got, want, tolerance):
+    """got equals want up to tolerance (per element), NaN exactly where want is NaN."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    known = ~np.isnan(want)
+    error = np.abs(got[known] - want[known])
+    worst = np.argmax(error - tolerance[known]) if error.size else 0
+    assert (error <= tolerance[known]).all(), (
+        f"error {error[worst]:.3g} > {tolerance[known][worst]:.3g} at {want[known][worst]:.6g}")
+
+
+@pytest.mark.parametrize("chunk", [None, 37])
+@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
+    ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"),
+    ("points", "steps"))))
+def test_exploding_series_error_is_relative_to_each_window(method, align, edges, unit, chunk,
+                                                           monkeypatch):
+    """Values from 1e-3 to 1e36: each window's mean and std band are within
+    1e-9 of the window's own largest |value| of the exact (math.fsum) ones.
+    chunk=37 makes the span tables cover many small data chunks."""
+    if chunk:
+        monkeypatch.setattr(windows, "_CACHE_CHUNK", chunk)
+    steps, values = exploding_series(seed=len(method) + 2 * len(align) + 3 * len(edges))
+    for window in (1, 3, 16, 50):
+        members = window_members(steps, method, window, align, edges, unit)
+        mean, std, scale = exact_window_stats(values, members)
+        tolerance = 1e-9 * scale
+        kwargs = {"method": method, "window": window, "align": align, "edges": edges,
+                  "unit": unit}
+        result = moving_average(steps, values, band="std", **kwargs)
+        np.testing.assert_array_equal(result.index, [i for i, _ in members])
+        if method == "median":
+            assert_within(result.upper - result.value, std, tolerance)
+            assert_within(result.value - result.lower, std, tolerance)
+            continue
+        assert_within(result.value, mean, tolerance)
+        assert_within(result.lower, mean - std, tolerance)
+        assert_within(result.upper, mean + std, tolerance)
+        np.testing.assert_array_equal(moving_average(steps, values, **kwargs).value, result.value)
+
+
+def test_smoothed_loss_before_an_explosion_is_the_loss():
+    """A loss of 0.1 that later explodes to 1e36: the windows before the
+    explosion hold only 0.1, so their mean is 0.1 and their std 0."""
+    values = np.r_[np.full(1000, 0.1), np.logspace(0, 36, 300)]
+    steps = np.arange(len(values))
+    for method in ("sma", "block"):
+        result = moving_average(steps, values, method=method, window=25, band="std")
+        before = result.index < 1000
+        assert before.sum() >= 40
+        assert (result.value[before] == 0.1).all()
+        assert (result.lower[before] == 0.1).all() and (result.upper[before] == 0.1).all()
+        after = ~before
+        assert (result.value[after] > 0.1).all()
+        assert (result.upper[after] > result.value[after]).all()
 
 
 def test_reference_shift_matches_pandas_center_for_odd_windows():
@@ -324,8 +426,10 @@ def test_200k_points_match_pandas():
     scale = np.nanmax(np.abs(clean))
     tolerance = {"rtol": 1e-9, "atol": 1e-9 * scale}
 
-    sma = moving_average(steps, values, window=50)
+    sma = moving_average(steps, values, window=50, band="std")
     np.testing.assert_allclose(sma.value, clean.rolling(50, min_periods=1).mean()[49:], **tolerance)
+    np.testing.assert_allclose(sma.upper - sma.value, clean.rolling(50, min_periods=1).std()[49:],
+                               **tolerance)
 
     median = moving_average(steps, values, method="median", window=51, align="centered",
                             edges="partial")
