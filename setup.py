@@ -36,14 +36,14 @@ setuptools.setup(
     },
     install_requires=[
         "tensorboard>=2.12",
-        "numpy>=1.22",
+        "numpy>=1.26",
         "werkzeug>=2.2",
     ],
     extras_require={
         "tf": ["tensorflow>=2.12"],
         "test": [
             "pytest>=7",
-            "pandas>=1.5",
+            "pandas>=2.2",
             "scipy>=1.9",
             "hypothesis>=6",
             "playwright>=1.40",

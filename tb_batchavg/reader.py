@@ -93,6 +93,11 @@ class Run:
     def series(self, tag):
         return self.columns.get(tag)
 
+    def counts(self):
+        """{tag: points} of the tags with data, all from the same reload."""
+        columns = self.columns
+        return {t: int(len(s.step)) for t, s in sorted(columns.items()) if len(s.step)}
+
     def health(self):
         """What was skipped: bad records and files stopped at a corrupt header or unreadable."""
         with self.lock:
@@ -143,23 +148,39 @@ class Run:
             state.offset, state.bad_records, state.corrupt_at = 0, 0, None
         if size == state.offset:
             return
-        with tf.io.gfile.GFile(path, "rb") as f:
-            f.seek(state.offset)
-            pending = b""
-            while True:
-                block = f.read(_READ_CHUNK)
-                if not block:
-                    break
-                data = pending + block
-                scan = records.scan(data)
-                for tag, column in events.decode(data, scan.starts, scan.lengths, self.scalar_tags).items():
-                    new[tag].append(column)
-                state.offset += scan.consumed
-                state.bad_records += scan.bad_records
-                state.corrupt_at = scan.corrupt_at
-                if scan.corrupt_at is not None:
-                    return
-                pending = data[scan.consumed :]
+        read_to = state.offset  # bytes of the file read so far (complete records or not)
+        pending = b""
+        while True:
+            block = _read_at(path, read_to, _READ_CHUNK)
+            if not block:
+                break
+            read_to += len(block)
+            data = pending + block
+            scan = records.scan(data)
+            for tag, column in events.decode(data, scan.starts, scan.lengths, self.scalar_tags).items():
+                new[tag].append(column)
+            state.offset += scan.consumed
+            state.bad_records += scan.bad_records
+            state.corrupt_at = scan.corrupt_at
+            if scan.corrupt_at is not None:
+                return
+            pending = data[scan.consumed :]
+
+
+def _read_at(path, offset, size):
+    """Up to `size` bytes of the file at `path` from byte `offset`, through gfile.
+
+    TensorFlow's GFile can seek; TensorBoard's own gfile (used when TensorFlow is not installed)
+    cannot, but its filesystems read from a continuation token that holds the byte offset (named
+    "opaque_offset" by the local and fsspec filesystems, "byte_offset" by S3).
+    """
+    if hasattr(tf.io.gfile, "get_filesystem"):
+        token = {"opaque_offset": offset, "byte_offset": offset}
+        data, _ = tf.io.gfile.get_filesystem(path).read(path, binary_mode=True, size=size, continue_from=token)
+        return data
+    with tf.io.gfile.GFile(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
 
 
 class LogdirReader:
@@ -229,3 +250,7 @@ class LogdirReader:
     def series(self, run, tag):
         r = self.get(run)
         return r.series(tag) if r else None
+
+    def counts(self, run):
+        r = self.get(run)
+        return r.counts() if r else {}
