@@ -204,7 +204,8 @@ def markdown(results):
         ("CPU", m["cpu"]), ("cores", m["cores"]), ("memory", m["memory"]), ("OS", m["os"]),
         ("Python", m["python"]), ("packages", versions),
         ("load average (1, 5, 15 min) before / after", "%s / %s" % (m["load_before"], m.get("load_after"))),
-        ("date", m["date"]), ("code (git)", m["code"]), ("total benchmark time", "%.0f s" % results["elapsed"]),
+        ("date", m["date"]), ("code (git) at start", m["code"]), ("code (git) at end", m.get("code_after")),
+        ("total benchmark time", "%.0f s" % results["elapsed"]),
         ("command", "`%s`" % " ".join(["python3 bench/run.py"] + results["argv"])),
         ("event layout", "one Event per step carrying 3 tags" if args["layout"] == "step"
          else "one Event per tag per step"),

@@ -230,6 +230,7 @@ def main(argv=None):
         results["runs"] = runs_latency(work, cache_dir, args)
         results["incremental"] = incremental_reload(work, files[target], target, args)
         results["machine"]["load_after"] = report.load_average()
+        results["machine"]["code_after"] = report.code_version()
         results["elapsed"] = time.perf_counter() - started
         text = report.markdown(results)
         print(text)
