@@ -12,6 +12,7 @@ import re
 from tb_batchavg import metadata
 
 MAX_NAME_LENGTH = 4096
+MAX_QUERY_BYTES = 65536  # the longest request line TensorBoard's HTTP server accepts
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _MAX_DIGITS = 40  # far beyond every range here
 _REAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -23,6 +24,12 @@ class BadRequest(ValueError):
 
 class NotFound(LookupError):
     """An unknown run or tag (HTTP 404)."""
+
+
+def query_string(raw):
+    """Refuses a query string (bytes, as sent) longer than MAX_QUERY_BYTES."""
+    if len(raw) > MAX_QUERY_BYTES:
+        raise BadRequest("query string is longer than %d bytes (got %d)" % (MAX_QUERY_BYTES, len(raw)))
 
 
 def text(args, name, default=None):

@@ -109,6 +109,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         @wrappers.Request.application
         def app(request):
             try:
+                params.query_string(request.query_string)
                 body, content_type, headers = handler(request)
                 return http_util.Respond(request, body, content_type, headers=headers)
             except params.BadRequest as e:
@@ -145,8 +146,12 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         return app
 
     def _source(self, request):
-        """The logdir reader, or the sampled data-provider fallback when no logdir is readable."""
-        if self._reader.readable or self._provider is None:
+        """The logdir reader, or the sampled data-provider fallback when no logdir is readable.
+
+        Once the reader holds runs it stays the source: a logdir that vanishes (deleted,
+        unmounted) keeps serving the data already read, its runs' health saying why.
+        """
+        if self._reader.readable or self._reader.runs() or self._provider is None:
             self._reader.discover(self._reload_seconds)
             return self._reader, False
         experiment = plugin_util.experiment_id(request.environ)
@@ -158,11 +163,13 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         The version is taken before any column is, so a cached result is never filed under a
         version newer than the data it was computed from.
         """
-        if run not in source.runs():
-            raise params.NotFound("unknown run %r" % run)
         if source is not self._reader:
+            if run not in source.runs():
+                raise params.NotFound("unknown run %r" % run)
             return source.version(run)
         found = self._reader.get(run)
+        if found is None:
+            raise params.NotFound("unknown run %r" % run)
         found.reload(self._reload_seconds)
         return found.version
 
@@ -194,12 +201,13 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         out = []
         for run in source.runs():
             self._open_run(source, run)
-            tags = source.tags(run)
+            count = source.counts(run)  # of one reload: a record's tags are counted together
+            tags = sorted(count)
             entry = {
                 "run": run,
                 "tags": tags,
                 "roles": metadata.detect_roles(tags),
-                "count": {t: int(len(source.series(run, t).step)) for t in tags},
+                "count": count,
             }
             if source is self._reader:
                 entry["health"] = self._reader.get(run).health()

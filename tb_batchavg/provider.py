@@ -43,6 +43,11 @@ class ProviderReader:
         """Changes whenever the provider's data of the run changes."""
         return tuple(sorted((t, ts.max_step, ts.max_wall_time) for t, ts in self._list().get(run, {}).items()))
 
+    def counts(self, run):
+        """{tag: points} of the run's tags with data."""
+        counts = {t: int(len(self.series(run, t).step)) for t in self.tags(run)}
+        return {t: n for t, n in counts.items() if n}
+
     def series(self, run, tag):
         info = self._list().get(run, {}).get(tag)
         if info is None:
