@@ -51,4 +51,5 @@ test-min: $(MIN_VENV)/.installed
 	  -k "not real_files and not test_rolling_matches_pandas"
 
 bench: setup
+	$(BIN)/pip install -q tbparse
 	$(BIN)/python bench/run.py

@@ -114,6 +114,12 @@ class Run:
     def reload(self, max_age=0.0):
         """Reads what was appended to this run's event files, unless it did less than `max_age`
         seconds ago (a reload in progress is waited for). Returns True if data changed."""
+        changed = self._read_new(max_age)
+        if changed:
+            _release_freed_memory()  # the parsing temporaries are gone by now
+        return changed
+
+    def _read_new(self, max_age):
         with self.lock:
             now = time.monotonic()
             if self.read_at is not None and now - self.read_at < max_age:
@@ -141,7 +147,6 @@ class Run:
                 columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
             self.columns = columns
             self.version += 1
-            _release_freed_memory()
             return True
 
     def _read_file(self, path, new):
