@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import threading
 from importlib import resources
 
 import numpy as np
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _JSON = "application/json"
+# At most this many responses are computed at once: each holds working memory proportional to its
+# series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
+# GIL leaves little speed to gain from more. Cache hits never wait.
+_COMPUTE_SLOTS = 4
 
 
 def _floats(array):
@@ -79,6 +84,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         self._provider = context.data_provider
         cache_mb = getattr(flags, "batchavg_cache_mb", None)
         self._cache = ResultCache((metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20)
+        self._computing = threading.BoundedSemaphore(_COMPUTE_SLOTS)
         reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
         self._reload_seconds = metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds
 
@@ -191,8 +197,11 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
     def _cached(self, key, compute):
         body = self._cache.get(key)
         if body is None:
-            body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
-            self._cache.put(key, body)
+            with self._computing:
+                body = self._cache.get(key)  # computed by a request that held the slot before?
+                if body is None:
+                    body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+                    self._cache.put(key, body)
         return body, _JSON, None
 
     # Routes --------------------------------------------------------------------------------
@@ -348,31 +357,32 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
         fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
-        result = windows.moving_average(series.step, series.value, **avg)
-        average = np.full(len(series.step), np.nan)
-        has_average = np.zeros(len(series.step), dtype=bool)
-        average[result.index] = result.value
-        has_average[result.index] = True
         name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
-        if fmt == "json":
-            body = json.dumps(
-                {
-                    "run": run,
-                    "tag": tag,
-                    "sampled": sampled,
-                    "params": avg,
-                    "step": series.step.tolist(),
-                    "wall_time": series.wall_time.tolist(),
-                    "value": _floats(series.value),
-                    "average": [v if h else None for v, h in zip(_floats(average), has_average.tolist())],
-                },
-                allow_nan=False,
-            )
-            content_type = _JSON
-        else:
-            body = _csv(series, average, has_average)
-            content_type = "text/csv"
+        with self._computing:  # the body is built whole: working memory as in _cached
+            result = windows.moving_average(series.step, series.value, **avg)
+            average = np.full(len(series.step), np.nan)
+            has_average = np.zeros(len(series.step), dtype=bool)
+            average[result.index] = result.value
+            has_average[result.index] = True
+            if fmt == "json":
+                body = json.dumps(
+                    {
+                        "run": run,
+                        "tag": tag,
+                        "sampled": sampled,
+                        "params": avg,
+                        "step": series.step.tolist(),
+                        "wall_time": series.wall_time.tolist(),
+                        "value": _floats(series.value),
+                        "average": [v if h else None for v, h in zip(_floats(average), has_average.tolist())],
+                    },
+                    allow_nan=False,
+                )
+                content_type = _JSON
+            else:
+                body = _csv(series, average, has_average)
+                content_type = "text/csv"
         headers = [("Content-Disposition", 'attachment; filename="%s.%s"' % (filename, fmt))]
         return body, content_type, headers
 
