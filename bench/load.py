@@ -39,14 +39,12 @@ Exit status 1 when any check fails.
 
 import argparse
 import collections
-import contextlib
 import csv
 import io
 import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,7 +63,7 @@ for path in (HERE, ROOT):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import logs  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import tensorboard_server  # noqa: E402
 
 PREFIX = "/data/plugin/batchavg/"
 LIVE = "live"
@@ -165,41 +163,11 @@ def memory(pid, field):
     raise KeyError(field)
 
 
-@contextlib.contextmanager
 def tensorboard(logdir, flags, timeout=180):
-    """`python -m tensorboard.main --logdir LOGDIR --host 127.0.0.1 --port P FLAGS`; yields
-    (base URL, process) once the plugin is listed."""
-    port = free_port()
-    output = tempfile.TemporaryFile()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
-           "--port", str(port), *flags]
+    """`python -m tensorboard.main --logdir LOGDIR --host 127.0.0.1 --port P FLAGS` with this
+    checkout on PYTHONPATH; yields (base URL, process) once the plugin is listed."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, env=env)
-    base = "http://127.0.0.1:%d" % port
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                output.seek(0)
-                raise RuntimeError("tensorboard exited: %s" % output.read().decode(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(base + "/data/plugins_listing", timeout=5) as r:
-                    if "batchavg" in json.loads(r.read()):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("tensorboard did not start within %ss" % timeout)
-            time.sleep(0.3)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        output.close()
+    return tensorboard_server(logdir, *flags, timeout=timeout, env=env)
 
 
 def fetch(url, timeout=60):

@@ -82,11 +82,19 @@ def free_port():
 @contextlib.contextmanager
 def tensorboard_process(logdir, *flags, timeout=90):
     """Runs `tensorboard --logdir LOGDIR --host 127.0.0.1 --port P FLAGS` and yields its base URL."""
+    with tensorboard_server(logdir, *flags, timeout=timeout) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir, *flags, timeout=90, env=None):
+    """Like `tensorboard_process`, with the environment `env`; yields (base URL, process) once the
+    plugin is listed, and stops the process on exit."""
     port = free_port()
     log = tempfile.TemporaryFile()
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
            "--port", str(port), *flags]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     prefix = ""
     for i, flag in enumerate(flags):
         if flag.startswith("--path_prefix"):
@@ -107,13 +115,14 @@ def tensorboard_process(logdir, *flags, timeout=90):
             if time.time() > deadline:
                 raise RuntimeError("tensorboard did not start within %ss" % timeout)
             time.sleep(0.3)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
 
 
