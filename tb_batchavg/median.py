@@ -8,97 +8,225 @@ layout (alignment, edges, units) is decided by ``windows.moving_average``.
 
 import numpy as np
 
-# Data chunk: spans of up to twice this many points keep the wavelet matrix at
-# ~15 levels and its arrays in cache.
-_CHUNK = 1 << 14
+# The last _MASK_BITS bits of a rank are found in a 128-bit mask (two words)
+# of the ranks present, not in wavelet levels.
+_MASK_BITS = 7
+# Segments are processed in groups of about this many points, so that the
+# group's arrays stay in cache.
+_GROUP = 1 << 16
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
 
 
 def window_median(values, finite, lo, hi, count):
     """Median of the finite values in each window values[lo:hi] (NaN where
     count is 0); lo and hi must be non-decreasing.
 
-    The data are cut into chunks of C = max(_CHUNK, longest window)
-    points; the windows starting in a chunk are answered together from the
-    chunk's data plus the overlap up to their last end (at most 2C points, so
-    the total work is O(n log n)). Within that span the values are ranked
-    (non-finite ranked last), so the k-th smallest rank in a window is its
-    k-th smallest finite value, found with a wavelet matrix; the small spans
-    keep the matrix levels few and the arrays in cache."""
+    Segments of S = 2**L points (S >= 2 * (longest window - 1), at least 128,
+    at most the series rounded up) start every D = S - longest + 1 points,
+    so the window starting at lo lies in segment lo // D and every point is
+    in at most two segments (Suomela's sorted-blocks idea). The points are
+    ranked within their segment (non-finite values ranked last, so the k-th
+    smallest rank in a window with k < count is its k-th smallest finite
+    value), which keeps the rank alphabet at L bits. A wavelet matrix over a
+    group of segments finds the top L - 7 bits of the middle rank; the last
+    7 bits are those of the k-th set bit of a 128-bit mask of the window's
+    ranks in the final wavelet node. For even counts the upper middle rank
+    is the next set bit of that mask, or (rarely, when the node has none)
+    a second descent."""
     median = np.full(len(lo), np.nan)
-    if len(lo) == 0:
+    queries = np.flatnonzero(count > 0)
+    if len(queries) == 0:
         return median
-    chunk = max(_CHUNK, int((hi - lo).max()))
-    key = np.where(finite, values, np.inf)
-    group_starts = np.searchsorted(lo, np.arange(0, len(values), chunk), side="left")
-    for first, stop in zip(group_starts, np.append(group_starts[1:], len(lo))):
-        queries = first + np.flatnonzero(count[first:stop] > 0)
-        if len(queries) == 0:
-            continue
-        span_start, span_stop = lo[queries[0]], hi[queries[-1]]
-        span = key[span_start:span_stop]
-        dtype = _index_dtype(len(span))
-        order = np.argsort(span)
-        ranks = np.empty(len(span), dtype=dtype)
-        ranks[order] = np.arange(len(span), dtype=dtype)
-        window_lo = (lo[queries] - span_start).astype(dtype)
-        window_hi = (hi[queries] - span_start).astype(dtype)
-        window_count = count[queries].astype(dtype)
-        even = np.flatnonzero(window_count % 2 == 0)
-        # k-th smallest for the lower middle of every window, then the upper
-        # middle of the windows with an even count.
-        middle_ranks = _WaveletMatrix(ranks).kth_smallest(
-            np.concatenate((window_lo, window_lo[even])),
-            np.concatenate((window_hi, window_hi[even])),
-            np.concatenate(((window_count - 1) // 2, window_count[even] // 2)))
-        middles = span[order[middle_ranks]]
-        group_median = middles[:len(queries)]
-        group_median[even] = (group_median[even] + middles[len(queries):]) / 2
-        median[queries] = group_median
+    lo, hi, count = lo[queries], hi[queries], count[queries]
+    n = len(values)
+    longest = int((hi - lo).max())
+    size = 1 << _MASK_BITS
+    while size < min(2 * (longest - 1), n):
+        size *= 2
+    stride = size if size >= n else size - longest + 1
+    segments = int(lo[-1]) // stride + 1
+    padded = np.full((segments - 1) * stride + size, np.inf)
+    padded[:n] = np.where(finite, values, np.inf)
+    rows = np.lib.stride_tricks.sliding_window_view(_sort_key(padded), size)[::stride]
+    per_group = max(1, _GROUP // size)
+    firsts = np.arange(0, segments, per_group)
+    bounds = np.append(np.searchsorted(lo, firsts * stride), len(lo))
+    result = np.empty(len(lo))
+    for first, q0, q1 in zip(firsts, bounds[:-1], bounds[1:]):
+        segment = lo[q0:q1] // stride
+        by_rank = _argsort_rows(rows[first:first + per_group])
+        result[q0:q1] = _group_median(
+            padded, by_rank, segment * stride, (segment - first) * size,
+            lo[q0:q1], hi[q0:q1], count[q0:q1])
+    median[queries] = result
     return median
 
 
-def _index_dtype(n):
-    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+def _group_median(padded, by_rank, data_start, row_start, lo, hi, count):
+    """Medians of the windows [lo, hi) of one group of segments: by_rank
+    holds each segment's positions in rank order; a window's segment starts
+    at padded[data_start] and at row_start in by_rank.ravel()."""
+    size = by_rank.shape[1]
+    by_rank = by_rank.ravel()
+    matrix = _WaveletMatrix(_ranks(by_rank, size), size.bit_length() - 1)
+    shift = row_start - data_start
+    start, stop, middle = lo + shift, hi + shift, (count - 1) // 2
+    lower, upper = matrix.kth_smallest(start, stop, middle)
+    even = np.flatnonzero(count % 2 == 0)
+    upper = upper[even]
+    elsewhere = np.flatnonzero(upper < 0)
+    if len(elsewhere):
+        pick = even[elsewhere]
+        upper[elsewhere] = matrix.kth_smallest(start[pick], stop[pick], middle[pick] + 1)[0]
+    median = padded[data_start + by_rank[row_start + lower]]
+    median[even] = (median[even] + padded[data_start[even] + by_rank[row_start[even] + upper]]) / 2
+    return median
+
+
+def _sort_key(x):
+    """uint64 keys ordered as the float64 values x (NaN-free)."""
+    bits = np.ascontiguousarray(x).view(np.uint64)
+    flip = (bits.view(np.int64) >> 63).view(np.uint64) | np.uint64(1 << 63)
+    return bits ^ flip
+
+
+def _argsort_rows(keys):
+    """Stable argsort of each row of uint64 ``keys`` (rows of 2**L): sorts
+    the keys with their last L bits replaced by the column (one fast
+    non-stable sort), then redoes exactly the rows where two keys that agree
+    up to those bits came out of order."""
+    width = keys.shape[1]
+    low = np.uint64(width - 1)
+    packed = (keys & ~low) | np.arange(width, dtype=np.uint64)
+    packed.sort(axis=1)
+    order = (packed & low).astype(np.int32 if width <= 1 << 30 else np.int64)
+    row, column = np.nonzero((packed[:, 1:] ^ packed[:, :-1]) <= low)
+    if len(row):
+        first = keys[row, order[row, column]]
+        second = keys[row, order[row, column + 1]]
+        bad = np.unique(row[second < first])
+        if len(bad):
+            order[bad] = np.argsort(keys[bad], axis=1, kind="stable")
+    return order
+
+
+def _ranks(by_rank, width):
+    """Inverse permutation of each row of ``width`` positions (flat)."""
+    ranks = np.empty(len(by_rank), dtype=np.uint16 if width <= 1 << 16 else np.uint32)
+    rows = np.arange(0, len(by_rank), width, dtype=by_rank.dtype)
+    ranks[(by_rank.reshape(-1, width) + rows[:, None]).ravel()] = np.tile(
+        np.arange(width, dtype=ranks.dtype), len(rows))
+    return ranks
 
 
 class _WaveletMatrix:
-    """Wavelet matrix over a permutation of [0, n): one level per bit, most
-    significant first; each level stably moves the elements with a 0 bit
-    before those with a 1 bit, and keeps the prefix counts of 0 bits. Answers
-    arrays of "k-th smallest in [lo, hi)" queries in O(log n) vectorised
-    steps (branch-free integer blends, which numpy runs much faster than
-    np.where or masked ufuncs)."""
+    """Wavelet matrix over a sequence of L-bit ranks for its top L - 7 bits
+    (one level per bit, most significant first; each level stably moves the
+    elements with a 0 bit before those with a 1 bit and keeps the prefix
+    counts of 0 bits), then the prefix XORs, in the final order, of the
+    one-hot 128-bit masks (two words) of rank % 128. The ranks in a window
+    must be distinct, so that the XOR over a final node is the set of its
+    ranks."""
 
-    def __init__(self, sequence):
-        n = len(sequence)
-        dtype = sequence.dtype
-        self.bits = max(1, (n - 1).bit_length())
-        self.zeros_before = np.zeros((self.bits, n + 1), dtype=dtype)
-        self.zeros_total = np.empty(self.bits, dtype=dtype)
+    def __init__(self, ranks, bits):
+        n = len(ranks)
+        self.dtype = dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
+        levels = max(0, bits - _MASK_BITS)
+        self.zeros_before = np.zeros((levels, n + 1), dtype=dtype)
+        self.zeros_total = np.empty(levels, dtype=dtype)
         position = np.arange(n, dtype=dtype)
-        current, partitioned = sequence.copy(), np.empty_like(sequence)
-        for level in range(self.bits):
-            one = (current >> (self.bits - 1 - level)) & 1
+        current, partitioned = ranks, np.empty_like(ranks)
+        for level in range(levels):
+            zero = (current & (1 << (bits - 1 - level))) == 0
             zeros_before = self.zeros_before[level]
-            np.cumsum(1 - one, dtype=dtype, out=zeros_before[1:])
+            np.cumsum(zero, dtype=dtype, out=zeros_before[1:])
             zeros_total = self.zeros_total[level] = zeros_before[-1]
             # A 0 goes to zeros_before[i], a 1 to zeros_total + ones before i.
-            zeros_before = zeros_before[:-1]
-            destination = zeros_before + one * (zeros_total + position - 2 * zeros_before)
+            destination = position - zeros_before[:-1]
+            destination += zeros_total
+            np.copyto(destination, zeros_before[:-1], where=zero)
             partitioned[destination] = current
             current, partitioned = partitioned, current
+        low = current & 127
+        one_hot = np.left_shift(np.uint64(1), (low & 63).astype(np.uint64))
+        self.masks_before = np.zeros((2, n + 1), dtype=np.uint64)
+        for word, masks_before in enumerate(self.masks_before):
+            np.bitwise_xor.accumulate(one_hot * ((low >> 6) == word), out=masks_before[1:])
 
     def kth_smallest(self, lo, hi, k):
-        """The k-th smallest (0-based) element of sequence[lo:hi], per query;
-        lo, hi, k of the matrix's dtype."""
-        result = np.zeros(len(lo), dtype=lo.dtype)
-        k = k.copy()
+        """Per query, the k-th smallest (0-based) rank in sequence[lo:hi] and
+        the next larger rank in the window if it is in the same 128-rank node
+        (else -1)."""
+        dtype = self.dtype
+        lo, hi, k = lo.astype(dtype), hi.astype(dtype), k.astype(dtype)
+        prefix = np.zeros(len(lo), dtype=dtype)
         for zeros_before, zeros_total in zip(self.zeros_before, self.zeros_total):
             zeros_lo, zeros_hi = zeros_before[lo], zeros_before[hi]
             zeros = zeros_hi - zeros_lo
-            one = (k >= zeros).astype(lo.dtype)
+            one = (k >= zeros).astype(dtype)
             k -= zeros * one
             lo = zeros_lo + one * (zeros_total + lo - 2 * zeros_lo)
             hi = zeros_hi + one * (zeros_total + hi - 2 * zeros_hi)
-            result = (result << 1) | one
-        return result
+            prefix = (prefix << 1) | one
+        low_word, high_word = (masks[hi] ^ masks[lo] for masks in self.masks_before)
+        k = k.astype(np.uint64)
+        low_count = _popcount(low_word)
+        high = k >= low_count
+        k -= low_count * high
+        mask = np.where(high, high_word, low_word)
+        bit = _select_bit(mask, k)
+        prefix <<= _MASK_BITS
+        kth = prefix + (bit + (high.astype(np.uint64) << np.uint64(6))).astype(dtype)
+        # The next set bit: above ``bit`` in its word, else the lowest of the
+        # high word.
+        base = (kth - prefix + 1).astype(np.uint64)
+        above = (mask >> bit) >> np.uint64(1)
+        spill = (above == 0) & ~high
+        above[spill] = high_word[spill]
+        base[spill] = 64
+        lowest = above & (~above + np.uint64(1))
+        step = np.frexp(lowest.astype(np.float64))[1]  # log2(lowest) + 1; 0 if none
+        following = np.where(step > 0, prefix + base.astype(dtype) + (step - 1), -1)
+        return kth, following
+
+
+def _popcount(x):
+    """Number of set bits of each uint64 x (uint64)."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(x).astype(np.uint64)
+    return (_byte_counts(x) * _ONES) >> np.uint64(56)
+
+
+def _byte_counts(x):
+    """Population count of each byte of the uint64 x, in that byte."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x.view(np.uint8)).view(np.uint64)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    return (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+
+
+def _select_table():
+    """_SELECT[8 * byte + j]: position of the j-th set bit of byte."""
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    table = np.zeros((256, 8), dtype=np.uint8)
+    byte, position = np.nonzero(bits)
+    table[byte, np.cumsum(bits, axis=1)[byte, position] - 1] = position
+    return table.ravel()
+
+
+_SELECT = _select_table()
+
+
+def _select_bit(mask, k):
+    """Position (uint64) of the k-th (0-based) set bit of each uint64 mask,
+    which must have more than k set bits (broadword select: cumulative byte
+    counts by one multiplication, the byte holding the bit by a bytewise
+    comparison, then a table within the byte)."""
+    cumulative = _byte_counts(mask) * _ONES  # byte i: set bits in bytes 0..i
+    below = (((k * _ONES) | _HIGHS) - cumulative) & _HIGHS  # byte i: cumulative <= k
+    shift = (((below >> np.uint64(7)) * _ONES) >> np.uint64(56)) << np.uint64(3)
+    before = ((cumulative << np.uint64(8)) >> shift) & np.uint64(0xFF)
+    byte = (mask >> shift) & np.uint64(0xFF)
+    return shift + _SELECT[(byte << np.uint64(3)) + k - before]
