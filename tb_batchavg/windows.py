@@ -48,17 +48,20 @@ Bands (``lower``/``upper``; all NaN with ``band="none"``):
 - ``minmax``: the window's (or block's) finite minimum and maximum (not
   defined for ``ema``).
 
-Precision: a window's mean and standard deviation are merged from spans of
-that window's own points only, so their rounding error is a small multiple
-of eps * log2(w) times the largest finite |value| in the window, however
-large the values elsewhere in the series (a loss that explodes to 1e36 leaves
-the averages before it intact).
+Precision: a window's mean and standard deviation are built from sums over
+that window's own points only, each taken as deviations from one of those
+points, so their rounding error is a small multiple of eps times the largest
+finite |value| in the window, however large the values elsewhere in the
+series (a loss that explodes to 1e36 leaves the averages before it intact),
+and a window of equal values gets exactly that value.
 
-Complexity (n points, w the longest window): counts from prefix sums, O(n);
-means and standard deviations from sliding dyadic spans merged with Chan's
-update, O(n log w); medians from wavelet matrices over chunk-local ranks,
-O(n log n); minima/maxima from a sparse table, O(n log w); the EMA and its
-std from blocked matrix products, O(n B) with a fixed block B = 128.
+Complexity (n points, w the longest window): the series is cut into blocks
+of w points and every window is the tail of one block plus the head of the
+next (``_BlockSplit``), so counts, means, standard deviations, minima and
+maxima come from per-block running sums and extremes in O(n); windows that
+fall strictly inside a block (partial edges, ``unit="steps"``) take merged
+dyadic spans or a sparse table, O(n log w); blocks use reduceat, O(n);
+medians see ``median.py``; the EMA and its std use chunked power sums, O(n).
 All vectorised: Python loops run over levels and chunks only.
 """
 
@@ -76,12 +79,11 @@ index: int64 positions (into the input arrays) of the output points;
 step: int64 steps of those points; value, lower, upper: float64.
 """
 
-# Block length of the blocked EMA recurrence: the cost per point is O(_EMA_BLOCK).
-_EMA_BLOCK = 128
+# Longest chunk of the EMA recurrence (shorter for weights far below 1).
+_EMA_CHUNK = 4096
 # Data chunk of the window means and standard deviations (their span tables
 # stay in cache).
-_CACHE_CHUNK = 1 << 15
-_TINY = np.finfo(np.float64).tiny
+_CACHE_CHUNK = 1 << 17
 
 
 def moving_average(steps, values, method="sma", window=50, weight=0.6,
@@ -104,16 +106,18 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
         index, lo, hi = _window_bounds(positions, window, align, edges, unit)
     finite = np.isfinite(values)
     count = _window_count(finite, lo, hi)
+    blocks = method == "block"
     mean = m2 = None
     if method != "median" or band == "std":  # the median uses the mean for its band only
-        mean, m2 = _window_moments(values, finite, lo, hi, spread=band == "std")
+        moments = _block_moments if blocks else _window_moments
+        mean, m2 = moments(values, finite, lo, hi, count, band == "std", unit == "points")
     value = window_median(values, finite, lo, hi, count) if method == "median" else mean
     if band == "std":
         with np.errstate(divide="ignore", invalid="ignore"):
             std = np.where(count > 1, np.sqrt(m2 / (count - 1)), np.nan)
         lower, upper = value - std, value + std
     elif band == "minmax":
-        lower, upper = _window_extremes(values, finite, lo, hi, count)
+        lower, upper = _window_extremes(values, finite, lo, hi, count, blocks)
     else:
         lower = upper = np.full(len(index), np.nan)
     return Averaged(index, steps[index], value, lower, upper)
@@ -126,7 +130,7 @@ def _check_series(steps, values):
         raise ValueError(
             f"steps and values must be 1-D arrays of the same length, got shapes "
             f"{steps.shape} and {values.shape}")
-    if np.any(np.diff(steps) <= 0):
+    if (steps[1:] <= steps[:-1]).any():
         raise ValueError("steps must be strictly increasing")
     return steps, values
 
@@ -157,13 +161,19 @@ def _window_bounds(positions, window, align, edges, unit):
     n = len(positions)
     before = window - 1 if align == "trailing" else (window - 1) // 2
     after = window - 1 - before
+    if unit == "points":  # consecutive windows, clipped at the ends with partial edges
+        first, stop = (before, max(before, n - after)) if edges == "valid" else (0, n)
+        index = np.arange(first, stop, dtype=np.int64)
+        lo = index - before
+        hi = index + (after + 1)
+        lo[:max(0, before - first)] = 0
+        hi[max(0, n - after - first):] = n
+        return index, lo, hi
     if edges == "valid" and n:
         index = np.flatnonzero((positions - before >= positions[0])
                                & (positions + after <= positions[-1]))
     else:
         index = np.arange(n, dtype=np.int64)
-    if unit == "points":
-        return index, np.maximum(index - before, 0), np.minimum(index + after + 1, n)
     kept = positions[index]
     lo = np.searchsorted(positions, kept - before, side="left")
     hi = np.searchsorted(positions, kept + after, side="right")
@@ -185,27 +195,217 @@ def _block_bounds(positions, window, edges):
 
 
 def _window_count(finite, lo, hi):
-    """Number of finite values in each window values[lo:hi] (int64, exact),
-    from the prefix sums of the finite flags."""
-    count_prefix = np.concatenate(([0], np.cumsum(finite, dtype=np.int64)))
-    return count_prefix[hi] - count_prefix[lo]
+    """Number of finite values in each window values[lo:hi] (exact), from the
+    prefix sums of the finite flags."""
+    if finite.all():
+        return hi - lo
+    counts = _prefix_counts(finite)
+    return (counts[hi] - counts[lo]).astype(np.int64)
 
 
-def _window_moments(values, finite, lo, hi, spread):
+class _BlockSplit:
+    """Non-empty windows [lo, hi) of at most S points over the blocks
+    [b S, (b + 1) S) of n points: a window is the tail [lo, tail_end) of the
+    block holding lo joined to the head [head_start, hi) of the next block, or
+    only a head (it starts a block) or only a tail (it ends a block, or the
+    data). A window strictly inside a block has neither (``inside``); only
+    windows shorter than S can be, i.e. with partial edges or
+    ``unit="steps"``. Per-block running reductions (heads forward, tails
+    backward) then give every window's statistic from its own points only."""
+
+    def __init__(self, n, lo, hi, size):
+        self.n, self.size, self.blocks = n, size, -(-n // size)
+        self.lo, self.hi, self.last = lo, hi, hi - 1
+        tail_block = lo - lo % size
+        self.head_start = self.last - self.last % size
+        self.tail_end = np.minimum(tail_block + size, n)
+        self.head_block = self.head_start // size
+        self.tail_block = tail_block // size
+        self.has_head = lo <= self.head_start
+        self.has_tail = (self.tail_end < hi) | ((self.tail_end == hi) & ~self.has_head)
+        self.inside = np.flatnonzero(~self.has_head & ~self.has_tail)
+
+    def blocked(self, array, fill):
+        """``array`` padded with ``fill`` to whole blocks, shaped (blocks, S)."""
+        out = np.empty(self.blocks * self.size, dtype=array.dtype)
+        out[:self.n] = array
+        out[self.n:] = fill
+        return out.reshape(self.blocks, self.size)
+
+    def heads(self, blocked, accumulate):
+        """``accumulate`` (a ufunc's accumulate) over each window's head
+        [head_start, hi) (meaningless where it has no head)."""
+        return accumulate(blocked, axis=1).ravel()[self.last]
+
+    def tails(self, blocked, accumulate):
+        """``accumulate`` over each window's tail [lo, end of its block)."""
+        backward = blocked.ravel()[::-1].reshape(blocked.shape)  # a view
+        return accumulate(backward, axis=1).ravel()[::-1][self.lo]
+
+
+def _chunked(lo, hi, n, compute, outputs):
+    """Runs ``compute(lo, hi, span, S)`` over chunks of about
+    _CACHE_CHUNK windows (at least the longest window S), each on the data
+    span its windows cover, cut at multiples of S so that the blocks of every
+    chunk are the global ones; ``compute`` returns one array per output for
+    its windows (lo and hi relative to the span). Small chunks keep the
+    working set in cache."""
+    out = [np.empty(len(lo)) for _ in range(outputs)]
+    if len(lo) == 0:
+        return out
+    size = max(1, int((hi - lo).max()))
+    chunk = max(_CACHE_CHUNK, size)
+    for first in range(0, len(lo), chunk):
+        stop = min(first + chunk, len(lo))
+        start = int(lo[first]) - int(lo[first]) % size
+        end = min(n, (int(hi[stop - 1]) - 1) // size * size + size)
+        for array, part in zip(out, compute(lo[first:stop] - start, hi[first:stop] - start,
+                                            slice(start, end), size)):
+            array[first:stop] = part
+    return out
+
+
+def _prefix_counts(flags):
+    """counts[i] = number of True in flags[:i] (n + 1 entries; int32, exact
+    below 2**31 points)."""
+    counts = np.zeros(len(flags) + 1, dtype=np.int32 if len(flags) < 2**31 else np.int64)
+    np.cumsum(flags.view(np.int8), dtype=counts.dtype, out=counts[1:])
+    return counts
+
+
+def _window_moments(values, finite, lo, hi, count, spread, consecutive):
     """Finite mean of each window values[lo:hi] (NaN where it has no finite
     value) and, with ``spread``, its M2 = sum of (y - mean)**2 over the finite
-    values (else None): the windows' (count, mean[, M2]) merged from O(log w)
-    spans of their own points by Chan's update (``_merge_windows``), so the
-    rounding error scales with the window's own values (a prefix sum would
-    carry that of every earlier value, e.g. of a loss that later explodes to
-    1e36), a window of equal values gets exactly that value and M2 is a sum
-    of non-negative terms without cancellation."""
-    parts = (finite.astype(np.float64), np.where(finite, values, 0.0))
-    if spread:
-        parts += (np.zeros(len(values)),)
-    merged = _merge_windows(parts, lo, hi)
-    mean = np.where(merged[0] > 0, merged[1], np.nan)
+    values (else None); windows must be non-empty.
+
+    Each window's head and tail parts (``_BlockSplit``) are summed as
+    deviations d = y - c from one of their own values (a head from its
+    block's first finite value, a tail from its block's last): a part's mean
+    is c + sum(d) / k and its M2 = sum(d**2) - sum(d)**2 / k, and the two
+    parts are merged with Chan's update. Every sum runs over the window's own
+    points, and since c is one of them sum(d**2) <= 2 k M2, so the error
+    stays relative to the window's own values (a loss that explodes to 1e36
+    leaves the averages before it intact) and a window of equal values gets
+    exactly that value with M2 = 0. O(n); windows strictly inside a block
+    take ``_merge_windows`` (O(n log w)). With ``consecutive`` (windows over
+    points, lo rising by 0 or 1), a chunk whose first and last windows have
+    the longest length and whose lo rises by one per window holds windows
+    [lo0 + j, lo0 + j + S): ``_consecutive_moments``."""
+
+    def compute(lo, hi, span, size):
+        y, usable = values[span], finite[span]
+        if (consecutive and hi[0] - lo[0] == size == hi[-1] - lo[-1]
+                and lo[-1] - lo[0] == len(lo) - 1 and usable.all()):
+            return _consecutive_moments(y, int(lo[0]), len(lo), size, spread)
+        split = _BlockSplit(len(y), lo, hi, size)
+        if usable.all():
+            head_count = split.hi - split.head_start
+            tail_count = split.tail_end - split.lo
+        else:
+            counts = _prefix_counts(usable)
+            head_count = counts[split.hi] - counts[split.head_start]
+            tail_count = counts[split.tail_end] - counts[split.lo]
+            y = np.where(usable, y, 0.0)
+        usable = split.blocked(usable, False)
+        data = split.blocked(y, 0.0)
+        rows = np.arange(split.blocks)
+        first = data[rows, usable.argmax(axis=1)]
+        last = data[rows, split.size - 1 - usable[:, ::-1].argmax(axis=1)]
+        parts = []
+        for select, reference, block, part_count, used in (
+                (split.tails, last, split.tail_block, tail_count, split.has_tail),
+                (split.heads, first, split.head_block, head_count, split.has_head)):
+            deviation = data - reference[:, None]
+            deviation *= usable  # non-finite values and padding count as 0
+            k = np.where(used, part_count, 0).astype(np.float64)
+            some = k > 0
+            scale = 1.0 / np.maximum(k, 1.0)
+            total = select(deviation, np.cumsum)
+            part = [k, np.where(some, reference[block] + total * scale, 0.0)]
+            if spread:
+                squares = select(deviation * deviation, np.cumsum)
+                part.append(np.where(some, np.maximum(squares - total * (total * scale), 0.0), 0.0))
+            parts.append(part)
+        merged = _merge_moments(*parts)
+        if len(split.inside):
+            per_point = (usable.ravel()[:split.n].astype(np.float64), data.ravel()[:split.n])
+            if spread:
+                per_point += (np.zeros(split.n),)
+            inside = _merge_windows(per_point, split.lo[split.inside], split.hi[split.inside])
+            for array, inside_part in zip(merged, inside):
+                array[split.inside] = inside_part
+        return merged
+
+    merged = _chunked(lo, hi, len(values), compute, 3 if spread else 2)
+    mean = merged[1]
+    mean[merged[0] == 0] = np.nan
     return mean, merged[2] if spread else None
+
+
+def _consecutive_moments(y, start, count, size, spread):
+    """(count, mean[, M2]) of the windows [start + j, start + j + S), j < count,
+    of finite ``y`` whose blocks of S = ``size`` points start at y[0]: the
+    algorithm of ``_window_moments`` with every count known from the position
+    in the block. The window starting at block position p takes the tail
+    from p (S - p points) and the head of the next block up to p - 1 (p
+    points), so everything is an array of shape (blocks, S)."""
+    blocks = -(-len(y) // size)
+    data = np.empty((blocks + 1) * size)  # one more block: the heads of the last windows
+    data[:len(y)] = y
+    data[len(y):] = y[-1]  # padding: no deviation from the last block's last value
+    data = data.reshape(blocks + 1, size)
+    place = np.arange(size, dtype=np.float64)
+    head_inverse, tail_inverse = 1.0 / (place + 1.0), 1.0 / (size - place)
+    share = place / size  # of the head in the window starting at each position (0: all tail)
+    head_ref, tail_ref = data[:, :1], data[:-1, -1:]
+    head_dev = data - head_ref
+    tail_dev = (data[:-1] - tail_ref).ravel()[::-1].reshape(blocks, size)  # reversed view
+    head_total = np.cumsum(head_dev, axis=1)
+    tail_total = np.cumsum(tail_dev, axis=1).ravel()[::-1].reshape(blocks, size)
+    head_mean = head_total * head_inverse
+    head_mean += head_ref
+    tail_mean = tail_total * tail_inverse
+    tail_mean += tail_ref
+
+    def next_heads(per_point):  # the head of the window starting at each position
+        return per_point.ravel()[size - 1:size - 1 + blocks * size].reshape(blocks, size)
+
+    delta = next_heads(head_mean) - tail_mean
+    mean = delta * share
+    mean += tail_mean
+    windows = slice(start, start + count)
+    if not spread:
+        return float(size), mean.ravel()[windows]
+    head_m2 = np.cumsum(head_dev * head_dev, axis=1) - head_total * head_total * head_inverse
+    tail_m2 = (np.cumsum(tail_dev * tail_dev, axis=1).ravel()[::-1].reshape(blocks, size)
+               - tail_total * tail_total * tail_inverse)
+    head_m2[:, -1] = 0.0  # the last position's head would be a whole block: not used (share 0)
+    m2 = next_heads(np.maximum(head_m2, 0.0)) + np.maximum(tail_m2, 0.0)
+    m2 += delta * delta * (share * (1.0 - share) * size)
+    return float(size), mean.ravel()[windows], m2.ravel()[windows]
+
+
+def _block_moments(values, finite, lo, hi, count, spread, consecutive=False):
+    """Finite mean (NaN without a finite value) and, with ``spread``, M2 of
+    each of the contiguous, non-empty blocks values[lo:hi], in two exact
+    passes: mean = c + sum(y - c) / k with c the block's first finite value
+    (a block of equal values gets exactly that value), then
+    M2 = sum((y - mean)**2)."""
+    if len(lo) == 0:
+        return np.zeros(0), (np.zeros(0) if spread else None)
+    stop = int(hi[-1])
+    finite = finite[:stop]
+    data = np.where(finite, values[:stop], 0.0)
+    block_of = np.repeat(np.arange(len(lo)), hi - lo)
+    first = np.minimum.reduceat(np.where(finite, np.arange(stop), stop - 1), lo)
+    reference = data[first]
+    k = np.maximum(count, 1)
+    mean = reference + np.add.reduceat(np.where(finite, data - reference[block_of], 0.0), lo) / k
+    mean[count == 0] = np.nan
+    if not spread:
+        return mean, None
+    deviation = np.where(finite, data - mean[block_of], 0.0)
+    return mean, np.add.reduceat(deviation * deviation, lo)
 
 
 def _merge_moments(a, b):
@@ -271,16 +471,50 @@ def _merge_windows(parts, lo, hi):
     return merged
 
 
-def _window_extremes(values, finite, lo, hi, count):
+def _window_extremes(values, finite, lo, hi, count, blocks):
     """Finite minimum and maximum of each window values[lo:hi] (NaN where count
-    is 0), from a sparse table built only up to the longest window's level:
-    a window of length L with 2**j <= L < 2**(j+1) is covered by the two
-    (overlapping) spans of 2**j points starting at lo and ending at hi."""
-    level = np.frexp((hi - lo).astype(np.float64))[1] - 1
+    is 0): for contiguous ``blocks`` by reduceat, else from the running
+    minima/maxima of each window's head and tail parts (``_BlockSplit``, van
+    Herk's O(n) filter), windows strictly inside a block from a sparse table."""
     smallest = np.where(finite, values, np.inf)
     largest = np.where(finite, values, -np.inf)
-    minimum = np.full(len(lo), np.nan)
-    maximum = np.full(len(lo), np.nan)
+    if blocks:
+        if len(lo) == 0:
+            return np.zeros(0), np.zeros(0)
+        minimum = np.minimum.reduceat(smallest[:hi[-1]], lo)
+        maximum = np.maximum.reduceat(largest[:hi[-1]], lo)
+    else:
+        def compute(lo, hi, span, size):
+            split = _BlockSplit(span.stop - span.start, lo, hi, size)
+            extremes = []
+            for data, fill, ufunc in ((smallest[span], np.inf, np.minimum),
+                                      (largest[span], -np.inf, np.maximum)):
+                blocked = split.blocked(data, fill)
+                head = np.where(split.has_head, split.heads(blocked, ufunc.accumulate), fill)
+                tail = np.where(split.has_tail, split.tails(blocked, ufunc.accumulate), fill)
+                extremes.append(ufunc(head, tail))
+            if len(split.inside):
+                at = split.inside
+                inside = _sparse_extremes(smallest[span], largest[span], split.lo[at], split.hi[at])
+                for extreme, part in zip(extremes, inside):
+                    extreme[at] = part
+            return extremes
+
+        minimum, maximum = _chunked(lo, hi, len(values), compute, 2)
+    none = count == 0
+    minimum[none] = np.nan
+    maximum[none] = np.nan
+    return minimum, maximum
+
+
+def _sparse_extremes(smallest, largest, lo, hi):
+    """Minimum of ``smallest`` and maximum of ``largest`` over each non-empty
+    window [lo, hi), from a sparse table built only up to the longest window's
+    level: a window of length L with 2**j <= L < 2**(j+1) is covered by the
+    two (overlapping) spans of 2**j points starting at lo and ending at hi."""
+    level = np.frexp((hi - lo).astype(np.float64))[1] - 1
+    minimum = np.empty(len(lo))
+    maximum = np.empty(len(lo))
     for j in range(int(level.max(initial=-1)) + 1):
         if j:
             half = 1 << (j - 1)
@@ -290,9 +524,6 @@ def _window_extremes(values, finite, lo, hi, count):
         first, last = lo[at], hi[at] - (1 << j)
         minimum[at] = np.minimum(smallest[first], smallest[last])
         maximum[at] = np.maximum(largest[first], largest[last])
-    none = count == 0
-    minimum[none] = np.nan
-    maximum[none] = np.nan
     return minimum, maximum
 
 
@@ -302,8 +533,7 @@ def _ema(steps, values, weight, band):
     weight = float(weight)
     finite = np.isfinite(values)
     y = values[finite]
-    decayed = np.arange(1, len(y) + 1, dtype=np.float64)
-    debias = 1.0 - weight ** decayed  # 1 - weight**k, as TensorBoard computes it
+    debias = _debias(weight, len(y))
     ema = (1.0 - weight) * _decayed_sums(y, weight) / debias
     value = values.copy()
     constant = len(values) > 0 and bool(np.all(values == values[0]))
@@ -317,6 +547,16 @@ def _ema(steps, values, weight, band):
         upper[finite] = value[finite] + std
     index = np.arange(len(values), dtype=np.int64)
     return Averaged(index, steps.copy(), value, lower, upper)
+
+
+def _debias(weight, n):
+    """1 - weight**k for k = 1..n, as TensorBoard computes it; the powers are
+    computed only while 1 - weight**k differs from 1 in float64."""
+    debias = np.ones(n)
+    if weight > 0:
+        significant = int(min(n, 64 * np.log(2.0) // -np.log(weight) + 1))
+        debias[:significant] = 1.0 - weight ** np.arange(1, significant + 1, dtype=np.float64)
+    return debias
 
 
 def _ew_std(y, ema, weight, debias):
@@ -340,24 +580,35 @@ def _ew_std(y, ema, weight, debias):
 def _decayed_sums(x, decay):
     """s_t = sum over i <= t of decay**(t - i) * x_i, i.e. s_t = decay * s_{t-1} + x_t.
 
-    Blocks of B points: within a block a lower-triangular matrix of decay**(j-i)
-    gives the sums from the block start; the sums carried in at each block's
-    start follow the same recurrence over the blocks' last values with decay**B,
-    solved recursively. Powers below the smallest normal float are set to 0
-    (they only contribute underflowing terms)."""
+    Chunks of L points: within a chunk (t, i counted from its start)
+    s_t = decay**t * cumsum(decay**-i * x_i) + decay**(t + 1) * c, with c the
+    sum carried in from the previous chunk. L keeps decay**-L <= 2**400 and x
+    is first scaled by a power of two to |x| <= 1 (exact), so nothing
+    overflows; the carried sums follow the same recurrence over the chunks'
+    last values with decay**L, solved recursively. A decay below 2**-200 is
+    taken as 0 (its terms are below 2**-200 of the largest |x|). O(n)."""
     n = len(x)
-    if n == 0:
-        return np.zeros(0)
-    block = _EMA_BLOCK if n > _EMA_BLOCK else n
-    powers = decay ** np.arange(block + 1, dtype=np.float64)
-    powers[powers < _TINY] = 0.0
-    lag = np.arange(block)[:, None] - np.arange(block)[None, :]
-    kernel = np.where(lag >= 0, powers[np.maximum(lag, 0)], 0.0)
-    chunks = -(-n // block)
-    padded = np.zeros(chunks * block)
+    largest = float(np.abs(x).max(initial=0.0))
+    if n == 0 or largest == 0.0 or decay < 2.0 ** -200:
+        return x.astype(np.float64, copy=True)
+    exponent = int(np.frexp(largest)[1])
+    x = _times_power_of_two(x, -exponent)
+    length = int(min(n, _EMA_CHUNK, max(2, 400 * np.log(2.0) // -np.log(decay))))
+    chunks = -(-n // length)
+    padded = np.zeros(chunks * length)
     padded[:n] = x
-    sums = padded.reshape(chunks, block) @ kernel.T
+    padded = padded.reshape(chunks, length)
+    exponents = np.arange(length + 1, dtype=np.float64)
+    powers = decay ** exponents
+    sums = np.cumsum(padded * decay ** -exponents[:-1], axis=1)
+    sums *= powers[:-1]
     if chunks > 1:
-        carried = _decayed_sums(sums[:-1, -1], powers[block])
+        carried = _decayed_sums(sums[:-1, -1], powers[length])
         sums[1:] += carried[:, None] * powers[1:][None, :]
-    return sums.ravel()[:n]
+    return _times_power_of_two(sums.ravel()[:n], exponent)
+
+
+def _times_power_of_two(x, exponent):
+    """x * 2**exponent, exact (two factors, so that neither overflows)."""
+    half = exponent // 2
+    return x * 2.0 ** half * 2.0 ** (exponent - half)

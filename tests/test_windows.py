@@ -165,11 +165,11 @@ def test_windowed_methods_match_references(method, align, edges, unit):
                 assert_matches(result, steps, index, stats, method, band, scale)
 
 
-def exploding_series(seed, n=900):
+def exploding_series(seed, n=900, holes=True):
     """A run that blows up: a loss near 0.1, a stretch near 1e-3, an explosion
     through 36 orders of magnitude (1 to 1e36), a fall back to ~1e-3 and a
-    stretch of both signs (cancellation inside windows); uneven steps, NaN and
-    +-Inf holes and a NaN run of 20 points."""
+    stretch of both signs (cancellation inside windows); uneven steps and,
+    with ``holes``, NaN and +-Inf holes and a NaN run of 20 points."""
     rng = np.random.default_rng(seed)
     steps = 3 + np.cumsum(rng.choice([1, 1, 2, 3, 5], size=n))
     noise = rng.normal(size=n)
@@ -181,11 +181,12 @@ def exploding_series(seed, n=900):
         1e-3 * np.exp(noise[sizes[:3].sum():sizes.sum()]),
         noise[sizes.sum():],
     ])
-    holes = rng.random(n)
-    values[holes < 0.05] = np.nan
-    values[(holes >= 0.05) & (holes < 0.07)] = np.inf
-    values[(holes >= 0.07) & (holes < 0.08)] = -np.inf
-    values[300:320] = np.nan
+    if holes:
+        where = rng.random(n)
+        values[where < 0.05] = np.nan
+        values[(where >= 0.05) & (where < 0.07)] = np.inf
+        values[(where >= 0.07) & (where < 0.08)] = -np.inf
+        values[300:320] = np.nan
     return steps.astype(np.int64), values
 
 
@@ -242,6 +243,28 @@ def test_exploding_series_error_is_relative_to_each_window(method, align, edges,
         assert_within(result.lower, mean - std, tolerance)
         assert_within(result.upper, mean + std, tolerance)
         np.testing.assert_array_equal(moving_average(steps, values, **kwargs).value, result.value)
+
+
+@pytest.mark.parametrize("chunk", [None, 37])
+@pytest.mark.parametrize("align,edges", list(itertools.product(("trailing", "centered"),
+                                                              ("valid", "partial"))))
+def test_exploding_series_without_holes_error_is_relative_to_each_window(align, edges, chunk,
+                                                                         monkeypatch):
+    """The same bound where every value is finite: windows over points then
+    take the per-block fast path (``_consecutive_moments``)."""
+    if chunk:
+        monkeypatch.setattr(windows, "_CACHE_CHUNK", chunk)
+    steps, values = exploding_series(seed=len(align) + len(edges), holes=False)
+    for window in (1, 2, 3, 16, 50, 899, 900):
+        members = window_members(steps, "sma", window, align, edges, "points")
+        mean, std, scale = exact_window_stats(values, members)
+        tolerance = 1e-9 * scale
+        result = moving_average(steps, values, window=window, align=align, edges=edges,
+                                band="std")
+        np.testing.assert_array_equal(result.index, [i for i, _ in members])
+        assert_within(result.value, mean, tolerance)
+        assert_within(result.lower, mean - std, tolerance)
+        assert_within(result.upper, mean + std, tolerance)
 
 
 def test_smoothed_loss_before_an_explosion_is_the_loss():
@@ -312,8 +335,13 @@ def tensorboard_smoothing(ys, weight):
     return smoothed
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.001, 0.2, 0.6, 0.9, 0.999])
-def test_ema_matches_tensorboard_and_pandas(weight):
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("weight", [0.0, 0.001, 0.2, 0.6, 0.9, 0.999, 0.99999])
+def test_ema_matches_tensorboard_and_pandas(weight, chunk, monkeypatch):
+    """chunk=7: the chunked recurrence carries sums over hundreds of chunks
+    (and, recursively, over chunks of chunks)."""
+    if chunk:
+        monkeypatch.setattr(windows, "_EMA_CHUNK", chunk)
     steps, values = random_series(seed=int(weight * 1000), n=3000)
     finite = np.isfinite(values)
     result = moving_average(steps, values, method="ema", weight=weight, band="std")
