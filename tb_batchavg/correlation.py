@@ -1,16 +1,16 @@
 """Correlation of two scalar series (e.g. loss and gradient norm): pure numpy.
 
 The series are inner-joined on step and only pairs where both values are finite
-(not NaN, not +-Inf) are kept. All statistics use float64 on centred data
-(x - mean of the stretch summed over), which keeps sums of squares small and
-cancellation mild.
+(not NaN, not +-Inf) are kept. All statistics use float64.
 
-  Pearson   r = sum(xc*yc) / sqrt(sum(xc^2) * sum(yc^2)), clipped to [-1, 1].
+  Pearson   r = sum(xc*yc) / sqrt(sum(xc^2) * sum(yc^2)) with xc = x - mean(x),
+            yc = y - mean(y) (two passes, so large offsets cost no precision),
+            clipped to [-1, 1].
   Spearman  Pearson of average ranks (tied values share the mean of their
             1-based positions in sorted order).
   Rolling   Pearson over the `window` joined points i-window+1..i, for
-            i = window-1..n-1 (valid edges only), from windowed sums of
-            xc, yc, xc^2, yc^2, xc*yc.
+            i = window-1..n-1 (valid edges only), from the window's sums of
+            deviations from one of its own points (see rolling_pearson).
   Lagged    lag k pairs y[i] with x[i+k] over every i where both exist (n - |k|
             pairs): k > 0 means y leads x by k points, k < 0 means x leads.
             Each r_k is the exact Pearson of those pairs.
@@ -18,6 +18,12 @@ cancellation mild.
 Edge policy: a statistic over fewer than 2 pairs, or where x or y is constant
 over the pairs used, is NaN (rounding in sums never turns a constant into a
 spurious r). Lags are limited to those leaving at least 3 pairs.
+
+Precision of the rolling r: a window's sums hold only that window's points,
+as deviations from one of them, so their rounding error is relative to the
+window's own spread, whatever the values elsewhere (a run that explodes to
+1e30 leaves the windows before and after the explosion intact). A window whose
+squared deviations overflow (beyond ~1e154) is NaN.
 """
 
 import collections
@@ -32,8 +38,8 @@ Correlation = collections.namedtuple(
 )
 
 MIN_LAG_PAIRS = 3
-ROLLING_CHUNK = 1 << 14  # windows per chunk: keeps the working set in cache
-MIN_FFT_SIZE = 8192  # FFT length per block of lagged_pearson
+ROLLING_CHUNK = 1 << 14  # points per chunk of rolling_pearson: keeps its working set in cache
+MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
 
 
 def join(x_steps, x_values, y_steps, y_values):
@@ -71,30 +77,54 @@ def pearson(x, y):
 
 def spearman(x, y):
     """Spearman rho of paired finite values: Pearson of their average ranks; NaN when
-    n < 2 or x or y is constant."""
+    n < 2 or x or y is constant.
+
+    Ranks are doubled and centred, 2 * rank - (n + 1): integers, exactly centred
+    (average ranks sum to n(n+1)/2). One sort of y gives each point's y rank (one
+    scatter back to the points); one sort of x, carrying those ranks along, lists
+    the rank pairs in x order, so x's ranks are never scattered.
+    """
     x, y = _pair(x, y)
-    return pearson(_average_ranks(x), _average_ranks(y))
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    y_order, y_doubled = _sorted_ranks(y)
+    y_by_point = np.empty(n, dtype=np.int64)
+    y_by_point[y_order] = y_doubled
+    y_doubled, x_doubled = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
+    xr = np.subtract(x_doubled, n - 1, dtype=np.float64)
+    yr = np.subtract(y_doubled, n - 1, dtype=np.float64)
+    return float(_r(_dot(xr, yr), _dot(xr, xr), _dot(yr, yr)))
 
 
 def rolling_pearson(x, y, window):
     """Pearson r over each run of `window` consecutive pairs (points i-window+1..i).
 
     Returns n - window + 1 values (empty when n < window); NaN where x or y is
-    constant in the window. O(n): window sums from cumulative sums that restart
-    every `window` points, computed over cache-sized chunks of windows.
+    constant in the window. O(n) from block-local running sums: with blocks of
+    `window` points, the window ending at point p of block b is the part of block
+    b-1 after p plus the part of block b up to p; its sums of dx, dy, dx^2, dy^2,
+    dx*dy are a reverse running sum over block b-1 plus a forward one over block b,
+    both of the deviations (dx, dy) from block b's first point, which every window
+    ending in block b contains. So a window's sums hold only its own points, and a
+    constant side gives sums of exactly 0 (variance 0, r NaN).
     """
     window = _integer("window", window, minimum=2)
     x, y = _pair(x, y)
-    count = max(len(x) - window + 1, 0)
-    r = np.empty(count)
-    if count == 0:
-        return r
-    chunk = max(ROLLING_CHUNK, window)
-    for first in range(0, count, chunk):
-        stop = min(first + chunk, count)
-        points = slice(first, stop + window - 1)
-        r[first:stop] = _rolling_chunk(x[points], y[points], window)
-    return r
+    n = len(x)
+    if n < window:
+        return np.empty(0)
+    blocks = -(-n // window)
+    # block j sits at padded block j + 1, after a block of zeros (its windows are dropped)
+    padded = np.zeros((2, blocks + 1, window))
+    padded[0].reshape(-1)[window:window + n] = x
+    padded[1].reshape(-1)[window:window + n] = y
+    r = np.empty((blocks, window))  # r[b, p]: the window ending at point b * window + p
+    step = max(1, ROLLING_CHUNK // window)
+    for first in range(0, blocks, step):
+        stop = min(first + step, blocks)
+        _rolling_blocks(padded[:, first:stop + 1], r[first:stop])
+    return r.reshape(-1)[window - 1:n]
 
 
 def lagged_pearson(x, y, max_lag):
@@ -207,38 +237,30 @@ def _integer(name, value, minimum):
     return value
 
 
-def _rolling_chunk(x, y, window):
-    """rolling_pearson over one stretch of points (at least `window` of them), centred
-    by the stretch's own means."""
-    xc = x - x.mean()
-    yc = y - y.mean()
-    sx, sy, sxx, syy, sxy = _window_sums(np.stack((xc, yc, xc * xc, yc * yc, xc * yc)), window)
-    x_changes = _change_counts(x)
-    y_changes = _change_counts(y)
-    constant = (x_changes[window - 1:] == x_changes[: 1 - window]) | (
-        y_changes[window - 1:] == y_changes[: 1 - window]
-    )
-    return _r(sxy - sx * sy / window, sxx - sx * sx / window, syy - sy * sy / window, constant)
+def _rolling_blocks(padded, out):
+    """rolling_pearson for the windows ending in blocks 1.. of `padded` (2, blocks,
+    window), into out[j, p] for the window ending at point p of block j + 1.
 
-
-def _window_sums(columns, window):
-    """Sums of each row of `columns` over every run of `window` consecutive points.
-
-    Cumulative sums restart every `window` points (blocks), so rounding error grows
-    with the window, not with the series. A window starting at s > 0 is the part of
-    s's block after s-1 (block total - running sum at s-1; zero when s-1 ends its
-    block) plus the running sum of the next block up to the window's end.
+    Each running sum is one complex np.cumsum along the block: the real part runs
+    forward over block j + 1, the imaginary part backward over block j (two
+    independent additions per step, so twice the throughput of real cumsums).
     """
-    rows, n = columns.shape
-    blocks = -(-n // window)
-    padded = np.zeros((rows, blocks, window))
-    padded.reshape(rows, -1)[:, :n] = columns
-    running = np.cumsum(padded, axis=2)
-    after = (running[:, :, -1:] - running).reshape(rows, -1)
-    running = running.reshape(rows, -1)
-    sums = running[:, window - 1:n].copy()
-    sums[:, 1:] += after[:, : n - window]
-    return sums
+    blocks, window = out.shape
+    origin = padded[:, 1:, :1]
+    terms = np.empty((5, blocks, window), dtype=np.complex128)
+    pairs = terms.view(np.float64)  # [term, block, 2 * point + (0 forward | 1 backward)]
+    for side in (0, 1):
+        np.subtract(padded[side, 1:], origin[side], out=pairs[side, :, 0::2])
+        np.subtract(padded[side, :-1, ::-1], origin[side], out=pairs[side, :, 1::2])
+    np.multiply(pairs[0], pairs[0], out=pairs[2])
+    np.multiply(pairs[1], pairs[1], out=pairs[3])
+    np.multiply(pairs[0], pairs[1], out=pairs[4])
+    np.cumsum(terms, axis=2, out=terms)
+    sums = np.empty((5, blocks, window))
+    sums[:, :, -1] = terms.real[:, :, -1]
+    np.add(terms.real[:, :, :-1], terms.imag[:, :, -2::-1], out=sums[:, :, :-1])
+    sx, sy, sxx, syy, sxy = sums
+    out[...] = _r(sxy - sx * (sy / window), sxx - sx * (sx / window), syy - sy * (sy / window))
 
 
 def _dot(a, b):
@@ -246,69 +268,66 @@ def _dot(a, b):
     return np.einsum("i,i", a, b)
 
 
-def _r(cross, x_var, y_var, degenerate):
-    """cross / sqrt(x_var * y_var) clipped to [-1, 1]; NaN where degenerate or a
-    variance is <= 0 (a tiny negative one can come from cancellation)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.minimum(np.maximum(cross / (np.sqrt(x_var) * np.sqrt(y_var)), -1.0), 1.0)
-    return np.where(degenerate | (x_var <= 0) | (y_var <= 0), np.nan, r)
+def _r(cross, x_var, y_var, degenerate=False):
+    """cross / sqrt(x_var * y_var) clipped to [-1, 1]; NaN where degenerate or unless
+    both variances are positive and their product finite (a constant side has variance
+    exactly 0 or, after cancellation, a tiny one of either sign: `degenerate` then)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.sqrt(x_var * y_var)
+        r = np.clip(cross / scale, -1.0, 1.0)
+    valid = (np.minimum(x_var, y_var) > 0) & (scale < np.inf) & ~np.asarray(degenerate)
+    return np.where(valid, r, np.nan)
 
 
-def _average_ranks(values):
-    """1-based ranks of finite values; a group of tied values gets the mean of its positions.
+def _sorted_ranks(values, payload=None, payload_bits=0):
+    """Sort finite float64 `values`, carrying `payload` (ints below 2**payload_bits;
+    default: the indices) along. Returns (carried, doubled): the payload in ascending
+    value order and, at each sorted position, the sum of the first and last 0-based
+    positions of its group of equal values (2 * average rank - 2).
 
-    The order comes from one sort of 64-bit words (numpy sorts plain integers with
-    SIMD, far faster than argsort) holding the top bits of an order-preserving
-    integer image of each value and, in the low bits, its index. Runs of values
-    sharing those top bits are then checked: re-sorted exactly by full value if
-    they differ, and tied values get their mean rank.
+    One sort of float64 words, each a value with the payload in its low mantissa
+    bits: that keeps the order of finite values and makes each value's words a
+    contiguous run. Values with nonzero bits there (never float32 data with
+    payloads below 2**29) have those bits cleared and carry their index instead;
+    values that then collide are re-sorted exactly and the payload is gathered.
     """
     n = len(values)
-    index_bits = max(n - 1, 0).bit_length()
-    packed = _ordered_keys(values)
-    packed >>= index_bits
-    packed <<= index_bits
-    packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()
-    top = packed >> index_bits
-    packed &= (1 << index_bits) - 1
-    order = packed.view(np.intp)
-    collides = top[1:] == top[:-1]
-    rank_at = np.arange(1.0, n + 1)
-    if collides.any():
-        in_collision = np.zeros(n, dtype=bool)
-        in_collision[1:] = collides
-        in_collision[:-1] |= collides
-        slots = np.flatnonzero(in_collision)
-        members = order[slots]
-        member_keys = _ordered_keys(values[members])
-        if np.any(member_keys[1:] < member_keys[:-1]):  # distinct values share top bits
-            exact = np.argsort(member_keys)
-            members = members[exact]
-            member_keys = member_keys[exact]
-            order[slots] = members
-        starts = np.flatnonzero(np.concatenate(([True], member_keys[1:] != member_keys[:-1])))
+    bits = values.view(np.int64)
+    exact = payload is not None and not np.bitwise_or.reduce(bits) & ((1 << payload_bits) - 1)
+    if exact:
+        packed = bits | payload
+    else:
+        payload_bits = max(n - 1, 0).bit_length()
+        packed = bits & ~((1 << payload_bits) - 1)
+        packed |= np.arange(n)
+    low = (1 << payload_bits) - 1
+    packed.view(np.float64).sort()
+    carried = packed & low
+    packed &= ~low
+    head = packed.view(np.float64)  # each sorted value (exact) or its truncation
+    grouped = head[1:] == head[:-1]
+    doubled = np.arange(0, 2 * n, 2)
+    if grouped.any():
+        in_group = np.zeros(n, dtype=bool)
+        in_group[1:] = grouped
+        in_group[:-1] |= grouped
+        slots = np.flatnonzero(in_group)
+        if exact:
+            members = head[slots]
+        else:
+            points = carried[slots]
+            members = values[points]
+            if np.any(members[1:] < members[:-1]):  # distinct values shared a truncation
+                resort = np.argsort(members, kind="stable")
+                members = members[resort]
+                carried[slots] = points[resort]
+        starts = np.flatnonzero(np.concatenate(([True], members[1:] != members[:-1])))
         ends = np.append(starts[1:], len(slots))
-        # a tie group occupies consecutive slots, so its mean rank is (first + last) / 2 + 1
-        rank_at[slots] = np.repeat((slots[starts] + slots[ends - 1]) / 2 + 1, ends - starts)
-    ranks = np.empty(n)
-    ranks[order] = rank_at
-    return ranks
-
-
-def _ordered_keys(values):
-    """uint64 images of float64 values with the same order (-0.0 and 0.0 map alike)."""
-    bits = (values + 0.0).view(np.uint64)
-    flip = (bits.view(np.int64) >> 63).view(np.uint64)  # all ones for negatives, else 0
-    flip |= np.uint64(1 << 63)
-    flip ^= bits
-    return flip
-
-
-def _change_counts(values):
-    """counts[i] = number of j in 1..i with values[j] != values[j-1]; so values[a..b]
-    (inclusive) is constant exactly when counts[a] == counts[b]."""
-    return np.concatenate(([0], np.cumsum(values[1:] != values[:-1])))
+        # a group of equal values occupies consecutive slots
+        doubled[slots] = np.repeat(slots[starts] + slots[ends - 1], ends - starts)
+    if payload is not None and not exact:
+        carried = payload[carried]
+    return carried, doubled
 
 
 def _edge_moments(centred, width):

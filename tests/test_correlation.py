@@ -124,6 +124,14 @@ def test_pearson_spearman_match_scipy(seed, decimals):
     assert_close(spearman(x, y), stats.spearmanr(x, y).statistic)
 
 
+def average_ranks(values, payload=None, payload_bits=0):
+    """1-based average ranks from correlation._sorted_ranks (carrying indices)."""
+    order, doubled = correlation._sorted_ranks(np.asarray(values, dtype=np.float64))
+    ranks = np.empty(len(order))
+    ranks[order] = doubled / 2 + 1
+    return ranks
+
+
 def test_average_ranks_match_rankdata_on_near_ties():
     rng = np.random.default_rng(7)
     one_ulp_apart = 1.0 + np.arange(-40, 40) * np.finfo(float).eps
@@ -137,7 +145,7 @@ def test_average_ranks_match_rankdata_on_near_ties():
         )
     )
     rng.shuffle(values)
-    np.testing.assert_array_equal(correlation._average_ranks(values), stats.rankdata(values))
+    np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))
 
 
 @settings(max_examples=50, deadline=None)
@@ -152,7 +160,7 @@ def test_average_ranks_match_rankdata_on_near_ties():
 )
 def test_average_ranks_property(values):
     values = np.array(values, dtype=np.float64)
-    np.testing.assert_array_equal(correlation._average_ranks(values), stats.rankdata(values))
+    np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -338,3 +346,88 @@ def test_mismatched_pairs_rejected():
         pearson([1.0, 2.0, 3.0], [1.0, 2.0])
     with pytest.raises(ValueError):
         rolling_pearson([1.0, 2.0, 3.0], [1.0, 2.0], 2)
+
+
+# fast paths: packed-rank sorts, block-local rolling sums --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "ties", "constant_stretch"])
+@pytest.mark.parametrize("seed", range(2))
+def test_spearman_paths_match_scipy(kind, seed):
+    """float32 values carry the other side's ranks in their low mantissa bits; float64
+    values do not fit and take the index-carrying path; both against scipy."""
+    rng = np.random.default_rng(seed)
+    x, y = correlated(rng, 4000, decimals=1 if kind == "ties" else None, offset=1e6)
+    if kind == "float32":
+        x, y = x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)
+    if kind == "constant_stretch":
+        x[1000:3000] = 5.0
+        y[:2000] = -0.0
+        y[2000:2100] = 0.0  # equal to -0.0: one tie group
+    expected = stats.spearmanr(x, y).statistic
+    assert_close(spearman(x, y), expected)
+    assert_close(spearman(y, x), expected)
+    assert_close(spearman(np.diff(x), np.diff(y)), stats.spearmanr(np.diff(x), np.diff(y)).statistic)
+
+
+def test_spearman_near_ties_and_all_tied():
+    one_ulp_apart = 1.0 + np.arange(-30, 30) * np.finfo(float).eps
+    x = np.tile(one_ulp_apart, 20)
+    y = np.repeat(np.arange(60.0), 20) + 2.0**-40  # low bits set: index-carrying path
+    assert_close(spearman(x, y), stats.spearmanr(x, y).statistic)
+    assert_close(spearman(y, x), stats.spearmanr(x, y).statistic)
+    assert math.isnan(spearman(np.full(10, 3.0), np.arange(10.0)))
+    assert math.isnan(spearman(np.arange(10.0), np.zeros(10)))
+    assert_close(spearman([1.0, 2.0], [5.0, 4.0]), -1.0)
+
+
+def exact_rolling(x, y, window):
+    """Two-pass Pearson of every window, NaN where a side is constant."""
+    r = np.full(len(x) - window + 1, np.nan)
+    for end in range(window - 1, len(x)):
+        a, b = x[end - window + 1:end + 1], y[end - window + 1:end + 1]
+        if a.min() != a.max() and b.min() != b.max():
+            r[end - window + 1] = stats.pearsonr(a, b).statistic
+    return r
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.NearConstantInputWarning")
+@pytest.mark.parametrize("chunk", [None, 5, 64])
+@pytest.mark.parametrize("window", [2, 7, 100])
+def test_rolling_huge_values_leave_other_windows_exact(monkeypatch, chunk, window):
+    """Values near 1e6 with 1e-3 noise, and two exploding points (1e30, -1e25): every
+    window without them matches the two-pass Pearson to 1e-9; windows with them too,
+    since their sums are centred on one of their own points."""
+    if chunk is not None:
+        monkeypatch.setattr(correlation, "ROLLING_CHUNK", chunk)
+    rng = np.random.default_rng(window)
+    n = 700
+    x = 1e6 + 1e-3 * rng.standard_normal(n)
+    y = -3e6 + 1e-3 * (0.5 * (x - 1e6) / 1e-3 + rng.standard_normal(n))
+    x[300] = 1e30
+    y[450] = -1e25
+    x[500:560] = 1e6  # constant stretch
+    got = rolling_pearson(x, y, window)
+    expected = exact_rolling(x, y, window)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 57])
+def test_rolling_window_equal_to_length(n):
+    rng = np.random.default_rng(n)
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    got = rolling_pearson(x, y, n)
+    assert got.shape == (1,)
+    assert_close(got[0], stats.pearsonr(x, y).statistic)
+    np.testing.assert_allclose(rolling_pearson(x, y, max(2, n - 1)), exact_rolling(x, y, max(2, n - 1)),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, max_lag", [(50, 47), (50, 60), (400, 397)])
+def test_lagged_max_lag_near_length(n, max_lag):
+    x, y = correlated(np.random.default_rng(n), n, offset=1e5)
+    lags, r = lagged_pearson(x, y, max_lag)
+    assert lags[-1] == min(max_lag, n - 3)
+    for lag, value in zip(lags, r):
+        assert_close(value, scipy_lagged(x, y, lag), tolerance=1e-9)
