@@ -1,8 +1,8 @@
 """Reduce a long series to at most `max_points` points for the browser, keeping its extremes.
 
-The points are split into `max_points // 2` buckets of (nearly) equal count; each bucket keeps
-the positions of its finite minimum and maximum (in step order), so a one-batch spike survives
-any reduction. A bucket with no finite value keeps its first point (drawn as a gap). Series with
+The points are split into consecutive buckets of ceil(n / (max_points // 2)) points (the last may
+be shorter); each bucket keeps the positions of its first finite minimum and maximum (in step
+order), so a one-batch spike survives any reduction. A bucket with no finite value keeps its first point (drawn as a gap). Series with
 at most `max_points` points are returned whole. Pure numpy, O(n).
 """
 
@@ -14,22 +14,19 @@ def minmax_indices(values, max_points):
     n = len(values)
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
-    buckets = max(1, max_points // 2)
-    edges = (np.arange(buckets, dtype=np.int64) * n) // buckets
-    finite = np.isfinite(values)
-    low = np.where(finite, values, np.inf)
-    high = np.where(finite, values, -np.inf)
-    bucket_of = np.repeat(np.arange(buckets), np.diff(np.append(edges, n)))
-    lows = np.minimum.reduceat(low, edges)
-    highs = np.maximum.reduceat(high, edges)
-    keep = np.zeros(n, dtype=bool)
-    for extreme, per_point in ((lows, low), (highs, high)):
-        hits = np.flatnonzero(per_point == extreme[bucket_of])
-        _, first = np.unique(bucket_of[hits], return_index=True)
-        keep[hits[first]] = True
-    empty = ~np.isfinite(lows)
-    keep[edges[empty]] = True
-    return np.flatnonzero(keep)
+    size = -(-n // max(1, max_points // 2))  # points per bucket
+    bad = np.flatnonzero(~np.isfinite(values))
+    keep = []
+    for fill, pick in ((np.inf, np.argmin), (-np.inf, np.argmax)):
+        usable = values
+        if len(bad):
+            usable = values.copy()
+            usable[bad] = fill
+        whole = n - n % size
+        keep.append(pick(usable[:whole].reshape(-1, size), axis=1) + np.arange(0, whole, size))
+        if whole < n:  # the last, shorter bucket
+            keep.append([whole + pick(usable[whole:])])
+    return np.unique(np.concatenate(keep)).astype(np.int64)  # first extreme, else the first point
 
 
 def stride_indices(n, max_points):

@@ -7,15 +7,15 @@ from tb_batchavg import decimate
 
 
 def reference(values, max_points):
-    """Per bucket (n * b // buckets boundaries): positions of the first finite min and max,
-    or the bucket's first position when it has no finite value."""
+    """Per bucket (ceil(n / (max_points // 2)) points each): positions of the first finite min
+    and max, or the bucket's first position when it has no finite value."""
     n = len(values)
     if n <= max_points:
         return list(range(n))
-    buckets = max_points // 2
+    size = -(-n // (max_points // 2))
     keep = set()
-    for b in range(buckets):
-        lo, hi = n * b // buckets, n * (b + 1) // buckets
+    for lo in range(0, n, size):
+        hi = min(n, lo + size)
         part = values[lo:hi]
         finite = np.flatnonzero(np.isfinite(part))
         if not len(finite):
