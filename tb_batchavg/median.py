@@ -35,52 +35,67 @@ def window_median(values, finite, lo, hi, count):
     is the next set bit of that mask, or (rarely, when the node has none)
     a second descent."""
     median = np.full(len(lo), np.nan)
-    queries = np.flatnonzero(count > 0)
-    if len(queries) == 0:
+    nonempty = count > 0
+    if len(lo) == 0 or not nonempty.all():
+        queries = np.flatnonzero(nonempty)
+        if len(queries) == 0:
+            return median
+        median[queries] = window_median(values, finite, lo[queries], hi[queries], count[queries])
         return median
-    lo, hi, count = lo[queries], hi[queries], count[queries]
     n = len(values)
-    longest = int((hi - lo).max())
+    # Segments laid end to end span less than 4n + 256 points.
+    index = np.int32 if 4 * n + 256 < np.iinfo(np.int32).max else np.int64
+    lo, hi, count = lo.astype(index), hi.astype(index), count.astype(index)
+    length = hi - lo
+    longest = int(length.max())
     size = 1 << _MASK_BITS
     while size < min(2 * (longest - 1), n):
         size *= 2
     stride = size if size >= n else size - longest + 1
     segments = int(lo[-1]) // stride + 1
-    padded = np.full((segments - 1) * stride + size, np.inf)
-    padded[:n] = np.where(finite, values, np.inf)
+    padded = np.empty((segments - 1) * stride + size)
+    padded[n:] = np.inf
+    np.copyto(padded[:n], values)
+    if not finite.all():
+        padded[:n][~finite] = np.inf
     rows = np.lib.stride_tricks.sliding_window_view(_sort_key(padded), size)[::stride]
+    # Window bounds in the segments laid end to end, and their segments' starts.
+    segment = lo // stride
+    row_start = segment * size
+    start = lo + segment * (size - stride)
+    stop = start + length
+    middle = (count - 1) >> 1
+    even = (count & 1) == 0
     per_group = max(1, _GROUP // size)
     firsts = np.arange(0, segments, per_group)
     bounds = np.append(np.searchsorted(lo, firsts * stride), len(lo))
-    result = np.empty(len(lo))
     for first, q0, q1 in zip(firsts, bounds[:-1], bounds[1:]):
-        segment = lo[q0:q1] // stride
-        by_rank = _argsort_rows(rows[first:first + per_group])
-        result[q0:q1] = _group_median(
-            padded, by_rank, segment * stride, (segment - first) * size,
-            lo[q0:q1], hi[q0:q1], count[q0:q1])
-    median[queries] = result
+        rows_here = rows[first:first + per_group]
+        by_rank = _argsort_rows(rows_here, index)
+        matrix = _WaveletMatrix(_ranks(by_rank.ravel(), size), size.bit_length() - 1)
+        by_rank += (np.arange(first, first + len(rows_here), dtype=by_rank.dtype) * stride)[:, None]
+        offset = first * size
+        median[q0:q1] = _group_median(
+            matrix, padded, by_rank.ravel(), start[q0:q1] - offset, stop[q0:q1] - offset,
+            row_start[q0:q1] - offset, middle[q0:q1], even[q0:q1])
     return median
 
 
-def _group_median(padded, by_rank, data_start, row_start, lo, hi, count):
-    """Medians of the windows [lo, hi) of one group of segments: by_rank
-    holds each segment's positions in rank order; a window's segment starts
-    at padded[data_start] and at row_start in by_rank.ravel()."""
-    size = by_rank.shape[1]
-    by_rank = by_rank.ravel()
-    matrix = _WaveletMatrix(_ranks(by_rank, size), size.bit_length() - 1)
-    shift = row_start - data_start
-    start, stop, middle = lo + shift, hi + shift, (count - 1) // 2
-    lower, upper = matrix.kth_smallest(start, stop, middle)
-    even = np.flatnonzero(count % 2 == 0)
-    upper = upper[even]
-    elsewhere = np.flatnonzero(upper < 0)
-    if len(elsewhere):
-        pick = even[elsewhere]
-        upper[elsewhere] = matrix.kth_smallest(start[pick], stop[pick], middle[pick] + 1)[0]
-    median = padded[data_start + by_rank[row_start + lower]]
-    median[even] = (median[even] + padded[data_start[even] + by_rank[row_start[even] + upper]]) / 2
+def _group_median(matrix, padded, positions, start, stop, row_start, middle, even):
+    """Medians of the windows [start, stop) of one group of segments laid
+    end to end (``matrix`` over their ranks), whose segments start at
+    row_start; positions holds each segment's points (indices into padded)
+    in rank order."""
+    even = np.flatnonzero(even)
+    lower, upper = matrix.kth_smallest(start, stop, middle, following=len(even) > 0)
+    median = padded[positions[lower + row_start]]
+    if len(even):
+        upper = upper[even]
+        elsewhere = np.flatnonzero(upper < 0)
+        if len(elsewhere):
+            pick = even[elsewhere]
+            upper[elsewhere] = matrix.kth_smallest(start[pick], stop[pick], middle[pick] + 1)[0]
+        median[even] = (median[even] + padded[positions[upper + row_start[even]]]) / 2
     return median
 
 
@@ -91,16 +106,16 @@ def _sort_key(x):
     return bits ^ flip
 
 
-def _argsort_rows(keys):
+def _argsort_rows(keys, dtype):
     """Stable argsort of each row of uint64 ``keys`` (rows of 2**L): sorts
     the keys with their last L bits replaced by the column (one fast
     non-stable sort), then redoes exactly the rows where two keys that agree
-    up to those bits came out of order."""
+    up to those bits came out of order. Returns ``dtype`` columns."""
     width = keys.shape[1]
     low = np.uint64(width - 1)
     packed = (keys & ~low) | np.arange(width, dtype=np.uint64)
     packed.sort(axis=1)
-    order = (packed & low).astype(np.int32 if width <= 1 << 30 else np.int64)
+    order = (packed & low).astype(dtype)
     row, column = np.nonzero((packed[:, 1:] ^ packed[:, :-1]) <= low)
     if len(row):
         first = keys[row, order[row, column]]
@@ -138,26 +153,28 @@ class _WaveletMatrix:
         position = np.arange(n, dtype=dtype)
         current, partitioned = ranks, np.empty_like(ranks)
         for level in range(levels):
-            zero = (current & (1 << (bits - 1 - level))) == 0
+            one = (current >> (bits - 1 - level)) & 1
             zeros_before = self.zeros_before[level]
-            np.cumsum(zero, dtype=dtype, out=zeros_before[1:])
+            np.cumsum(one == 0, dtype=dtype, out=zeros_before[1:])
             zeros_total = self.zeros_total[level] = zeros_before[-1]
-            # A 0 goes to zeros_before[i], a 1 to zeros_total + ones before i.
-            destination = position - zeros_before[:-1]
-            destination += zeros_total
-            np.copyto(destination, zeros_before[:-1], where=zero)
+            # A 0 goes to zeros_before[i], a 1 to zeros_total + ones before
+            # i (integer blends: numpy runs them much faster than np.where or
+            # masked copies with unpredictable masks).
+            zeros_before = zeros_before[:-1]
+            destination = zeros_before + one * (zeros_total + position - 2 * zeros_before)
             partitioned[destination] = current
             current, partitioned = partitioned, current
         low = current & 127
         one_hot = np.left_shift(np.uint64(1), (low & 63).astype(np.uint64))
+        high = (low >> 6).astype(np.uint64)
         self.masks_before = np.zeros((2, n + 1), dtype=np.uint64)
-        for word, masks_before in enumerate(self.masks_before):
-            np.bitwise_xor.accumulate(one_hot * ((low >> 6) == word), out=masks_before[1:])
+        np.bitwise_xor.accumulate(one_hot * (1 - high), out=self.masks_before[0, 1:])
+        np.bitwise_xor.accumulate(one_hot * high, out=self.masks_before[1, 1:])
 
-    def kth_smallest(self, lo, hi, k):
-        """Per query, the k-th smallest (0-based) rank in sequence[lo:hi] and
-        the next larger rank in the window if it is in the same 128-rank node
-        (else -1)."""
+    def kth_smallest(self, lo, hi, k, following=False):
+        """Per query, the k-th smallest (0-based) rank in sequence[lo:hi] and,
+        with ``following``, the next larger rank in the window if it is in
+        the same 128-rank node (else -1; without ``following``, None)."""
         dtype = self.dtype
         lo, hi, k = lo.astype(dtype), hi.astype(dtype), k.astype(dtype)
         prefix = np.zeros(len(lo), dtype=dtype)
@@ -172,23 +189,25 @@ class _WaveletMatrix:
         low_word, high_word = (masks[hi] ^ masks[lo] for masks in self.masks_before)
         k = k.astype(np.uint64)
         low_count = _popcount(low_word)
-        high = k >= low_count
+        high = (k >= low_count).astype(np.uint64)
         k -= low_count * high
-        mask = np.where(high, high_word, low_word)
+        mask = low_word ^ ((low_word ^ high_word) & (np.uint64(0) - high))
         bit = _select_bit(mask, k)
         prefix <<= _MASK_BITS
-        kth = prefix + (bit + (high.astype(np.uint64) << np.uint64(6))).astype(dtype)
-        # The next set bit: above ``bit`` in its word, else the lowest of the
-        # high word.
-        base = (kth - prefix + 1).astype(np.uint64)
+        kth = prefix + (bit + (high << np.uint64(6))).astype(dtype)
+        if not following:
+            return kth, None
+        # The next set bit: above ``bit`` in its word, else (from the low
+        # word) the lowest of the high word.
         above = (mask >> bit) >> np.uint64(1)
-        spill = (above == 0) & ~high
-        above[spill] = high_word[spill]
-        base[spill] = 64
+        spill = (above == 0) & (high == 0)
+        above |= high_word * spill
         lowest = above & (~above + np.uint64(1))
-        step = np.frexp(lowest.astype(np.float64))[1]  # log2(lowest) + 1; 0 if none
-        following = np.where(step > 0, prefix + base.astype(dtype) + (step - 1), -1)
-        return kth, following
+        # log2(lowest) from its float64 exponent (-1023 if none).
+        step = (lowest.astype(np.float64).view(np.int64) >> 52).astype(dtype) - 1023
+        base = kth + 1 + spill * (63 - bit.astype(dtype))
+        found = (step >= 0).astype(dtype)
+        return kth, (base + step + 1) * found - 1
 
 
 def _popcount(x):

@@ -136,3 +136,14 @@ def test_numpy_1_popcount_fallback(monkeypatch):
     values = noisy_series(np.random.default_rng(6), 3000)
     lo, hi = point_windows(len(values), 200, "trailing")
     assert_same(run(values, lo, hi), explicit(values, lo, hi))
+
+
+def test_odd_counts_only():
+    """Full windows of an odd length over finite values (no even count in the
+    whole call)."""
+    rng = np.random.default_rng(9)
+    values = np.round(rng.normal(size=20000), 2)
+    window = 51
+    lo = np.arange(len(values) - window + 1)
+    expected = pd.Series(values).rolling(window).median().to_numpy()[window - 1:]
+    assert_same(run(values, lo, lo + window), expected)
