@@ -3,11 +3,21 @@
 
 import {saveBlob} from './dom.js';
 
-/** A request the server answered with an error (message from its JSON body) or that failed. */
+/**
+ * A request the server answered with an error (message from its JSON body) or that failed.
+ * `body`: the JSON error body, e.g. {error, reason: 'window_longer_than_series', window, length, unit}.
+ */
 export class ApiError extends Error {
-  constructor(message, status = 0) {
+  constructor(message, status = 0, body = null) {
     super(message);
     this.status = status;
+    this.body = body;
+  }
+
+  /** For a window longer than the series: {window, length, unit} (http_api.md, Errors); else null. */
+  get windowTooLong() {
+    const b = this.body;
+    return this.status === 400 && b && b.reason === 'window_longer_than_series' ? b : null;
   }
 }
 
@@ -24,13 +34,14 @@ function query(params) {
 
 async function errorOf(response) {
   let message = `${response.status} ${response.statusText}`;
+  let body = null;
   try {
-    const body = await response.json();
+    body = await response.json();
     if (body && body.error) message = body.error;
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(message, response.status);
+  return new ApiError(message, response.status, body);
 }
 
 /** GETs a route's JSON; rejects with ApiError (or AbortError when `signal` aborts). */

@@ -13,6 +13,7 @@ import {ROLES, ROLE_NAMES, assignColors, autoWindow, averagingParams, loadSettin
 
 const MAX_POINTS = 2000;
 const RAW_PARAMS = {method: 'sma', window: 1, edges: 'partial', band: 'none'};
+const MIN_CORR_WINDOW = 2;
 
 /** Maps steps to wall times of one run by linear interpolation between loaded points. */
 class Clock {
@@ -217,16 +218,25 @@ export class App {
             entry.results[role] = {missing: true};
             return;
           }
-          const params = role === 'learning_rate' ? {...averaging, ...RAW_PARAMS} : averaging;
-          entry.results[role] = {tag, ...await settle(api.averages({run: run.run, tag, averaging: params, range, maxPoints: MAX_POINTS}, signal))};
+          const request = (params) => settle(api.averages({run: run.run, tag, averaging: params, range, maxPoints: MAX_POINTS}, signal));
+          let result = await request(role === 'learning_rate' ? {...averaging, ...RAW_PARAMS} : averaging);
+          const short = result.error && result.error.windowTooLong;
+          if (short) {
+            // The run is shorter than the window (a 400): its raw values only, with a notice (panels.js).
+            result = {...await request({...averaging, ...RAW_PARAMS}), short};
+          }
+          entry.results[role] = {tag, ...result};
         });
         const x = this.tagFor(run, 'loss');
         const y = this.tagFor(run, 'grad_norm');
         if (x && y) {
-          jobs.push(settle(api.correlation({run: run.run, x, y, window: s.corrWindow, maxLag: s.maxLag, range, maxPoints: MAX_POINTS}, signal))
-            .then((c) => {
-              entry.correlation = c;
-            }));
+          const request = (window) => settle(api.correlation({run: run.run, x, y, window, maxLag: s.maxLag, range, maxPoints: MAX_POINTS}, signal));
+          jobs.push(request(s.corrWindow).then(async (c) => {
+            const short = c.error && c.error.windowTooLong;
+            // Fewer joined points than the rolling window: the table, lag and scatter (which do not use
+            // it) from the smallest window; the rolling line is left out, with a notice.
+            entry.correlation = short && short.length >= MIN_CORR_WINDOW ? {...await request(MIN_CORR_WINDOW), short} : c;
+          }));
         }
         await Promise.all(jobs);
         return [run.run, entry];

@@ -2,9 +2,11 @@
 // non-finite markers, tooltip) and the correlation panel (table, rolling, lag, scatter).
 //
 // Both receive a view from the app: a list of runs, each
-//   {run, color, results: {role: {tag, data | error | missing}}, correlation: {data | error | missing},
+//   {run, color, results: {role: {tag, data | error | missing, short?}}, correlation: {data | error | missing, short?},
 //    xOf(series) -> x values of an `averages` series, stepToX(step) -> x}
-// plus {showRaw, band, markers: {role: [marker]}}.
+// plus {showRaw, band, markers: {role: [marker]}}. `short` ({window, length, unit}, from the server's
+// window_longer_than_series error) marks a run shorter than the window: `data` then holds its raw values
+// only (or, for the correlation, the statistics without a rolling line), and a notice says so.
 
 import {LineChart, XGroup} from './chart.js';
 import {el, select, setOptions} from './dom.js';
@@ -70,6 +72,15 @@ function toggle(label, checked, onchange) {
   return el('label', {class: 'check small'}, box, label);
 }
 
+/** Fills a list of per-run notices ([{run, color, text}]) shown under a chart; hidden when empty. */
+function showNotices(list, items) {
+  list.hidden = !items.length;
+  list.replaceChildren(...items.map(({run, color, text}) =>
+    el('li', {class: 'run-notice', dataset: {run}}, swatch(color), el('span', {text}))));
+}
+
+const NO_POINTS = {x: new Float64Array(0), y: new Float64Array(0), step: [], lower: null, upper: null};
+
 function card(title) {
   const heading = el('h2', {text: title});
   const node = el('section', {class: 'card'});
@@ -89,18 +100,20 @@ export class MetricPanel {
       describe: (x) => this.describe(x)});
     const options = settings.charts[role];
     this.tagLabel = el('span', {class: 'tag-label muted'});
+    this.notices = el('ul', {class: 'run-notices', 'aria-live': 'polite', hidden: true});
     this.notes = el('div', {class: 'notes', 'aria-live': 'polite'});
     const {node, heading} = card(ROLE_NAMES[role]);
     heading.append(' ', this.tagLabel);
     const png = el('button', {type: 'button', class: 'small', text: 'PNG', title: `Save the ${ROLE_NAMES[role]} chart as PNG`,
       onclick: () => this.chart.savePNG(`${role}.png`, ROLE_NAMES[role],
-        this.prepared.map((p) => ({color: p.color, text: p.run})))});
+        this.prepared.map((p) => ({color: p.color, text: p.short ? `${p.run} (raw only)` : p.run})))});
     node.append(
       el('header', {class: 'card-header'}, heading, el('div', {class: 'card-tools'},
         toggle('log y', options.logY, (v) => this.setOption('logY', v)),
         toggle('ignore outliers', options.ignoreOutliers, (v) => this.setOption('ignoreOutliers', v)),
         png)),
       this.chart.area,
+      this.notices,
       this.notes);
     node.dataset.role = role;
     this.element = node;
@@ -121,6 +134,7 @@ export class MetricPanel {
     this.view = view;
     const role = this.role;
     const notes = [];
+    const notices = [];
     this.prepared = [];
     const tags = new Set();
     for (const r of view.runs) {
@@ -133,12 +147,18 @@ export class MetricPanel {
       }
       const d = result.data;
       const nonfinite = new Set(d.nonfinite);
+      const short = result.short;
+      if (short) {
+        notices.push({run: r.run, color: r.color,
+          text: `${r.run}: ${short.length} ${short.unit}, shorter than the window ${short.window} – showing raw values only`});
+      }
       this.prepared.push({
         run: r.run,
         color: r.color,
         nonfinite,
+        short: Boolean(short),
         raw: {x: r.xOf(d.raw), y: numbers(d.raw.value), step: d.raw.step},
-        average: {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
+        average: short ? NO_POINTS : {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
           lower: view.band === 'none' ? null : numbers(d.average.lower),
           upper: view.band === 'none' ? null : numbers(d.average.upper)},
         markers: nonfiniteStretches(d).map(([first, last, count]) => ({
@@ -156,14 +176,16 @@ export class MetricPanel {
     this.tagLabel.textContent = tags.size ? `· ${[...tags].join(', ')}` : '';
     this.notes.textContent = notes.join(' · ');
     this.notes.title = notes.join('\n');
+    showNotices(this.notices, notices);
 
     const series = [];
     const rawStyle = this.smoothed ? {alpha: RAW_ALPHA, width: 1} : {alpha: 1, width: 1.5};
-    if (view.showRaw || !this.smoothed) {
-      for (const p of this.prepared) series.push({color: p.color, ...p.raw, ...rawStyle});
+    for (const p of this.prepared) {
+      // A run shorter than the window has no average: its raw values are drawn even with raw lines off.
+      if (view.showRaw || !this.smoothed || p.short) series.push({color: p.color, ...p.raw, ...rawStyle});
     }
     if (this.smoothed) {
-      for (const p of this.prepared) series.push({color: p.color, ...p.average, width: 1.75});
+      for (const p of this.prepared) if (!p.short) series.push({color: p.color, ...p.average, width: 1.75});
     }
     const markers = this.prepared.flatMap((p) => p.markers).concat(view.markers[role] || []);
     this.chart.setData({series, markers});
@@ -206,7 +228,7 @@ export class MetricPanel {
       }
       let j = lowerBound(p.average.step, step);
       if (p.average.step[j] !== step) j = nearestIndex(p.average.x, p.raw.x[i]);
-      let averageText = '—';
+      let averageText = p.short ? '— (run shorter than the window)' : '—';
       // An average from a different step is shown only within the local spacing of raw points.
       const spacing = Math.max(i > 0 ? p.raw.x[i] - p.raw.x[i - 1] : 0, i + 1 < p.raw.x.length ? p.raw.x[i + 1] - p.raw.x[i] : 0);
       if (j >= 0 && Math.abs(p.average.x[j] - p.raw.x[i]) <= spacing) {
@@ -272,6 +294,7 @@ export class CorrelationPanel {
     }});
     this.scatterRun.id = 'ba-scatter-run';
     this.rollingCaption = el('figcaption');
+    this.notices = el('ul', {class: 'run-notices', 'aria-live': 'polite', hidden: true});
     this.notes = el('div', {class: 'notes', 'aria-live': 'polite'});
 
     const {node, heading} = card('Loss and gradient norm together');
@@ -283,7 +306,7 @@ export class CorrelationPanel {
         'unrelated; Δ (step-to-step changes) removes the trend: a high Δ correlation means a batch that moves the ' +
         'gradient norm also moves the loss.'}),
       this.table,
-      el('figure', {class: 'figure'}, this.rollingCaption, this.rolling.area),
+      el('figure', {class: 'figure'}, this.rollingCaption, this.rolling.area, this.notices),
       el('div', {class: 'corr-grid'},
         el('figure', {class: 'figure'},
           el('figcaption', {text: 'Pearson r by lag k. k > 0: the gradient norm leads: its value at point i is ' +
@@ -310,6 +333,11 @@ export class CorrelationPanel {
     const missing = view.runs.filter((r) => r.correlation.missing).map((r) => r.run);
     if (missing.length) notes.push(`Needs a loss and a gradient-norm tag: ${missing.join(', ')}`);
     this.notes.textContent = notes.join(' · ');
+    showNotices(this.notices, ok.filter((r) => r.correlation.short).map((r) => {
+      const {length, window} = r.correlation.short;
+      return {run: r.run, color: r.color, text: `${r.run}: ${length} joined points, shorter than the rolling window ` +
+        `${window} – no rolling correlation (the table, lag and scatter cover the run)`};
+    }));
     this.rollingCaption.textContent = `Rolling Pearson r over the last ${s.corrWindow} joined points (follows the zoom); ` +
       'the table, lag and scatter cover each whole run.';
 
@@ -326,9 +354,12 @@ export class CorrelationPanel {
     });
     this.table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
 
-    this.prepared = ok.map((r) => ({run: r.run, color: r.color, data: r.correlation.data,
-      rollingX: Float64Array.from(r.correlation.data.rolling.step, (step) => r.stepToX(step)),
-      rollingY: numbers(r.correlation.data.rolling.value), rollingStep: r.correlation.data.rolling.step}));
+    this.prepared = ok.map((r) => {
+      const rolling = r.correlation.short ? {step: [], value: []} : r.correlation.data.rolling; // (from window 2)
+      return {run: r.run, color: r.color, data: {...r.correlation.data, rolling},
+        rollingX: Float64Array.from(rolling.step, (step) => r.stepToX(step)),
+        rollingY: numbers(rolling.value), rollingStep: rolling.step};
+    });
     this.rolling.setData({series: this.prepared.map((p) => ({color: p.color, x: p.rollingX, y: p.rollingY, width: 1.5}))});
     this.lag.setData({
       series: this.prepared.map((p) => ({color: p.color, x: p.data.lag.lags, y: numbers(p.data.lag.value), width: 1.5})),

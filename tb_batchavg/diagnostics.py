@@ -338,6 +338,8 @@ def _block_mad(residual, half):
     """Per point i: median of the finite residuals in the two blocks of `half`
     points before i's block; NaN with fewer than `half` of them."""
     n = len(residual)
+    if half >= n:  # one block: nothing before it (and no (1, 2 * half) rows for a huge window)
+        return np.full(n, np.nan)
     blocks = -(-n // half)
     padded = np.full(blocks * half, np.nan)
     padded[:n] = residual

@@ -26,6 +26,31 @@ class NotFound(LookupError):
     """An unknown run or tag (HTTP 404)."""
 
 
+class WindowTooLong(BadRequest):
+    """A window longer than the series it would average (HTTP 400). `detail` is added to the
+    JSON error body, so that a client (the tab) can tell this case from a malformed request:
+    {"reason": "window_longer_than_series", "window", "length", "unit"}."""
+
+    def __init__(self, message, window, length, unit):
+        super().__init__(message)
+        self.detail = {"reason": "window_longer_than_series", "window": int(window), "length": int(length),
+                       "unit": unit}
+
+
+def window_fits(window, unit, steps, run, tag):
+    """Refuses (WindowTooLong) a window longer than the series whose sorted `steps` are given:
+    with unit "points" its number of points, with "steps" its step span last - first + 1."""
+    if unit == "steps" and len(steps):
+        length = int(steps[-1]) - int(steps[0]) + 1
+        if window > length:
+            raise WindowTooLong(
+                "window %d (steps) is longer than the series of run %r tag %r (steps %d to %d: %d steps)"
+                % (window, run, tag, steps[0], steps[-1], length), window, length, "steps")
+    elif window > len(steps):
+        raise WindowTooLong("window %d is longer than the series of run %r tag %r (%d points)"
+                            % (window, run, tag, len(steps)), window, len(steps), "points")
+
+
 def query_string(raw):
     """Refuses a query string (bytes, as sent) longer than MAX_QUERY_BYTES."""
     if len(raw) > MAX_QUERY_BYTES:

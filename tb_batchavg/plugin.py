@@ -119,7 +119,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 body, content_type, headers = handler(request)
                 return http_util.Respond(request, body, content_type, headers=headers)
             except params.BadRequest as e:
-                return self._error(request, 400, str(e))
+                return self._error(request, 400, str(e), getattr(e, "detail", None))
             except params.NotFound as e:
                 return self._error(request, 404, str(e))
             except ValueError as e:  # a numeric-core precondition the parser did not catch
@@ -128,8 +128,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         return app
 
     @staticmethod
-    def _error(request, code, message):
-        body = json.dumps({"error": message})
+    def _error(request, code, message, detail=None):
+        body = json.dumps({"error": message, **(detail or {})})
         return http_util.Respond(request, body, _JSON, code=code)
 
     @staticmethod
@@ -231,6 +231,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         version = self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
+        if avg["method"] != "ema":  # EMA has no window
+            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
         start, end = params.step_range(args)
         max_points = params.max_points(args)
         key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
@@ -286,6 +288,11 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points, version, sampled)
 
         def compute():
+            pairs = len(correlation.join(x.step, x.value, y.step, y.value)[0])
+            if window > pairs:
+                raise params.WindowTooLong(
+                    "window %d is longer than the joined series of run %r (%d steps where %r and %r are "
+                    "both logged and finite)" % (window, run, pairs, x_tag, y_tag), window, pairs, "pairs")
             c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
             rolling = _in_range(c.rolling_step, start, end)
             rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
@@ -336,6 +343,10 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             tags[role], found = self._series(source, run, named, role, role)
             series[role] = (found.step, found.value)
         settings = params.diagnostics(args, diagnostics.DEFAULTS)
+        if "window" in settings:  # only a window asked for: the default works on any run
+            for role in ("loss", "grad_norm"):  # the series the rolling medians run over
+                if role in series:
+                    params.window_fits(settings["window"], "points", series[role][0], run, tags[role])
         max_points = params.max_points(args)
         key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points,
                version, sampled)
@@ -356,6 +367,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
+        if avg["method"] != "ema":
+            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
         fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"

@@ -602,3 +602,133 @@ def test_the_tab_works_under_a_path_prefix(browser, tmp_path):
             tab.screenshot("path_prefix.png")
         finally:
             context.close()
+
+
+SHORT_RUN, SHORT_N = "short_run", 400
+SERIES_DRAWN_JS = """(index) => {
+  const runOf = new Map([...window.batchavg.colors].map(([run, color]) => [color, run]));
+  return window.batchavg.panels[index].chart.series.map((s) => [runOf.get(s.color), s.width === 1.75 ? 'average' : 'raw',
+    s.x.length]);
+}"""
+
+
+def add_run(tab, logdir, name, columns):
+    """Writes a run into the served logdir and refreshes the tab until it lists it."""
+    (logdir / name).mkdir()
+    helpers.write_scalars(str(logdir / name), columns)
+    tab.act(lambda: tab.frame.get_by_role("button", name="Refresh").click())
+    tab.frame.wait_for_function("(name) => window.batchavg.runs.some((r) => r.run === name)", arg=name, timeout=30000)
+
+
+def set_number(tab, control, value):
+    if control.input_value() != str(value):
+        tab.act(lambda: (control.fill(str(value)), control.press("Enter")))
+
+
+def test_a_run_shorter_than_the_window_shows_a_notice_and_its_raw_values(tab, logdir):
+    """run_0 has 3,000 points, short_run 400; with a window of 1,000 the server refuses short_run's
+    averages (400): the tab draws its raw values with a notice saying why, and run_0's average."""
+    add_run(tab, logdir, SHORT_RUN, helpers.training_like(SHORT_N, seed=7))
+    tab.show_runs("^(run_0|%s)$" % SHORT_RUN)
+    if tab.frame.get_by_label("Method").input_value() != "sma":
+        tab.act(lambda: tab.frame.get_by_label("Method").select_option("sma"))
+    with tab.page.expect_response(lambda r: "/averages?run=%s&" % SHORT_RUN in r.url and "window=1000&" in r.url) as info:
+        set_number(tab, tab.frame.get_by_label("Window (points)"), 1000)
+    refused = info.value
+    assert refused.status == 400 and refused.json()["reason"] == "window_longer_than_series"
+    assert refused.json()["error"].startswith("window 1000 is longer than the series of run 'short_run' tag 'train/")
+    message = "%s: %d points, shorter than the window 1000 – showing raw values only" % (SHORT_RUN, SHORT_N)
+    for role in ("loss", "grad_norm"):
+        notice = tab.frame.locator("[data-role=%s] .run-notice" % role)
+        assert notice.all_text_contents() == [message], role
+        assert notice.is_visible() and notice.get_attribute("data-run") == SHORT_RUN
+        assert "longer than" not in tab.frame.locator("[data-role=%s] .notes" % role).text_content()
+    assert not tab.frame.locator("[data-role=learning_rate] .run-notices").is_visible()  # never averaged
+    short = tab.eval("window.batchavg.results.get('%s').results.loss" % SHORT_RUN)
+    assert (short["short"]["window"], short["short"]["length"], short["data"]["raw"]["count"]) == (1000, SHORT_N, SHORT_N)
+    assert tab.eval("window.batchavg.results.get('run_0').results.loss.data.average.count") == N - 1000 + 1
+    drawn = tab.eval(SERIES_DRAWN_JS, 0)
+    assert sorted((run, kind) for run, kind, _ in drawn) == [("run_0", "average"), ("run_0", "raw"), (SHORT_RUN, "raw")]
+    assert all(n > 0 for _, _, n in drawn) and [n for run, _, n in drawn if run == SHORT_RUN] == [SHORT_N]
+    assert tab.coloured_pixels("loss") > 1000
+    tab.screenshot("shorter_than_window.png")
+
+    # With raw lines off, the short run's raw values are still drawn (it has nothing else).
+    tab.act(lambda: tab.frame.get_by_label("Show raw values").uncheck())
+    assert sorted((run, kind) for run, kind, _ in tab.eval(SERIES_DRAWN_JS, 0)) == [("run_0", "average"), (SHORT_RUN, "raw")]
+    tab.act(lambda: tab.frame.get_by_label("Show raw values").check())
+
+    # A rolling window longer than short_run's joined points: its table row, lag and scatter stay.
+    set_number(tab, tab.frame.locator("#ba-corr-corrWindow"), 1000)
+    assert tab.frame.locator("[data-role=correlation] .run-notice").all_text_contents() == [
+        "%s: %d joined points, shorter than the rolling window 1000 – no rolling correlation (the table, lag and "
+        "scatter cover the run)" % (SHORT_RUN, SHORT_N)]
+    rows = tab.frame.locator(".corr-table tbody tr")
+    assert sorted(rows.evaluate_all("(rows) => rows.map((r) => r.dataset.run)")) == ["run_0", SHORT_RUN]
+    reference = tab.api_json("correlation", run=SHORT_RUN)
+    assert rows.filter(has_text=SHORT_RUN).locator("td").first.text_content() == str(reference["n"])
+    rolling = dict(tab.eval("window.batchavg.correlation.prepared.map((p) => [p.run, p.rollingX.length])"))
+    assert rolling[SHORT_RUN] == 0 and rolling["run_0"] > 1000  # (N - 1000 + 1, reduced to max_points)
+    set_number(tab, tab.frame.locator("#ba-corr-corrWindow"), 200)
+    set_number(tab, tab.frame.get_by_label("Window (points)"), 50)
+    assert tab.frame.locator(".run-notice").count() == 0
+
+
+HOSTILE_TAGS = {  # each still detected in its role (metadata.ROLE_PATTERNS)
+    "train/loss": 'train/loss/<img src=x onerror="window.__pwned=1">',
+    "train/grad_norm": '<svg onload="window.__pwned=2">/global_norm',
+    "train/learning_rate": "<script>window.__pwned=3</script>/learning_rate",
+}
+HOSTILE_TAG_RUN, HOSTILE_TAG_N = "hostile_tags", 600
+
+
+def test_hostile_tag_names_are_shown_as_text_and_run_nothing(tab, logdir):
+    columns = {HOSTILE_TAGS[t]: v for t, v in helpers.training_like(HOSTILE_TAG_N, seed=8).items()}
+    add_run(tab, logdir, HOSTILE_TAG_RUN, columns)
+    tab.show_runs("^%s$" % HOSTILE_TAG_RUN)
+    roles = tab.api_json("runs")["runs"]
+    assert next(r for r in roles if r["run"] == HOSTILE_TAG_RUN)["roles"] == {
+        "loss": HOSTILE_TAGS["train/loss"], "grad_norm": HOSTILE_TAGS["train/grad_norm"],
+        "learning_rate": HOSTILE_TAGS["train/learning_rate"]}
+    for role, label, tag in (("loss", "Loss tag", "train/loss"), ("grad_norm", "Gradient norm tag", "train/grad_norm"),
+                             ("learning_rate", "Learning rate tag", "train/learning_rate")):
+        options = tab.frame.get_by_label(label).evaluate("(s) => [...s.options].map((o) => [o.value, o.textContent])")
+        assert [HOSTILE_TAGS[tag], HOSTILE_TAGS[tag]] in options, role  # the tag selects
+        assert tab.frame.locator("[data-role=%s] .tag-label" % role).text_content() == "· " + HOSTILE_TAGS[tag]
+        assert tab.coloured_pixels(role) > 500, role  # its data loaded: the name went through the URL intact
+    assert tab.frame.locator(".health-table tr[data-run=%s] .status" % HOSTILE_TAG_RUN).text_content() in (
+        "ok", "warning", "diverged")
+    assert tab.frame.locator(".corr-table tbody th").all_text_contents() == [HOSTILE_TAG_RUN]
+
+    # Picked by hand in the tag select: fetched and drawn, shown as text in the chart's title.
+    select = tab.frame.get_by_label("Loss tag")
+    tab.act(lambda: select.select_option(HOSTILE_TAGS["train/loss"]))
+    assert tab.eval("window.batchavg.results.get('%s').results.loss.data.tag" % HOSTILE_TAG_RUN) == HOSTILE_TAGS["train/loss"]
+    assert tab.frame.locator("[data-role=loss] .tag-label").text_content() == "· " + HOSTILE_TAGS["train/loss"]
+    box = tab.plot_box("loss")
+    tab.page.mouse.move((box["left"] + box["right"]) / 2, (box["top"] + box["bottom"]) / 2)
+    assert tab.frame.locator("[data-role=loss] .tooltip-row td").nth(1).text_content() == HOSTILE_TAG_RUN
+    tab.page.mouse.move(0, 0)
+
+    # The server's error naming the tag (a window longer than the run), shown under the export button.
+    set_number(tab, tab.frame.get_by_label("Window (points)"), 1000)
+    tab.frame.get_by_label("Run", exact=True).select_option(HOSTILE_TAG_RUN)
+    tab.frame.get_by_label("Series", exact=True).select_option("loss")
+    tab.frame.get_by_role("button", name="Download CSV").click()
+    note = tab.frame.locator(".field-note", has_text="Export failed")
+    note.wait_for()
+    assert note.text_content() == "Export failed: window 1000 is longer than the series of run %r tag %r (%d points)" % (
+        HOSTILE_TAG_RUN, HOSTILE_TAGS["train/loss"], HOSTILE_TAG_N)
+    tab.screenshot("hostile_tags.png")
+
+    time.sleep(0.3)
+    assert tab.eval("typeof window.__pwned") == "undefined"
+    assert tab.page.evaluate("typeof window.__pwned") == "undefined"
+    for page_or_frame in (tab.frame, tab.page):
+        assert page_or_frame.locator("img").count() == 0
+        assert page_or_frame.evaluate("""() => [...document.querySelectorAll('*')].filter((e) =>
+          [...e.attributes].some((a) => a.name.startsWith('on')) || /pwned/.test(e.tagName === 'SCRIPT' ? e.text : '') ||
+          (e.tagName === 'svg' && e.closest('#batchavg'))).map((e) => e.outerHTML.slice(0, 80))""") == []
+    assert tab.dialogs == []
+    tab.act(lambda: select.select_option(""))
+    set_number(tab, tab.frame.get_by_label("Window (points)"), 50)

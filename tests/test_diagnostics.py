@@ -375,6 +375,42 @@ def test_earlier_median_matches_brute_force():
         np.testing.assert_allclose(earlier[i], expected, equal_nan=True)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 50])
+def test_block_mad_matches_brute_force_for_any_block_size(n):
+    """Blocks of `half` points from 1 to beyond the series (a window far longer than the run)."""
+    rng = np.random.default_rng(n)
+    residual = np.abs(rng.standard_normal(n))
+    residual[rng.random(n) < 0.2] = np.nan
+    for half in [*range(1, 2 * n + 3), 5_000_000]:
+        expected = []
+        for i in range(n):
+            chunk = residual[max((i // half - 2) * half, 0):(i // half) * half]
+            chunk = chunk[np.isfinite(chunk)]
+            expected.append(np.median(chunk) if len(chunk) >= half else np.nan)
+        np.testing.assert_array_equal(diagnostics._block_mad(residual, half), expected, err_msg=str(half))
+
+
+def test_a_huge_window_on_a_tiny_run_allocates_nothing_of_the_window_size():
+    """window = 10,000,000 on 50 points: nothing is window-sized (tracemalloc peak well under
+    10 MB; it was about 200 MB), and the result is that of a window just short of twice the
+    run, the largest that takes the general path and leaves every robust SD undefined too."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    n = 50
+    series = {role: (_steps(n), 1 + rng.random(n)) for role in ("loss", "grad_norm", "learning_rate")}
+    tracemalloc.start()
+    try:
+        huge = diagnose(**series, window=10_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak
+    fitting = diagnose(**series, window=2 * n - 2)
+    assert huge["params"].pop("window") == 10_000_000 and fitting["params"].pop("window") == 2 * n - 2
+    assert huge == fitting
+
+
 def test_heavy_tail_threshold_tracks_the_student_t_quantile():
     # The calibrated threshold should be near the z that Student-t(3) noise
     # exceeds once per 1/tail_rate points, in robust SDs (scipy reference).

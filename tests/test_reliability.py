@@ -1,9 +1,10 @@
 """Reliability: hostile input on every route, static-file traversal, and faults in the logdir.
 
-- Bad input: every route x {missing parameter, wrong type, zero/negative/huge window, weight
-  outside [0, 1), nan/inf strings, unknown choice, unknown run or tag, names with `..`, `/`,
-  NUL, unicode and HTML, a 100 KB query string} answers a 4xx JSON error naming the problem.
-  A window longer than the series is not an error: it is answered, and checked against pandas.
+- Bad input: every route x {missing parameter, wrong type, zero/negative/huge window, window
+  longer than the series, weight outside [0, 1), nan/inf strings, unknown choice, unknown run or
+  tag, names with `..`, `/`, NUL, unicode and HTML, a 100 KB query string} answers a 4xx JSON
+  error naming the problem. A window that just fits the series (or EMA's, which has no window,
+  or diagnostics' default) is answered, and checked against pandas.
 - Static files: only the frontend's own files, with their MIME type and nosniff; traversal
   (plain, encoded, doubly encoded) is a 404.
 - Faults: a file truncated mid-record, a corrupted CRC, a zero-length file, a file deleted or
@@ -152,6 +153,18 @@ ZERO_REFUSED = {("averages", "window"), ("export", "window"), ("correlation", "w
                 ("diagnostics", "window"), ("diagnostics", "sustain"),
                 *((route, "max_points") for route in ("averages", "correlation", "diagnostics"))}
 NEGATIVE_ALLOWED = {"start", "end"}
+# Windows longer than the series of RUN (N points at steps 0..N-1; its loss has 2 non-finite values,
+# so the loss and gradient norm join in N - 2 finite pairs), by route.
+LONGER = {
+    "averages": [{"window": N + 1}, {"window": N + 1, "edges": "partial"}, {"window": 10**7, "align": "centered"},
+                 {"window": N + 1, "unit": "steps"}, {"window": N + 1, "method": "median", "band": "minmax"},
+                 {"window": N + 1, "method": "block"}, {"window": N + 1, "method": "block", "unit": "steps"}],
+    "export": [{"window": N + 1}, {"window": N + 1, "unit": "steps", "format": "json"},
+               {"window": N + 1, "method": "block", "edges": "partial"}],
+    "correlation": [{"window": N - 1}, {"window": 10**7}],
+    "diagnostics": [{"window": N + 1}, {"window": N + 1, "loss": "train/grad_norm"}],
+}
+WINDOW_DETAIL = {"reason", "window", "length", "unit"}
 
 
 def names_parameter(parameter):
@@ -197,6 +210,10 @@ def bad_input_cases():
         for parameter in choices:
             for value in BAD_CHOICES:
                 add("choice", route, {parameter: value}, 400, names_parameter(parameter))
+        for change in LONGER.get(route, []):
+            length = N - 2 if route == "correlation" else N
+            add("longer", route, change, 400, r"^window %d (\(steps\) )?is longer than the (joined )?series of run "
+                r"'%s'.*\b%d (points|steps|steps where)\b" % (change["window"], RUN, length))
         add("query100k", route, {"pad": "x" * 100_000}, 400, "query string")
         add("query100k", route, {"run": RUN * 20_000}, 400, "query string")
     return cases
@@ -209,7 +226,11 @@ def test_bad_input_is_a_json_error_naming_the_problem(client, route, query, stat
     assert response.headers["Content-Type"].split(";")[0] == "application/json"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     body = json.loads(response.data)
-    assert list(body) == ["error"]
+    if "longer" in pattern:  # machine-readable too, for the tab: it then shows the raw values
+        assert set(body) == {"error"} | WINDOW_DETAIL and body["reason"] == "window_longer_than_series"
+        assert body["window"] == int(query["window"]) and body["length"] < body["window"]
+    else:
+        assert list(body) == ["error"]
     assert re.search(pattern, body["error"]), body["error"]
     assert len(response.data) < 1000  # a hostile value is not echoed at length
     assert b"Traceback" not in response.data
@@ -220,32 +241,53 @@ def test_server_still_answers_after_the_bad_input(client, logdir):
     np.testing.assert_array_equal(body["raw"]["step"], np.arange(N))
 
 
-def test_a_window_longer_than_the_series_is_answered_not_refused(client):
-    """Run "short" has 3 points, the tab's windows go up to the longest run's count: averages
-    of a short run are the documented edges, checked against pandas."""
+def test_a_window_longer_than_the_series_is_refused_and_one_that_fits_answered(client):
+    """Run "short" has 3 points (steps 0..2): a window of 4 is a 400 naming the window, the run,
+    the tag and the series' length; a window of 3 (the whole series) is answered, checked against
+    pandas; EMA has no window; diagnostics refuse only a window asked for."""
     values = pd.Series([1.0, 2.0, 4.0])
-    valid = get(client, "averages", run="short", tag="loss", window=50).json
-    assert (valid["count"], valid["raw"]["value"], valid["average"]["count"]) == (3, [1.0, 2.0, 4.0], 0)
-    for method, reference in (("sma", values.rolling(50, min_periods=1).mean()),
-                              ("median", values.rolling(50, min_periods=1).median())):
-        partial = get(client, "averages", run="short", tag="loss", method=method, window=50, edges="partial").json
+    for route, extra in (("averages", {}), ("export", {}), ("averages", {"method": "median", "edges": "partial"}),
+                         ("averages", {"method": "block"}), ("averages", {"unit": "steps", "align": "centered"})):
+        body = get(client, route, expect=400, run="short", tag="loss", window=4, **extra).json
+        unit = extra.get("unit", "points")
+        assert body == {"error": body["error"], "reason": "window_longer_than_series", "window": 4, "length": 3,
+                        "unit": unit}
+        assert body["error"] == ("window 4 (steps) is longer than the series of run 'short' tag 'loss' "
+                                 "(steps 0 to 2: 3 steps)" if unit == "steps" else
+                                 "window 4 is longer than the series of run 'short' tag 'loss' (3 points)")
+    valid = get(client, "averages", run="short", tag="loss", window=3).json
+    assert (valid["count"], valid["raw"]["value"], valid["average"]["value"]) == (3, [1.0, 2.0, 4.0],
+                                                                                [pytest.approx(values.mean())])
+    for method, reference in (("sma", values.rolling(3, min_periods=1).mean()),
+                              ("median", values.rolling(3, min_periods=1).median())):
+        partial = get(client, "averages", run="short", tag="loss", method=method, window=3, edges="partial").json
         np.testing.assert_allclose(partial["average"]["value"], reference.to_numpy())
-    block = get(client, "averages", run="short", tag="loss", method="block", window=50, edges="partial").json
+    block = get(client, "averages", run="short", tag="loss", method="block", window=3, unit="steps").json
     assert (block["average"]["step"], block["average"]["value"]) == ([2], [pytest.approx(values.mean())])
-    for unit in ("points", "steps"):
-        centered = get(client, "averages", run="short", tag="loss", window=10_000_000, unit=unit,
-                       align="centered", edges="partial", band="minmax").json
-        assert centered["average"]["value"] == [pytest.approx(values.mean())] * 3
-        assert (centered["average"]["lower"], centered["average"]["upper"]) == ([1.0] * 3, [4.0] * 3)
-    rows = get(client, "export", run="short", tag="loss", window=50).get_data(as_text=True).splitlines()
-    assert [r.rsplit(",", 1)[1] for r in rows[1:]] == ["", "", ""]
-    correlation = get(client, "correlation", run="short", window=50, max_lag=10_000).json
-    assert correlation["rolling"] == {"step": [], "value": []}
+    centered = get(client, "averages", run="short", tag="loss", window=3, unit="steps", align="centered",
+                   edges="partial", band="minmax").json
+    assert centered["average"]["value"] == pytest.approx(values.rolling(3, center=True, min_periods=1).mean().tolist())
+    ema = get(client, "averages", run="short", tag="loss", method="ema", window=10_000_000).json
+    assert ema["average"]["count"] == 3
+    rows = get(client, "export", run="short", tag="loss", window=3).get_data(as_text=True).splitlines()
+    assert [r.rsplit(",", 1)[1] for r in rows[1:]][:2] == ["", ""]
+    assert float(rows[3].rsplit(",", 1)[1]) == pytest.approx(values.mean())
+
+    body = get(client, "correlation", expect=400, run="short", window=4).json
+    assert (body["error"], body["length"]) == (
+        "window 4 is longer than the joined series of run 'short' (3 steps where 'loss' and 'grad_norm' are both "
+        "logged and finite)", 3)
+    correlation = get(client, "correlation", run="short", window=3, max_lag=10_000).json
+    assert correlation["rolling"]["value"] == [pytest.approx(correlation["pearson"])]
     assert correlation["pearson"] == pytest.approx(stats.pearsonr([1, 2, 4], [3, 1, 2]).statistic)
     # Lags are cut to those keeping at least 3 pairs (correlation.lagged_pearson): only 0 here.
     assert correlation["lag"]["lags"] == [0]
     assert correlation["lag"]["value"] == [pytest.approx(correlation["pearson"])]
-    assert get(client, "diagnostics", run="short", window=100_000).json["status"] == "ok"
+
+    assert get(client, "diagnostics", run="short").json["status"] == "ok"  # default window 100 > 3 points
+    assert get(client, "diagnostics", run="short", window=3).json["params"]["window"] == 3
+    body = get(client, "diagnostics", expect=400, run="short", window=100).json
+    assert body["error"] == "window 100 is longer than the series of run 'short' tag 'loss' (3 points)"
 
 
 @pytest.mark.parametrize("run", HOSTILE_RUNS)
@@ -259,12 +301,14 @@ def test_hostile_run_and_tag_names_are_data_not_markup(client, run):
     assert get(client, "correlation", run=run, x="loss", y=HOSTILE_TAG, window=2).json["pearson"] == pytest.approx(-1)
     assert get(client, "diagnostics", run=run, grad_norm=HOSTILE_TAG).json["tags"]["grad_norm"] == HOSTILE_TAG
     for fmt in ("csv", "json"):
-        response = get(client, "export", run=run, tag=HOSTILE_TAG, format=fmt)
+        response = get(client, "export", run=run, tag=HOSTILE_TAG, format=fmt, window=2)
         assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+\.%s"' % fmt,
                             response.headers["Content-Disposition"])
     error = client.get(url("averages", run=run, tag=HOSTILE_TAG + "x"))
     assert error.status_code == 404 and error.headers["Content-Type"].startswith("application/json")
     assert error.json["error"] == "unknown tag %r in run %r (parameter 'tag')" % (HOSTILE_TAG + "x", run)
+    longer = get(client, "averages", expect=400, run=run, tag=HOSTILE_TAG, window=6).json["error"]
+    assert longer == "window 6 is longer than the series of run %r tag %r (5 points)" % (run, HOSTILE_TAG)
 
 
 # Static files ----------------------------------------------------------------------------------
@@ -320,7 +364,7 @@ def assert_served(client, run, steps, columns):
     values = f32(columns["loss"])
     np.testing.assert_array_equal(body["raw"]["value"], values)
     np.testing.assert_allclose(body["average"]["value"], pd.Series(values).rolling(5).mean().to_numpy()[4:])
-    export = get(client, "export", run=run, tag="grad_norm", format="json").json
+    export = get(client, "export", run=run, tag="grad_norm", format="json", window=5).json
     np.testing.assert_array_equal(export["value"], f32(columns["grad_norm"]))
     assert get(client, "correlation", run=run, window=3).json["n"] == len(steps)
     get(client, "diagnostics", run=run)
@@ -574,7 +618,7 @@ def test_ten_thousand_tiny_runs(many_runs):
             assert entry["health"] == HEALTHY, name
     for i in np.random.default_rng(0).choice(MANY, 20, replace=False).tolist():
         name = "run_%05d" % i
-        export = get(client, "export", run=name, tag="loss", format="json").json
+        export = get(client, "export", run=name, tag="loss", format="json", window=2).json
         assert export["value"] == ([i, i + 0.5] if name in BROKEN else [i, i + 0.5, i + 0.25]), name
 
 
