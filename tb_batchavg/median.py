@@ -11,8 +11,8 @@ import numpy as np
 # The last _MASK_BITS bits of a rank are found in a 128-bit mask (two words)
 # of the ranks present, not in wavelet levels.
 _MASK_BITS = 7
-# Segments are processed in groups of about this many points, so that the
-# group's arrays stay in cache.
+# Segments are processed in groups of about this many points, and their
+# windows in parts of this many, so that the arrays stay in cache.
 _GROUP = 1 << 16
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
@@ -45,9 +45,8 @@ def window_median(values, finite, lo, hi, count):
     n = len(values)
     # Segments laid end to end span less than 4n + 256 points.
     index = np.int32 if 4 * n + 256 < np.iinfo(np.int32).max else np.int64
-    lo, hi, count = lo.astype(index), hi.astype(index), count.astype(index)
-    length = hi - lo
-    longest = int(length.max())
+    lo = lo.astype(index)
+    longest = int((hi - lo).max())
     size = 1 << _MASK_BITS
     while size < min(2 * (longest - 1), n):
         size *= 2
@@ -58,31 +57,31 @@ def window_median(values, finite, lo, hi, count):
     np.copyto(padded[:n], values)
     if not finite.all():
         padded[:n][~finite] = np.inf
-    rows = np.lib.stride_tricks.sliding_window_view(_sort_key(padded), size)[::stride]
+    rows = np.lib.stride_tricks.sliding_window_view(padded, size)[::stride]
     # Window bounds in the segments laid end to end, and their segments' starts.
-    segment = lo // stride
-    row_start = segment * size
-    start = lo + segment * (size - stride)
-    stop = start + length
-    middle = (count - 1) >> 1
-    even = (count & 1) == 0
+    row_start = (lo // stride) * size
+    start = row_start - (row_start // size) * stride
+    stop = start + hi.astype(index)
+    start += lo
+    middle, even = ((count - 1) >> 1).astype(index), (count & 1) == 0
     per_group = max(1, _GROUP // size)
     firsts = np.arange(0, segments, per_group)
     bounds = np.append(np.searchsorted(lo, firsts * stride), len(lo))
     for first, q0, q1 in zip(firsts, bounds[:-1], bounds[1:]):
         rows_here = rows[first:first + per_group]
-        by_rank = _argsort_rows(rows_here, index)
+        by_rank = _argsort_rows(_sort_key(rows_here), index)
         matrix = _WaveletMatrix(_ranks(by_rank.ravel(), size), size.bit_length() - 1)
         by_rank += (np.arange(first, first + len(rows_here), dtype=by_rank.dtype) * stride)[:, None]
         offset = first * size
-        median[q0:q1] = _group_median(
-            matrix, padded, by_rank.ravel(), start[q0:q1] - offset, stop[q0:q1] - offset,
-            row_start[q0:q1] - offset, middle[q0:q1], even[q0:q1])
+        for part in (slice(p, min(p + _GROUP, q1)) for p in range(q0, q1, _GROUP)):
+            median[part] = _group_median(
+                matrix, padded, by_rank.ravel(), start[part] - offset, stop[part] - offset,
+                row_start[part] - offset, middle[part], even[part])
     return median
 
 
 def _group_median(matrix, padded, positions, start, stop, row_start, middle, even):
-    """Medians of the windows [start, stop) of one group of segments laid
+    """Medians of the windows [start, stop) in a group of segments laid
     end to end (``matrix`` over their ranks), whose segments start at
     row_start; positions holds each segment's points (indices into padded)
     in rank order."""
