@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from importlib import resources
 
 import numpy as np
@@ -39,6 +40,8 @@ _JSON = "application/json"
 # series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
 # GIL leaves little speed to gain from more. Cache hits never wait.
 _COMPUTE_SLOTS = 4
+# A run asked for this recently keeps its columns when the memory budget evicts.
+_IN_USE_SECONDS = 5.0
 
 
 def _floats(array):
@@ -83,7 +86,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         self._reader = LogdirReader(logdir, logdir_spec)
         self._provider = context.data_provider
         cache_mb = getattr(flags, "batchavg_cache_mb", None)
-        self._cache = ResultCache((metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20)
+        self._budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
+        self._cache = ResultCache(self._budget)
         self._computing = threading.BoundedSemaphore(_COMPUTE_SLOTS)
         reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
         self._reload_seconds = metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds
@@ -163,8 +167,10 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         experiment = plugin_util.experiment_id(request.environ)
         return ProviderReader(self._provider, experiment, request.environ), True
 
-    def _open_run(self, source, run):
+    def _open_run(self, source, run, listing=False):
         """Checks that `run` exists and brings its data up to date; returns its data version.
+        With `listing` (the runs route) the run does not count as used and an evicted run is not
+        read again.
 
         The version is taken before any column is, so a cached result is never filed under a
         version newer than the data it was computed from.
@@ -176,8 +182,24 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         found = self._reader.get(run)
         if found is None:
             raise params.NotFound("unknown run %r" % run)
-        found.reload(self._reload_seconds)
+        if not listing:
+            found.used_at = time.monotonic()
+        if not (listing and found.evicted is not None):  # listing keeps evicted runs evicted
+            found.reload(self._reload_seconds)
+        if not listing:
+            self._keep_budget(found)
         return found.version
+
+    def _keep_budget(self, current):
+        """Holds raw columns plus computed results within --batchavg_cache_mb: computed results
+        go first (least recently used), then the columns of the runs least recently asked for,
+        never those of `current` nor of runs asked for in the last _IN_USE_SECONDS (requests may
+        still be reading them)."""
+        raw = self._reader.nbytes()
+        if raw > self._budget:
+            raw -= self._reader.evict_least_recent(
+                raw - self._budget, keep=current, used_before=time.monotonic() - _IN_USE_SECONDS)
+        self._cache.limit(self._budget - raw)
 
     @staticmethod
     def _series(source, run, tag, parameter, role=None):
@@ -209,7 +231,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         source, sampled = self._source(request)
         out = []
         for run in source.runs():
-            self._open_run(source, run)
+            self._open_run(source, run, listing=True)
             count = source.counts(run)  # of one reload: a record's tags are counted together
             tags = sorted(count)
             entry = {
@@ -219,7 +241,9 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 "count": count,
             }
             if source is self._reader:
-                entry["health"] = self._reader.get(run).health()
+                held = self._reader.get(run)
+                entry["health"] = held.health()
+                entry["evicted"] = held.evicted is not None
             out.append(entry)
         body = json.dumps({"runs": out, "sampled": sampled}, allow_nan=False)
         return body, _JSON, None

@@ -19,6 +19,8 @@ Rules:
   tag discards the held records at that step and after it (a restart from a checkpoint, as
   TensorBoard's Rust loader does), so the latest record of a step wins.
 - NaN and +-Inf are kept: they are information.
+- A run's columns can be evicted (`evict`) to bound memory: the run then lists the tags and
+  counts it had, and its next `reload` reads its files again from the start.
 """
 
 import collections
@@ -88,17 +90,35 @@ class Run:
         self.version = 0
         self.errors = []
         self.read_at = None  # time.monotonic() of the last reload
+        self.used_at = 0.0  # time.monotonic() of the last request for its data
+        self.nbytes = 0  # of the columns
+        self.evicted = None  # {tag: points} when the columns were evicted, else None
 
     def tags(self):
-        return sorted(t for t, s in self.columns.items() if len(s.step))
+        return sorted(self.counts())
 
     def series(self, tag):
         return self.columns.get(tag)
 
     def counts(self):
-        """{tag: points} of the tags with data, all from the same reload."""
+        """{tag: points} of the tags with data, all from the same reload (for an evicted run, as
+        they were when it was evicted)."""
+        evicted = self.evicted
+        if evicted is not None:
+            return dict(evicted)
         columns = self.columns
         return {t: int(len(s.step)) for t, s in sorted(columns.items()) if len(s.step)}
+
+    def evict(self):
+        """Drops the columns (memory goes back at once); the next reload reads every file again."""
+        with self.lock:
+            if self.evicted is not None:
+                return
+            self.evicted = self.counts()
+            self.columns, self.files, self.nbytes = {}, {}, 0
+            self.read_at = None
+            self.version += 1
+        _release_freed_memory()
 
     def health(self):
         """What was skipped: bad records and files stopped at a corrupt header or unreadable."""
@@ -139,13 +159,15 @@ class Run:
                     self._read_file(os.path.join(self.directory, name), new)
                 except (OSError, tf.errors.OpError) as e:
                     self.errors.append("cannot read %s: %s" % (name, e))
+            was_evicted, self.evicted = self.evicted is not None, None
             if not new:
-                return False
+                return was_evicted
             columns = dict(self.columns)
             for tag, parts in new.items():
                 chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
                 columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
             self.columns = columns
+            self.nbytes = sum(a.nbytes for series in columns.values() for a in series)
             self.version += 1
             return True
 
@@ -257,6 +279,23 @@ class LogdirReader:
         self.discover()
         for run in self.run_objects():
             run.reload()
+
+    def nbytes(self):
+        """Bytes held in columns, over all runs."""
+        return sum(r.nbytes for r in self.run_objects())
+
+    def evict_least_recent(self, excess, keep=None, used_before=float("inf")):
+        """Evicts the columns of the runs least recently used (`used_at`), other than `keep` and
+        those used since `used_before`, until at least `excess` bytes are freed (or none is
+        left); returns the bytes freed."""
+        freed = 0
+        for run in sorted(self.run_objects(), key=lambda r: r.used_at):
+            if freed >= excess or run.used_at >= used_before:
+                break
+            if run is not keep and run.nbytes:
+                freed += run.nbytes
+                run.evict()
+        return freed
 
     def run_objects(self):
         with self._lock:

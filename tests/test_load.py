@@ -71,16 +71,18 @@ def test_short_load_against_a_live_tensorboard():
     assert report["writer_steps"] >= 1000 and report["final_checks"] >= 40
     assert set(report["by_kind"]) == set(load.KINDS)  # every kind of request was made
     assert report["requests"] >= options.clients
-    assert report["status"].get("400", 0) + report["status"].get("404", 0) == report["by_kind"]["bad"]["requests"]
+    assert (report["status"].get("400", 0) + report["status"].get("404", 0)
+            == report["by_kind"]["bad"]["requests"] + report["window_longer"])
     assert 0 < report["p50_ms"] <= report["p99_ms"]
     assert report["rss_baseline_mb"] <= report["rss_peak_mb"] <= report["memory_bound_mb"]
 
 
-def test_memory_held_is_the_cache_budget_plus_the_raw_columns(tmp_path):
+def test_memory_held_is_within_the_budget(tmp_path):
     """The load's request mix, in-process: once answered, what the plugin still holds (Python
-    allocations traced by tracemalloc, numpy's included) is its cache, within its budget, and the
-    raw columns, 24 bytes a point: no response, series copy or parse buffer outlives its request."""
-    static_steps, live_steps, budget = 10_000, 5_000, 2**19
+    allocations traced by tracemalloc, numpy's included) is its raw columns, 24 bytes a point,
+    and its cache of results within what the columns leave of --batchavg_cache_mb: no response,
+    series copy or parse buffer outlives its request."""
+    static_steps, live_steps, budget = 10_000, 5_000, 2**21
     expected = {"static_0": {t: v.astype(np.float64) for t, v in logs.series(static_steps, 0).items()},
                 load.LIVE: {t: v.astype(np.float64) for t, v in load.live_columns(0, live_steps).items()}}
     os.makedirs(tmp_path / "static_0")
@@ -108,6 +110,7 @@ def test_memory_held_is_the_cache_budget_plus_the_raw_columns(tmp_path):
     finally:
         tracemalloc.stop()
     raw = load.BYTES_PER_POINT * len(load.TAGS) * (static_steps + live_steps)
-    assert 0 < plugin._cache.size <= budget
-    assert held <= budget + raw + 2**20, (held, budget, raw)
+    assert plugin._reader.nbytes() == raw  # 1.08 MB: within the budget, nothing evicted
+    assert 0 < plugin._cache.size <= budget - raw
+    assert held <= budget + 2**20, (held, budget, raw)
     assert peak > held + 2 * 2**20  # requests did allocate more while they ran
