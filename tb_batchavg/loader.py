@@ -19,7 +19,7 @@ class BatchAvgLoader(base_plugin.TBLoader):
             metavar="MB",
             type=float,
             default=metadata.DEFAULT_CACHE_MB,
-            help="Memory budget of the Batch Averages tab's cache of computed results "
+            help="Memory budget of the Batch Averages tab: raw columns plus computed results "
             "(default: %(default)s MB). Computed results are evicted first, least recently "
             "used; raw columns of runs not used recently next; they are re-read on demand.",
         )
