@@ -83,7 +83,7 @@ step: int64 steps of those points; value, lower, upper: float64.
 _EMA_CHUNK = 4096
 # Data chunk of the window means and standard deviations (their span tables
 # stay in cache).
-_CACHE_CHUNK = 1 << 17
+_CACHE_CHUNK = 1 << 15
 
 
 def moving_average(steps, values, method="sma", window=50, weight=0.6,
@@ -99,28 +99,30 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     window = _check_options(method, window, weight, align, edges, unit, band)
     if method == "ema":
         return _ema(steps, values, weight, band)
-    positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
-    if method == "block":
-        index, lo, hi = _block_bounds(positions, window, edges)
-    else:
-        index, lo, hi = _window_bounds(positions, window, align, edges, unit)
     finite = np.isfinite(values)
-    count = _window_count(finite, lo, hi)
+    if method == "block":
+        positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
+        index, lo, hi = _block_bounds(positions, window, edges)
+        bounds = _Bounds(index, lo, hi)
+    else:
+        bounds = _window_bounds(steps, window, align, edges, unit)
     blocks = method == "block"
-    mean = m2 = None
+    if method == "median":
+        lo, hi = bounds.lo, bounds.hi
+        count = _window_count(finite, lo, hi)
+        value = window_median(values, finite, lo, hi, count)
     if method != "median" or band == "std":  # the median uses the mean for its band only
         moments = _block_moments if blocks else _window_moments
-        mean, m2 = moments(values, finite, lo, hi, count, band == "std", unit == "points")
-    value = window_median(values, finite, lo, hi, count) if method == "median" else mean
+        mean, std = moments(values, finite, bounds, band == "std")
+        if method != "median":
+            value = mean
     if band == "std":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            std = np.where(count > 1, np.sqrt(m2 / (count - 1)), np.nan)
         lower, upper = value - std, value + std
     elif band == "minmax":
-        lower, upper = _window_extremes(values, finite, lo, hi, count, blocks)
+        lower, upper = _window_extremes(values, finite, bounds, blocks)
     else:
-        lower = upper = np.full(len(index), np.nan)
-    return Averaged(index, steps[index], value, lower, upper)
+        lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
+    return Averaged(bounds.index, bounds.steps(steps), value, lower, upper)
 
 
 def _check_series(steps, values):
@@ -155,29 +157,66 @@ def _check_options(method, window, weight, align, edges, unit, band):
     return int(window)
 
 
-def _window_bounds(positions, window, align, edges, unit):
-    """Index bounds [lo, hi) of each kept point's window over positions
-    [p - before, p + after]; returns (index, lo, hi)."""
-    n = len(positions)
+class _Bounds:
+    """Index bounds [lo, hi) of the windows of the kept points ``index``.
+    Over points (``first``/``before``/``after`` given) they are consecutive
+    and made per chunk on demand (``chunk``); ``lo``/``hi`` build them whole."""
+
+    def __init__(self, index, lo=None, hi=None, n=None, before=0, after=0):
+        self.index, self._lo, self._hi = index, lo, hi
+        self.n, self.before, self.after = n, before, after
+        self.consecutive = lo is None
+
+    def chunk(self, first, stop):
+        if not self.consecutive:
+            return self._lo[first:stop], self._hi[first:stop]
+        index = self.index[first:stop]
+        lo = index - self.before
+        hi = index + (self.after + 1)
+        if len(index) and lo[0] < 0:  # partial edges, at the start
+            np.maximum(lo, 0, out=lo)
+        if len(index) and hi[-1] > self.n:  # and at the end
+            np.minimum(hi, self.n, out=hi)
+        return lo, hi
+
+    @property
+    def lo(self):
+        return self.chunk(0, len(self.index))[0] if self.consecutive else self._lo
+
+    @property
+    def hi(self):
+        return self.chunk(0, len(self.index))[1] if self.consecutive else self._hi
+
+    def longest(self):
+        if self.consecutive:
+            return max(1, min(self.before + self.after + 1, self.n))
+        return max(1, int((self._hi - self._lo).max(initial=1)))
+
+    def steps(self, steps):
+        """steps[index] (a view where the index is a range)."""
+        index = self.index
+        if self.consecutive and len(index):
+            return steps[index[0]:index[-1] + 1]
+        return steps[index]
+
+
+def _window_bounds(steps, window, align, edges, unit):
+    """The ``_Bounds`` of each kept point's window over positions
+    [p - before, p + after] (p = i, or steps[i] with unit="steps")."""
+    n = len(steps)
     before = window - 1 if align == "trailing" else (window - 1) // 2
     after = window - 1 - before
-    if unit == "points":  # consecutive windows, clipped at the ends with partial edges
+    if unit == "points":
         first, stop = (before, max(before, n - after)) if edges == "valid" else (0, n)
-        index = np.arange(first, stop, dtype=np.int64)
-        lo = index - before
-        hi = index + (after + 1)
-        lo[:max(0, before - first)] = 0
-        hi[max(0, n - after - first):] = n
-        return index, lo, hi
+        return _Bounds(np.arange(first, stop, dtype=np.int64), n=n, before=before, after=after)
     if edges == "valid" and n:
-        index = np.flatnonzero((positions - before >= positions[0])
-                               & (positions + after <= positions[-1]))
+        index = np.flatnonzero((steps - before >= steps[0]) & (steps + after <= steps[-1]))
     else:
         index = np.arange(n, dtype=np.int64)
-    kept = positions[index]
-    lo = np.searchsorted(positions, kept - before, side="left")
-    hi = np.searchsorted(positions, kept + after, side="right")
-    return index, lo.astype(np.int64), hi.astype(np.int64)
+    kept = steps[index]
+    lo = np.searchsorted(steps, kept - before, side="left")
+    hi = np.searchsorted(steps, kept + after, side="right")
+    return _Bounds(index, lo.astype(np.int64), hi.astype(np.int64))
 
 
 def _block_bounds(positions, window, edges):
@@ -243,24 +282,23 @@ class _BlockSplit:
         return accumulate(backward, axis=1).ravel()[::-1][self.lo]
 
 
-def _chunked(lo, hi, n, compute, outputs):
-    """Runs ``compute(lo, hi, span, S)`` over chunks of about
-    _CACHE_CHUNK windows (at least the longest window S), each on the data
-    span its windows cover, cut at multiples of S so that the blocks of every
-    chunk are the global ones; ``compute`` returns one array per output for
-    its windows (lo and hi relative to the span). Small chunks keep the
-    working set in cache."""
-    out = [np.empty(len(lo)) for _ in range(outputs)]
-    if len(lo) == 0:
-        return out
-    size = max(1, int((hi - lo).max()))
+def _chunked(bounds, n, compute, outputs):
+    """Runs ``compute(lo, hi, span, S)`` over chunks of about _CACHE_CHUNK
+    windows (at least the longest window S), each on the data span its
+    windows cover, cut at multiples of S so that the blocks of every chunk
+    are the global ones; ``compute`` returns one array per output for its
+    windows (lo and hi relative to the span). Small chunks keep the working
+    set in cache."""
+    count = len(bounds.index)
+    out = [np.empty(count) for _ in range(outputs)]
+    size = bounds.longest()
     chunk = max(_CACHE_CHUNK, size)
-    for first in range(0, len(lo), chunk):
-        stop = min(first + chunk, len(lo))
-        start = int(lo[first]) - int(lo[first]) % size
-        end = min(n, (int(hi[stop - 1]) - 1) // size * size + size)
-        for array, part in zip(out, compute(lo[first:stop] - start, hi[first:stop] - start,
-                                            slice(start, end), size)):
+    for first in range(0, count, chunk):
+        stop = min(first + chunk, count)
+        lo, hi = bounds.chunk(first, stop)
+        start = int(lo[0]) - int(lo[0]) % size
+        end = min(n, (int(hi[-1]) - 1) // size * size + size)
+        for array, part in zip(out, compute(lo - start, hi - start, slice(start, end), size)):
             array[first:stop] = part
     return out
 
@@ -273,10 +311,11 @@ def _prefix_counts(flags):
     return counts
 
 
-def _window_moments(values, finite, lo, hi, count, spread, consecutive):
-    """Finite mean of each window values[lo:hi] (NaN where it has no finite
-    value) and, with ``spread``, its M2 = sum of (y - mean)**2 over the finite
-    values (else None); windows must be non-empty.
+def _window_moments(values, finite, bounds, spread):
+    """Finite mean of each (non-empty) window of ``bounds`` (NaN where it has
+    no finite value) and, with ``spread``, the sample standard deviation of
+    its finite values (ddof=1, NaN below 2; else None), from
+    M2 = sum of (y - mean)**2.
 
     Each window's head and tail parts (``_BlockSplit``) are summed as
     deviations d = y - c from one of their own values (a head from its
@@ -287,14 +326,13 @@ def _window_moments(values, finite, lo, hi, count, spread, consecutive):
     stays relative to the window's own values (a loss that explodes to 1e36
     leaves the averages before it intact) and a window of equal values gets
     exactly that value with M2 = 0. O(n); windows strictly inside a block
-    take ``_merge_windows`` (O(n log w)). With ``consecutive`` (windows over
-    points, lo rising by 0 or 1), a chunk whose first and last windows have
-    the longest length and whose lo rises by one per window holds windows
-    [lo0 + j, lo0 + j + S): ``_consecutive_moments``."""
+    take ``_merge_windows`` (O(n log w)). Over points, a chunk whose first and
+    last windows have the longest length and whose lo rises by one per window
+    holds windows [lo0 + j, lo0 + j + S): ``_consecutive_moments``."""
 
     def compute(lo, hi, span, size):
         y, usable = values[span], finite[span]
-        if (consecutive and hi[0] - lo[0] == size == hi[-1] - lo[-1]
+        if (bounds.consecutive and hi[0] - lo[0] == size == hi[-1] - lo[-1]
                 and lo[-1] - lo[0] == len(lo) - 1 and usable.all()):
             return _consecutive_moments(y, int(lo[0]), len(lo), size, spread)
         split = _BlockSplit(len(y), lo, hi, size)
@@ -336,10 +374,19 @@ def _window_moments(values, finite, lo, hi, count, spread, consecutive):
                 array[split.inside] = inside_part
         return merged
 
-    merged = _chunked(lo, hi, len(values), compute, 3 if spread else 2)
-    mean = merged[1]
-    mean[merged[0] == 0] = np.nan
-    return mean, merged[2] if spread else None
+    out = _chunked(bounds, len(values), lambda *chunk: _finish(*compute(*chunk)), 2 if spread else 1)
+    return out[0], (out[1] if spread else None)
+
+
+def _finish(count, mean, m2=None):
+    """(mean, std) from (count, mean[, M2]): NaN mean without a value, NaN std below 2."""
+    if np.ndim(count) == 0 and count > 1:  # every window full (``_consecutive_moments``)
+        return (mean,) if m2 is None else (mean, np.sqrt(m2 * (1.0 / (count - 1.0))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, mean, np.nan)
+        if m2 is None:
+            return (mean,)
+        return mean, np.where(count > 1, np.sqrt(m2 / (count - 1.0)), np.nan)
 
 
 def _consecutive_moments(y, start, count, size, spread):
@@ -385,14 +432,16 @@ def _consecutive_moments(y, start, count, size, spread):
     return float(size), mean.ravel()[windows], m2.ravel()[windows]
 
 
-def _block_moments(values, finite, lo, hi, count, spread, consecutive=False):
-    """Finite mean (NaN without a finite value) and, with ``spread``, M2 of
-    each of the contiguous, non-empty blocks values[lo:hi], in two exact
-    passes: mean = c + sum(y - c) / k with c the block's first finite value
-    (a block of equal values gets exactly that value), then
-    M2 = sum((y - mean)**2)."""
+def _block_moments(values, finite, bounds, spread):
+    """Finite mean (NaN without a finite value) and, with ``spread``, sample
+    standard deviation (else None) of each of the contiguous, non-empty
+    blocks values[lo:hi], in two exact passes: mean = c + sum(y - c) / k with
+    c the block's first finite value (a block of equal values gets exactly
+    that value), then M2 = sum((y - mean)**2)."""
+    lo, hi = bounds.lo, bounds.hi
     if len(lo) == 0:
         return np.zeros(0), (np.zeros(0) if spread else None)
+    count = _window_count(finite, lo, hi)
     stop = int(hi[-1])
     finite = finite[:stop]
     data = np.where(finite, values[:stop], 0.0)
@@ -401,11 +450,10 @@ def _block_moments(values, finite, lo, hi, count, spread, consecutive=False):
     reference = data[first]
     k = np.maximum(count, 1)
     mean = reference + np.add.reduceat(np.where(finite, data - reference[block_of], 0.0), lo) / k
-    mean[count == 0] = np.nan
     if not spread:
-        return mean, None
+        return _finish(count, mean)[0], None
     deviation = np.where(finite, data - mean[block_of], 0.0)
-    return mean, np.add.reduceat(deviation * deviation, lo)
+    return _finish(count, mean, np.add.reduceat(deviation * deviation, lo))
 
 
 def _merge_moments(a, b):
@@ -471,14 +519,15 @@ def _merge_windows(parts, lo, hi):
     return merged
 
 
-def _window_extremes(values, finite, lo, hi, count, blocks):
-    """Finite minimum and maximum of each window values[lo:hi] (NaN where count
-    is 0): for contiguous ``blocks`` by reduceat, else from the running
+def _window_extremes(values, finite, bounds, blocks):
+    """Finite minimum and maximum of each window of ``bounds`` (NaN where it
+    has no finite value): for contiguous ``blocks`` by reduceat, else from the running
     minima/maxima of each window's head and tail parts (``_BlockSplit``, van
     Herk's O(n) filter), windows strictly inside a block from a sparse table."""
     smallest = np.where(finite, values, np.inf)
     largest = np.where(finite, values, -np.inf)
     if blocks:
+        lo, hi = bounds.lo, bounds.hi
         if len(lo) == 0:
             return np.zeros(0), np.zeros(0)
         minimum = np.minimum.reduceat(smallest[:hi[-1]], lo)
@@ -500,8 +549,8 @@ def _window_extremes(values, finite, lo, hi, count, blocks):
                     extreme[at] = part
             return extremes
 
-        minimum, maximum = _chunked(lo, hi, len(values), compute, 2)
-    none = count == 0
+        minimum, maximum = _chunked(bounds, len(values), compute, 2)
+    none = minimum == np.inf  # no finite value
     minimum[none] = np.nan
     maximum[none] = np.nan
     return minimum, maximum
