@@ -25,15 +25,16 @@ def window_median(values, finite, lo, hi, count):
     Segments of S = 2**L points (S >= the longest window, see
     ``_segment_size``) start every D = S - longest + 1 points, so the window
     starting at lo lies in segment lo // D and every point is in at most two
-    segments (Suomela's sorted-blocks idea). The points are
-    ranked within their segment (non-finite values ranked last, so the k-th
-    smallest rank in a window with k < count is its k-th smallest finite
-    value), which keeps the rank alphabet at L bits. A wavelet matrix over a
-    group of segments finds the top L - 7 bits of the middle rank; the last
-    7 bits are those of the k-th set bit of a 128-bit mask of the window's
-    ranks in the final wavelet node. For even counts the upper middle rank
-    is the next set bit of that mask, or (rarely, when the node has none)
-    a second descent."""
+    segments (Suomela's sorted-blocks idea). The points are ranked within
+    their segment (non-finite values ranked last, so the k-th smallest rank
+    in a window with k < count is its k-th smallest finite value), which
+    keeps the rank alphabet at L bits. A wavelet matrix over a group of
+    segments finds the top L - 7 bits of the middle rank; the last 7 bits
+    are those of the k-th set bit of a 128-bit mask of the window's ranks in
+    the final wavelet node. For even counts the upper middle rank is the
+    next set bit of that mask, or (rarely, when the node has none) a second
+    descent. Windows up to the whole series and of varying lengths take the
+    same path (longer windows: more wavelet levels)."""
     median = np.full(len(lo), np.nan)
     nonempty = count > 0
     if len(lo) == 0 or not nonempty.all():
@@ -57,10 +58,10 @@ def window_median(values, finite, lo, hi, count):
         padded[:n][~finite] = np.inf
     rows = np.lib.stride_tricks.sliding_window_view(padded, size)[::stride]
     # Window bounds in the segments laid end to end, and their segments' starts.
-    row_start = (lo // stride) * size
-    start = row_start - (row_start // size) * stride
-    stop = start + hi.astype(index)
-    start += lo
+    segment = lo // stride
+    row_start = segment * size
+    start = lo + segment * (size - stride)
+    stop = start + (hi - lo).astype(index)
     middle, even = ((count - 1) >> 1).astype(index), (count & 1) == 0
     per_group = max(1, _GROUP // size)
     firsts = np.arange(0, segments, per_group)
