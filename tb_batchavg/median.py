@@ -52,10 +52,11 @@ def window_median(values, finite, lo, hi, count):
     stride = size if size >= n else size - longest + 1
     segments = int(lo[-1]) // stride + 1
     padded = np.empty((segments - 1) * stride + size)
-    padded[n:] = np.inf
-    np.copyto(padded[:n], values)
-    if not finite.all():
-        padded[:n][~finite] = np.inf
+    held = min(n, len(padded))  # the last segment ends after the last window's end
+    padded[held:] = np.inf
+    np.copyto(padded[:held], values[:held])
+    if not finite[:held].all():
+        padded[:held][~finite[:held]] = np.inf
     rows = np.lib.stride_tricks.sliding_window_view(padded, size)[::stride]
     # Window bounds in the segments laid end to end, and their segments' starts.
     segment = lo // stride

@@ -147,3 +147,14 @@ def test_odd_counts_only():
     lo = np.arange(len(values) - window + 1)
     expected = pd.Series(values).rolling(window).median().to_numpy()[window - 1:]
     assert_same(run(values, lo, lo + window), expected)
+
+
+def test_a_run_ending_in_non_finite_values():
+    """A diverged run: the last 800 of 5,000 points are NaN/Inf, so the last windows with a finite
+    value end long before the series does (the segments then stop short of its end)."""
+    rng = np.random.default_rng(7)
+    values = noisy_series(rng, 5000)
+    values[4200:] = np.where(rng.random(800) < 0.5, np.nan, np.inf)
+    for window in (50, 1000):
+        lo, hi = point_windows(len(values), window, "trailing")
+        assert_same(run(values, lo, hi), explicit(values, lo, hi))
