@@ -27,6 +27,7 @@ squared deviations overflow (beyond ~1e154) is NaN.
 """
 
 import collections
+import concurrent.futures
 import operator
 
 import numpy as np
@@ -38,6 +39,8 @@ Correlation = collections.namedtuple(
 )
 
 MIN_LAG_PAIRS = 3
+# Threads computing the whole-run coefficients of `correlate` beside the rest.
+_WHOLE_RUN = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="batchavg-corr")
 ROLLING_CHUNK = 1 << 14  # points per chunk of rolling_pearson: keeps its working set in cache
 MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
 
@@ -188,16 +191,18 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     window < 2 or max_lag < 0.
     """
     steps, x, y = join(x_steps, x_values, y_steps, y_values)
+    # Whole-run statistics in a second thread: mostly sorts and numpy passes, which release
+    # the GIL, so on a second core they overlap with the rolling and lagged ones.
+    whole_run = _WHOLE_RUN.submit(_whole_run, x, y)
     rolling = rolling_pearson(x, y, window)
     lags, lag_r = lagged_pearson(x, y, max_lag)
-    x_diff = np.diff(x)
-    y_diff = np.diff(y)
+    levels, spearman_levels, changes, spearman_changes = whole_run.result()
     return Correlation(
         n=len(steps),
-        pearson=pearson(x, y),
-        spearman=spearman(x, y),
-        pearson_diff=pearson(x_diff, y_diff),
-        spearman_diff=spearman(x_diff, y_diff),
+        pearson=levels,
+        spearman=spearman_levels,
+        pearson_diff=changes,
+        spearman_diff=spearman_changes,
         rolling_step=steps[window - 1:],
         rolling=rolling,
         lags=lags,
@@ -207,6 +212,12 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
         x=x,
         y=y,
     )
+
+
+def _whole_run(x, y):
+    """Pearson and Spearman of the levels, then of the step-to-step changes."""
+    x_diff, y_diff = np.diff(x), np.diff(y)
+    return pearson(x, y), spearman(x, y), pearson(x_diff, y_diff), spearman(x_diff, y_diff)
 
 
 def _series(name, steps, values):
