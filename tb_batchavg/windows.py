@@ -578,24 +578,68 @@ def _sparse_extremes(smallest, largest, lo, hi):
 
 def _ema(steps, values, weight, band):
     """TensorBoard's debiased EMA and, for band="std", pandas' bias-corrected
-    exponentially weighted std (see the module docstring)."""
+    exponentially weighted std (see the module docstring), over the finite
+    values in chunks of _CACHE_CHUNK points that carry the recurrences' state."""
     weight = float(weight)
     finite = np.isfinite(values)
-    y = values[finite]
+    every = bool(finite.all())
+    y = values if every else values[finite]
     debias = _debias(weight, len(y))
-    ema = (1.0 - weight) * _decayed_sums(y, weight) / debias
-    value = values.copy()
+    ema = np.empty(len(y))
+    std = np.empty(len(y)) if band == "std" else None
+    state = (0.0, 0.0, 0.0, 0.0)  # decayed sum, M2, previous EMA, previous weight total
+    decays = weight ** np.arange(1, min(len(y), _CACHE_CHUNK) + 1, dtype=np.float64)
+    for first in range(0, len(y), _CACHE_CHUNK):
+        part = slice(first, first + _CACHE_CHUNK)
+        state = _ema_chunk(y[part], debias[part], weight, decays, state, ema[part],
+                           None if std is None else std[part])
     constant = len(values) > 0 and bool(np.all(values == values[0]))
-    if not constant:
+    value = values.copy() if constant or not every else ema
+    if not constant and not every:
         value[finite] = ema
-    lower = np.full(len(values), np.nan)
-    upper = np.full(len(values), np.nan)
-    if band == "std":
-        std = _ew_std(y, ema, weight, debias)
+    if std is None:
+        lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
+    elif every:
+        lower, upper = value - std, value + std
+    else:
+        lower = np.full(len(values), np.nan)
+        upper = np.full(len(values), np.nan)
         lower[finite] = value[finite] - std
         upper[finite] = value[finite] + std
     index = np.arange(len(values), dtype=np.int64)
-    return Averaged(index, steps.copy(), value, lower, upper)
+    return Averaged(index, steps, value, lower, upper)
+
+
+def _ema_chunk(y, debias, weight, decays, state, ema, std):
+    """One chunk of ``_ema``: writes the EMA (and the std) of the finite ``y``
+    into ``ema`` (and ``std``); returns the state carried to the next chunk.
+    A sum carried in adds ``decays`` (weight**(t + 1)) times itself.
+
+    std: with W_t = sum of weights = debias_t / (1 - weight) and the weighted
+    Welford update
+    M2_t = weight * M2_{t-1} + weight * W_{t-1} / W_t * (y_t - ema_{t-1})**2,
+    var_t = M2_t / W_t * W_t**2 / (W_t**2 - sum of squared weights)
+          = M2_t * (1 + weight) / (2 * weight * W_{t-1}),
+    which avoids both cancellations. NaN for the first point and weight 0."""
+    carried_sum, carried_m2, previous_ema, previous_total = state
+    decays = decays[:len(y)]
+    sums = _decayed_sums(y, weight)
+    sums += carried_sum * decays
+    np.multiply(sums, (1.0 - weight) / debias, out=ema)
+    total = debias * (1.0 / (1.0 - weight))
+    if std is not None:
+        before_total = np.concatenate(([previous_total], total[:-1]))
+        before_ema = np.concatenate(([previous_ema], ema[:-1]))
+        deviation = y - before_ema
+        increment = (weight * before_total / total) * deviation * deviation
+        m2 = _decayed_sums(increment, weight)
+        m2 += carried_m2 * decays
+        with np.errstate(divide="ignore", invalid="ignore"):
+            variance = m2 * (1.0 + weight) / (2.0 * weight * before_total)
+        np.sqrt(variance, out=std)
+        std[before_total * weight <= 0] = np.nan
+        carried_m2 = m2[-1]
+    return sums[-1], carried_m2, ema[-1], total[-1]
 
 
 def _debias(weight, n):
@@ -606,24 +650,6 @@ def _debias(weight, n):
         significant = int(min(n, 64 * np.log(2.0) // -np.log(weight) + 1))
         debias[:significant] = 1.0 - weight ** np.arange(1, significant + 1, dtype=np.float64)
     return debias
-
-
-def _ew_std(y, ema, weight, debias):
-    """Bias-corrected exponentially weighted std with weights weight**(t-i)
-    (pandas ewm adjust=True). With W_t = sum of weights = debias_t / (1 - weight)
-    and the weighted Welford update
-    M2_t = weight * M2_{t-1} + weight * W_{t-1} / W_t * (y_t - ema_{t-1})**2,
-    var_t = M2_t / W_t * W_t**2 / (W_t**2 - sum of squared weights)
-          = M2_t * (1 + weight) / (2 * weight * W_{t-1}),
-    which avoids both cancellations. NaN for the first point and weight 0."""
-    total = debias / (1.0 - weight)
-    previous_total = np.concatenate(([0.0], total[:-1]))
-    previous_ema = np.concatenate(([0.0], ema[:-1]))
-    increment = weight * previous_total / total * (y - previous_ema) ** 2
-    m2 = _decayed_sums(increment, weight)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        variance = m2 * (1.0 + weight) / (2.0 * weight * previous_total)
-    return np.where(previous_total * weight > 0, np.sqrt(variance), np.nan)
 
 
 def _decayed_sums(x, decay):

@@ -339,9 +339,11 @@ def tensorboard_smoothing(ys, weight):
 @pytest.mark.parametrize("weight", [0.0, 0.001, 0.2, 0.6, 0.9, 0.999, 0.99999])
 def test_ema_matches_tensorboard_and_pandas(weight, chunk, monkeypatch):
     """chunk=7: the chunked recurrence carries sums over hundreds of chunks
-    (and, recursively, over chunks of chunks)."""
+    (and, recursively, over chunks of chunks), and the EMA and its std their
+    state over chunks of 11 points."""
     if chunk:
         monkeypatch.setattr(windows, "_EMA_CHUNK", chunk)
+        monkeypatch.setattr(windows, "_CACHE_CHUNK", 11)
     steps, values = random_series(seed=int(weight * 1000), n=3000)
     finite = np.isfinite(values)
     result = moving_average(steps, values, method="ema", weight=weight, band="std")
