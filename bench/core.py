@@ -22,8 +22,10 @@ from timing import clocked, repeat  # noqa: E402
 
 
 def timed(function, repeats, budget_seconds):
-    """Median seconds of up to `repeats` calls (the first, with its first-call costs, included:
-    the median absorbs it), and the call count."""
+    """Median seconds of up to `repeats` calls after one untimed call (first-call costs, such as
+    the page faults of a heap still growing, would otherwise fall on whichever case runs first),
+    and the call count."""
+    function()
     runs = repeat(clocked(function), repeats, budget_seconds)
     return statistics.median(r["seconds"] for r in runs), len(runs)
 

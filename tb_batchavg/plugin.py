@@ -312,12 +312,11 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points, version, sampled)
 
         def compute():
-            pairs = len(correlation.join(x.step, x.value, y.step, y.value)[0])
-            if window > pairs:
+            c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
+            if window > c.n:
                 raise params.WindowTooLong(
                     "window %d is longer than the joined series of run %r (%d steps where %r and %r are "
-                    "both logged and finite)" % (window, run, pairs, x_tag, y_tag), window, pairs, "pairs")
-            c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
+                    "both logged and finite)" % (window, run, c.n, x_tag, y_tag), window, c.n, "pairs")
             rolling = _in_range(c.rolling_step, start, end)
             rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
             scatter = decimate.stride_indices(len(c.steps), max_points)

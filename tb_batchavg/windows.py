@@ -287,8 +287,7 @@ def _chunked(bounds, n, compute, outputs):
     windows (at least the longest window S), each on the data span its
     windows cover, cut at multiples of S so that the blocks of every chunk
     are the global ones; ``compute`` returns one array per output for its
-    windows (lo and hi relative to the span). Small chunks keep the working
-    set in cache."""
+    windows. Small chunks keep the working set in cache."""
     count = len(bounds.index)
     out = [np.empty(count) for _ in range(outputs)]
     size = bounds.longest()
@@ -298,7 +297,7 @@ def _chunked(bounds, n, compute, outputs):
         lo, hi = bounds.chunk(first, stop)
         start = int(lo[0]) - int(lo[0]) % size
         end = min(n, (int(hi[-1]) - 1) // size * size + size)
-        for array, part in zip(out, compute(lo - start, hi - start, slice(start, end), size)):
+        for array, part in zip(out, compute(lo, hi, slice(start, end), size)):
             array[first:stop] = part
     return out
 
@@ -334,8 +333,8 @@ def _window_moments(values, finite, bounds, spread):
         y, usable = values[span], finite[span]
         if (bounds.consecutive and hi[0] - lo[0] == size == hi[-1] - lo[-1]
                 and lo[-1] - lo[0] == len(lo) - 1 and usable.all()):
-            return _consecutive_moments(y, int(lo[0]), len(lo), size, spread)
-        split = _BlockSplit(len(y), lo, hi, size)
+            return _consecutive_moments(y, int(lo[0]) - span.start, len(lo), size, spread)
+        split = _BlockSplit(len(y), lo - span.start, hi - span.start, size)
         if usable.all():
             head_count = split.hi - split.head_start
             tail_count = split.tail_end - split.lo
@@ -534,7 +533,7 @@ def _window_extremes(values, finite, bounds, blocks):
         maximum = np.maximum.reduceat(largest[:hi[-1]], lo)
     else:
         def compute(lo, hi, span, size):
-            split = _BlockSplit(span.stop - span.start, lo, hi, size)
+            split = _BlockSplit(span.stop - span.start, lo - span.start, hi - span.start, size)
             extremes = []
             for data, fill, ufunc in ((smallest[span], np.inf, np.minimum),
                                       (largest[span], -np.inf, np.maximum)):
