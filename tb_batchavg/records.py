@@ -138,7 +138,7 @@ def _zero_init_registers(windows, starts, lengths, rows_of):
     return registers
 
 
-def _mask(crc):
+def mask(crc):
     """TFRecord's masking of a crc32c: rotate right by 15 bits, add 0xA282EAD8."""
     crc = crc.astype(np.uint64)
     rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
@@ -148,12 +148,12 @@ def _mask(crc):
 def masked_crc_of(data):
     """Masked crc32c of one bytes object (used to write test files)."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    return int(_mask(crc32c(buf, [0], [len(buf)]))[0])
+    return int(mask(crc32c(buf, [0], [len(buf)]))[0])
 
 
 def _check(buf, starts, lengths, expected):
     """Boolean mask: masked crc of buf[starts[i]:starts[i]+lengths[i]] == expected[i]."""
-    return _mask(crc32c(buf, starts, lengths)) == expected
+    return mask(crc32c(buf, starts, lengths)) == expected
 
 
 class Scan:
