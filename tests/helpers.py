@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import socket
 import subprocess
@@ -162,3 +163,24 @@ def tensorboard_provider(logdir, *flags):
     tb.configure(argv=[None, "--logdir", logdir, *flags])
     provider, _ = tb._make_data_provider()
     return provider
+
+
+def tensorboard_smoothing(ys, weight):
+    """Python transcription of TensorBoard's classicSmoothing
+    (tensorboard/webapp/widgets/line_chart_v2/data_transformer.ts)."""
+    ys = [float(y) for y in ys]
+    initial = ys[0] if ys else None
+    if all(y == initial for y in ys):  # JS ==: NaN never equals anything
+        return list(ys)
+    last = 0.0
+    num_accum = 0
+    smoothed = []
+    for y in ys:
+        if not math.isfinite(y):
+            smoothed.append(y)
+            continue
+        last = last * weight + (1 - weight) * y
+        num_accum += 1
+        debias_weight = 1 if weight == 1 else 1 - math.pow(weight, num_accum)
+        smoothed.append(last / debias_weight)
+    return smoothed

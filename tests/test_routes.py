@@ -10,7 +10,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import multiprocessing
 import re
 import shutil
@@ -158,25 +157,8 @@ def window_reference(steps, values, method, window, align="trailing", edges="val
     return keep, value, nothing, nothing
 
 
-def tensorboard_smoothing(values, weight):
-    """TensorBoard's classicSmoothing (webapp/widgets/line_chart_v2/data_transformer.ts), transcribed."""
-    values = [float(v) for v in values]
-    if all(v == values[0] for v in values):
-        return np.array(values)
-    last, num_accum, out = 0.0, 0, []
-    for v in values:
-        if not math.isfinite(v):
-            out.append(v)
-            continue
-        last = last * weight + (1 - weight) * v
-        num_accum += 1
-        debias_weight = 1 if weight == 1 else 1 - math.pow(weight, num_accum)
-        out.append(last / debias_weight)
-    return np.array(out)
-
-
 def ema_reference(values, weight, band):
-    value = tensorboard_smoothing(values, weight)
+    value = np.array(helpers.tensorboard_smoothing(values, weight))
     finite = np.isfinite(np.asarray(values, np.float64))
     lower = upper = np.full(len(value), np.nan)
     if band == "std":
@@ -623,4 +605,4 @@ def test_tensorboard_process_serves_averages_on_every_step(big, servers, load_fa
     assert_close(sma["average"]["value"], value, "sma over HTTP")
     ema = get("averages", run="simple", tag="train/loss", method="ema", weight=0.95, max_points=FULL)
     assert ema["average"]["step"] == steps.tolist()
-    assert_close(ema["average"]["value"], tensorboard_smoothing(values, 0.95), "ema over HTTP")
+    assert_close(ema["average"]["value"], helpers.tensorboard_smoothing(values, 0.95), "ema over HTTP")

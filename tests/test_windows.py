@@ -11,6 +11,7 @@ import pytest
 
 from tb_batchavg import windows
 from tb_batchavg.windows import moving_average
+from tests.helpers import tensorboard_smoothing
 
 WINDOWS = (1, 4, 7, 30)
 BANDS = ("none", "std", "minmax")
@@ -24,12 +25,18 @@ def random_series(seed, n=700):
     steps = 10 + np.cumsum(rng.choice([1, 1, 1, 2, 3, 7], size=n))
     steps[n // 2:] += 40
     values = np.round(5 * np.exp(-np.arange(n) / 300) + rng.normal(0, 0.5, n), 2)
-    holes = rng.random(n)
-    values[holes < 0.06] = np.nan
-    values[(holes >= 0.06) & (holes < 0.08)] = np.inf
-    values[(holes >= 0.08) & (holes < 0.09)] = -np.inf
-    values[100:130] = np.nan
+    punch_holes(rng, values, (0.06, 0.08, 0.09), slice(100, 130))
     return steps.astype(np.int64), values
+
+
+def punch_holes(rng, values, below, nan_run):
+    """NaN, +Inf and -Inf where a uniform draw per point falls below below[0], in
+    [below[0], below[1]) and in [below[1], below[2]); NaN over the slice nan_run."""
+    draw = rng.random(len(values))
+    values[draw < below[0]] = np.nan
+    values[(draw >= below[0]) & (draw < below[1])] = np.inf
+    values[(draw >= below[1]) & (draw < below[2])] = -np.inf
+    values[nan_run] = np.nan
 
 
 def as_nan(values):
@@ -182,11 +189,7 @@ def exploding_series(seed, n=900, holes=True):
         noise[sizes.sum():],
     ])
     if holes:
-        where = rng.random(n)
-        values[where < 0.05] = np.nan
-        values[(where >= 0.05) & (where < 0.07)] = np.inf
-        values[(where >= 0.07) & (where < 0.08)] = -np.inf
-        values[300:320] = np.nan
+        punch_holes(rng, values, (0.05, 0.07, 0.08), slice(300, 320))
     return steps.astype(np.int64), values
 
 
@@ -312,27 +315,6 @@ def test_long_windows_in_steps_span_several_median_chunks():
     result = moving_average(steps, values, method="median", window=3000, align="centered",
                             edges="partial", unit="steps", band="minmax")
     assert_matches(result, steps, index, stats, "median", "minmax", scale=5.0)
-
-
-def tensorboard_smoothing(ys, weight):
-    """Python transcription of TensorBoard's classicSmoothing
-    (tensorboard/webapp/widgets/line_chart_v2/data_transformer.ts)."""
-    ys = [float(y) for y in ys]
-    initial = ys[0] if ys else None
-    if all(y == initial for y in ys):  # JS ==: NaN never equals anything
-        return list(ys)
-    last = 0.0
-    num_accum = 0
-    smoothed = []
-    for y in ys:
-        if not math.isfinite(y):
-            smoothed.append(y)
-            continue
-        last = last * weight + (1 - weight) * y
-        num_accum += 1
-        debias_weight = 1 if weight == 1 else 1 - math.pow(weight, num_accum)
-        smoothed.append(last / debias_weight)
-    return smoothed
 
 
 @pytest.mark.parametrize("chunk", [None, 7])
