@@ -158,9 +158,10 @@ def _check_options(method, window, weight, align, edges, unit, band):
 
 
 class _Bounds:
-    """Index bounds [lo, hi) of the windows of the kept points ``index``.
-    Over points (``first``/``before``/``after`` given) they are consecutive
-    and made per chunk on demand (``chunk``); ``lo``/``hi`` build them whole."""
+    """Index bounds [lo, hi) of the windows of the kept points ``index``:
+    given as arrays, or, over points (``n``, ``before``, ``after`` given),
+    consecutive and made per chunk on demand (``chunk``); ``lo``/``hi``
+    return them whole."""
 
     def __init__(self, index, lo=None, hi=None, n=None, before=0, after=0):
         self.index, self._lo, self._hi = index, lo, hi
