@@ -252,13 +252,13 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        version = self._open_run(source, run)
-        tag, series = self._series(source, run, params.text(args, "tag"), "tag")
         avg = params.averaging(args)
-        if avg["method"] != "ema":  # EMA has no window
-            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
         start, end = params.step_range(args)
         max_points = params.max_points(args)
+        version = self._open_run(source, run)
+        tag, series = self._series(source, run, params.text(args, "tag"), "tag")
+        if avg["method"] != "ema":  # EMA has no window
+            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
         key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
         def compute():
@@ -302,13 +302,13 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
-        version = self._open_run(source, run)
-        x_tag, x = self._series(source, run, params.text(args, "x", "") or None, "x", "loss")
-        y_tag, y = self._series(source, run, params.text(args, "y", "") or None, "y", "grad_norm")
         window = params.integer(args, "window", metadata.DEFAULT_CORR_WINDOW, 2, metadata.MAX_WINDOW)
         max_lag = params.integer(args, "max_lag", metadata.DEFAULT_MAX_LAG, 0, metadata.MAX_LAG_LIMIT)
         start, end = params.step_range(args)
         max_points = params.max_points(args)
+        version = self._open_run(source, run)
+        x_tag, x = self._series(source, run, params.text(args, "x", "") or None, "x", "loss")
+        y_tag, y = self._series(source, run, params.text(args, "y", "") or None, "y", "grad_norm")
         key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points, version, sampled)
 
         def compute():
@@ -355,6 +355,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
+        settings = params.diagnostics(args, diagnostics.DEFAULTS)
+        max_points = params.max_points(args)
         version = self._open_run(source, run)
         detected = metadata.detect_roles(source.tags(run))
         tags, series = {}, {}
@@ -365,12 +367,10 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 continue
             tags[role], found = self._series(source, run, named, role, role)
             series[role] = (found.step, found.value)
-        settings = params.diagnostics(args, diagnostics.DEFAULTS)
         if "window" in settings:  # only a window asked for: the default works on any run
             for role in ("loss", "grad_norm"):  # the series the rolling medians run over
                 if role in series:
                     params.window_fits(settings["window"], "points", series[role][0], run, tags[role])
-        max_points = params.max_points(args)
         key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points,
                version, sampled)
 
@@ -387,12 +387,12 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         args = request.args
         source, sampled = self._source(request)
         run = params.text(args, "run")
+        avg = params.averaging(args)
+        fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
-        avg = params.averaging(args)
         if avg["method"] != "ema":
             params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
-        fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
         with self._computing:  # the body is built whole: working memory as in _cached

@@ -161,17 +161,17 @@ class Run:
                     self._read_file(os.path.join(self.directory, name), new)
                 except (OSError, tf.errors.OpError) as e:
                     self.errors.append("cannot read %s: %s" % (name, e))
-            was_evicted, self.evicted = self.evicted is not None, None
-            if not new:
-                return was_evicted
-            columns = dict(self.columns)
-            for tag, parts in new.items():
-                chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
-                columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
-            self.columns = columns
-            self.nbytes = sum(a.nbytes for series in columns.values() for a in series)
-            self.version += 1
-            return True
+            was_evicted = self.evicted is not None
+            if new:
+                columns = dict(self.columns)
+                for tag, parts in new.items():
+                    chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
+                    columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
+                self.columns = columns
+                self.nbytes = sum(a.nbytes for series in columns.values() for a in series)
+                self.version += 1
+            self.evicted = None  # after the columns: a lock-free reader never sees neither
+            return bool(new) or was_evicted
 
     def _read_file(self, path, new):
         state = self.files.setdefault(path, _File())

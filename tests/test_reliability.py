@@ -441,6 +441,37 @@ def test_truncated_files_are_completed_when_the_rest_arrives(tmp_path):
     assert runs_by_name(client)["run"]["health"] == HEALTHY
 
 
+MALFORMED = {  # route: (a malformed parameter, the name its error gives)
+    "averages": ({"tag": "loss", "window": "0"}, "window"),
+    "export": ({"tag": "loss", "format": "xml"}, "format"),
+    "correlation": ({"max_lag": "-1"}, "max_lag"),
+    "diagnostics": ({"spike_k": "inf"}, "spike_k"),
+}
+
+
+def test_a_run_without_data_yet_lists_and_parameters_are_checked_first(tmp_path):
+    """A training job's run before its first step is complete (file_version and half a record):
+    listed with no tags; its tags are 404s until that record is read; a malformed parameter is the
+    400 that names it, for this run as for an unknown one."""
+    columns = loss_columns(20)
+    records = event_records(range(20), columns)
+    path = write_file(tmp_path / "run", [records[0], records[1][:9]])
+    client = plugin_client(tmp_path)
+    assert runs_by_name(client)["run"]["count"] == {} and runs_by_name(client)["run"]["tags"] == []
+    for route, (query, parameter) in MALFORMED.items():
+        for run in ("run", "nope"):
+            body = get(client, route, 400, run=run, **query).json
+            assert parameter in body["error"], (route, run, body)
+    for route, query, word in [("averages", {"tag": "loss"}, "unknown tag 'loss'"),
+                               ("export", {"tag": "loss"}, "unknown tag 'loss'"),
+                               ("correlation", {}, "has no loss tag")]:
+        assert word in get(client, route, 404, run="run", **query).json["error"], route
+    assert set(get(client, "diagnostics", run="run").json["nonfinite"].values()) == {None}
+    with open(path, "ab") as f:
+        f.write(records[1][9:] + b"".join(records[2:]))
+    assert_served(client, "run", range(20), columns)
+
+
 def test_an_unreadable_file_is_reported_and_read_once_readable(tmp_path, monkeypatch):
     first = loss_columns(50)
     write_file(tmp_path / "run", event_records(range(50), first), name="events.out.tfevents.1.a")
