@@ -188,6 +188,22 @@ class _Bounds:
     def hi(self):
         return self.chunk(0, len(self.index))[1] if self.consecutive else self._hi
 
+    def ends(self, first, stop):
+        """(lo of window ``first``, hi of window ``stop - 1``)."""
+        if not self.consecutive:
+            return int(self._lo[first]), int(self._hi[stop - 1])
+        return (max(0, int(self.index[first]) - self.before),
+                min(self.n, int(self.index[stop - 1]) + self.after + 1))
+
+    def full_run(self, first, stop):
+        """lo of window ``first`` if the windows first..stop-1 are
+        [lo + j, lo + j + before + after + 1) (over points, none cut by an
+        edge), else None."""
+        if not self.consecutive:
+            return None
+        lo = int(self.index[first]) - self.before
+        return lo if lo >= 0 and int(self.index[stop - 1]) + self.after + 1 <= self.n else None
+
     def longest(self):
         if self.consecutive:
             return max(1, min(self.before + self.after + 1, self.n))
@@ -284,21 +300,21 @@ class _BlockSplit:
 
 
 def _chunked(bounds, n, compute, outputs):
-    """Runs ``compute(lo, hi, span, S)`` over chunks of about _CACHE_CHUNK
-    windows (at least the longest window S), each on the data span its
-    windows cover, cut at multiples of S so that the blocks of every chunk
-    are the global ones; ``compute`` returns one array per output for its
-    windows. Small chunks keep the working set in cache."""
+    """Runs ``compute(first, stop, span, S)`` over chunks first..stop-1 of
+    about _CACHE_CHUNK windows (at least the longest window S), each on the
+    data span its windows cover, cut at multiples of S so that the blocks of
+    every chunk are the global ones; ``compute`` returns one array per
+    output for its windows. Small chunks keep the working set in cache."""
     count = len(bounds.index)
     out = [np.empty(count) for _ in range(outputs)]
     size = bounds.longest()
     chunk = max(_CACHE_CHUNK, size)
     for first in range(0, count, chunk):
         stop = min(first + chunk, count)
-        lo, hi = bounds.chunk(first, stop)
-        start = int(lo[0]) - int(lo[0]) % size
-        end = min(n, (int(hi[-1]) - 1) // size * size + size)
-        for array, part in zip(out, compute(lo, hi, slice(start, end), size)):
+        lo, hi = bounds.ends(first, stop)
+        start = lo - lo % size
+        end = min(n, (hi - 1) // size * size + size)
+        for array, part in zip(out, compute(first, stop, slice(start, end), size)):
             array[first:stop] = part
     return out
 
@@ -326,15 +342,17 @@ def _window_moments(values, finite, bounds, spread):
     stays relative to the window's own values (a loss that explodes to 1e36
     leaves the averages before it intact) and a window of equal values gets
     exactly that value with M2 = 0. O(n); windows strictly inside a block
-    take ``_merge_windows`` (O(n log w)). Over points, a chunk whose first and
-    last windows have the longest length and whose lo rises by one per window
-    holds windows [lo0 + j, lo0 + j + S): ``_consecutive_moments``."""
+    take ``_merge_windows`` (O(n log w)). A chunk of finite values whose
+    windows are [lo + j, lo + j + S) (over points, none cut by an edge)
+    takes ``_consecutive_moments``."""
+    every = bool(finite.all())
 
-    def compute(lo, hi, span, size):
+    def compute(first, stop, span, size):
         y, usable = values[span], finite[span]
-        if (bounds.consecutive and hi[0] - lo[0] == size == hi[-1] - lo[-1]
-                and lo[-1] - lo[0] == len(lo) - 1 and usable.all()):
-            return _consecutive_moments(y, int(lo[0]) - span.start, len(lo), size, spread)
+        run = bounds.full_run(first, stop)
+        if run is not None and (every or usable.all()):
+            return _consecutive_moments(y, run - span.start, stop - first, size, spread)
+        lo, hi = bounds.chunk(first, stop)
         split = _BlockSplit(len(y), lo - span.start, hi - span.start, size)
         if usable.all():
             head_count = split.hi - split.head_start
@@ -391,45 +409,49 @@ def _finish(count, mean, m2=None):
 
 def _consecutive_moments(y, start, count, size, spread):
     """(count, mean[, M2]) of the windows [start + j, start + j + S), j < count,
-    of finite ``y`` whose blocks of S = ``size`` points start at y[0]: the
-    algorithm of ``_window_moments`` with every count known from the position
-    in the block. The window starting at block position p takes the tail
-    from p (S - p points) and the head of the next block up to p - 1 (p
-    points), so everything is an array of shape (blocks, S)."""
-    blocks = -(-len(y) // size)
-    data = np.empty((blocks + 1) * size)  # one more block: the heads of the last windows
-    data[:len(y)] = y
-    data[len(y):] = y[-1]  # padding: no deviation from the last block's last value
+    of finite ``y`` whose blocks of S = ``size`` points start at y[0].
+
+    The window starting at position p of block b is the tail [p, S) of b and
+    the head [0, p) of b + 1, and it holds c_b, the last value of b: its
+    deviations d = y - c_b give mean = c_b + sum(d) / S and
+    M2 = sum(d**2) - sum(d)**2 / S (``_window_moments``' bounds hold). Row b
+    of one complex array holds, in its real part, the deviations of b + 1's
+    head shifted by one (position p then sums the p points before it) and,
+    in its imaginary part, b's deviations reversed (position S - 1 - p sums
+    b's last S - p points): one cumulative sum gives both parts' sums, and
+    one more over the squared parts their sums of squares."""
+    blocks = -(-(start + count) // size)  # the blocks the windows start in
+    data = np.empty((blocks + 1) * size)  # and the one after: the last windows' heads
+    stored = min(len(y), len(data))
+    data[:stored] = y[:stored]
+    data[stored:] = y[stored - 1]  # padding (never inside a window)
     data = data.reshape(blocks + 1, size)
-    place = np.arange(size, dtype=np.float64)
-    head_inverse, tail_inverse = 1.0 / (place + 1.0), 1.0 / (size - place)
-    share = place / size  # of the head in the window starting at each position (0: all tail)
-    head_ref, tail_ref = data[:, :1], data[:-1, -1:]
-    head_dev = data - head_ref
-    tail_dev = (data[:-1] - tail_ref).ravel()[::-1].reshape(blocks, size)  # reversed view
-    head_total = np.cumsum(head_dev, axis=1)
-    tail_total = np.cumsum(tail_dev, axis=1).ravel()[::-1].reshape(blocks, size)
-    head_mean = head_total * head_inverse
-    head_mean += head_ref
-    tail_mean = tail_total * tail_inverse
-    tail_mean += tail_ref
-
-    def next_heads(per_point):  # the head of the window starting at each position
-        return per_point.ravel()[size - 1:size - 1 + blocks * size].reshape(blocks, size)
-
-    delta = next_heads(head_mean) - tail_mean
-    mean = delta * share
-    mean += tail_mean
+    reference = data[:-1, -1:]  # c_b
+    lanes = np.empty((blocks, size, 2))  # (real, imaginary) of the complex array
+    lanes[:, 0, 0] = 0.0
+    np.subtract(data[1:, :-1], reference, out=lanes[:, 1:, 0])
+    np.subtract(data[:-1, ::-1], reference, out=lanes[:, :, 1])
+    sums = _lane_sums(lanes)
+    mean = sums / size
+    mean += reference
     windows = slice(start, start + count)
     if not spread:
         return float(size), mean.ravel()[windows]
-    head_m2 = np.cumsum(head_dev * head_dev, axis=1) - head_total * head_total * head_inverse
-    tail_m2 = (np.cumsum(tail_dev * tail_dev, axis=1).ravel()[::-1].reshape(blocks, size)
-               - tail_total * tail_total * tail_inverse)
-    head_m2[:, -1] = 0.0  # the last position's head would be a whole block: not used (share 0)
-    m2 = next_heads(np.maximum(head_m2, 0.0)) + np.maximum(tail_m2, 0.0)
-    m2 += delta * delta * (share * (1.0 - share) * size)
+    lanes *= lanes
+    m2 = _lane_sums(lanes)
+    sums *= sums
+    sums /= size
+    m2 -= sums
+    np.maximum(m2, 0.0, out=m2)
     return float(size), mean.ravel()[windows], m2.ravel()[windows]
+
+
+def _lane_sums(lanes):
+    """For row b and position p of ``lanes`` (blocks, S, 2): the sum of
+    lanes[b, :p + 1, 0] plus the sum of lanes[b, :S - p, 1], by one
+    cumulative sum of the lanes as complex numbers."""
+    sums = np.cumsum(lanes.view(np.complex128)[..., 0], axis=1)
+    return sums.real + sums.imag[:, ::-1]
 
 
 def _block_moments(values, finite, bounds, spread):
@@ -533,7 +555,8 @@ def _window_extremes(values, finite, bounds, blocks):
         minimum = np.minimum.reduceat(smallest[:hi[-1]], lo)
         maximum = np.maximum.reduceat(largest[:hi[-1]], lo)
     else:
-        def compute(lo, hi, span, size):
+        def compute(first, stop, span, size):
+            lo, hi = bounds.chunk(first, stop)
             split = _BlockSplit(span.stop - span.start, lo - span.start, hi - span.start, size)
             extremes = []
             for data, fill, ufunc in ((smallest[span], np.inf, np.minimum),
