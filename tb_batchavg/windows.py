@@ -107,20 +107,19 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     else:
         bounds = _window_bounds(steps, window, align, edges, unit)
     blocks = method == "block"
+    center = None  # of the std band: the mean, except for the median
     if method == "median":
         lo, hi = bounds.lo, bounds.hi
         count = _window_count(finite, lo, hi)
-        value = window_median(values, finite, lo, hi, count)
+        value = center = window_median(values, finite, lo, hi, count)
     if method != "median" or band == "std":  # the median uses the mean for its band only
         moments = _block_moments if blocks else _window_moments
-        mean, std = moments(values, finite, bounds, band == "std")
+        mean, lower, upper = moments(values, finite, bounds, band == "std", center)
         if method != "median":
             value = mean
-    if band == "std":
-        lower, upper = value - std, value + std
-    elif band == "minmax":
+    if band == "minmax":
         lower, upper = _window_extremes(values, finite, bounds, blocks)
-    else:
+    elif band == "none":
         lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
     return Averaged(bounds.index, bounds.steps(steps), value, lower, upper)
 
@@ -327,11 +326,10 @@ def _prefix_counts(flags):
     return counts
 
 
-def _window_moments(values, finite, bounds, spread):
+def _window_moments(values, finite, bounds, spread, center=None):
     """Finite mean of each (non-empty) window of ``bounds`` (NaN where it has
-    no finite value) and, with ``spread``, the sample standard deviation of
-    its finite values (ddof=1, NaN below 2; else None), from
-    M2 = sum of (y - mean)**2.
+    no finite value) and, with ``spread``, the std band (``_band``) about it
+    or about ``center`` (else None, None), from M2 = sum of (y - mean)**2.
 
     Each window's head and tail parts (``_BlockSplit``) are summed as
     deviations d = y - c from one of their own values (a head from its
@@ -392,8 +390,14 @@ def _window_moments(values, finite, bounds, spread):
                 array[split.inside] = inside_part
         return merged
 
-    out = _chunked(bounds, len(values), lambda *chunk: _finish(*compute(*chunk)), 2 if spread else 1)
-    return out[0], (out[1] if spread else None)
+    def finish(first, stop, span, size):  # the band formed per chunk, in cache
+        mean, *std = _finish(*compute(first, stop, span, size))
+        if not spread:
+            return (mean,)
+        return (mean, *_band(mean if center is None else center[first:stop], std[0]))
+
+    out = _chunked(bounds, len(values), finish, 3 if spread else 1)
+    return (out[0], None, None) if not spread else tuple(out)
 
 
 def _finish(count, mean, m2=None):
@@ -405,6 +409,13 @@ def _finish(count, mean, m2=None):
         if m2 is None:
             return (mean,)
         return mean, np.where(count > 1, np.sqrt(m2 / (count - 1.0)), np.nan)
+
+
+def _band(center, std):
+    """The std band (center - std, center + std); NaN where std is."""
+    lower = center - std
+    std += center  # std is the caller's to reuse
+    return lower, std
 
 
 def _consecutive_moments(y, start, count, size, spread):
@@ -454,15 +465,15 @@ def _lane_sums(lanes):
     return sums.real + sums.imag[:, ::-1]
 
 
-def _block_moments(values, finite, bounds, spread):
-    """Finite mean (NaN without a finite value) and, with ``spread``, sample
-    standard deviation (else None) of each of the contiguous, non-empty
-    blocks values[lo:hi], in two exact passes: mean = c + sum(y - c) / k with
-    c the block's first finite value (a block of equal values gets exactly
-    that value), then M2 = sum((y - mean)**2)."""
+def _block_moments(values, finite, bounds, spread, center=None):
+    """Finite mean (NaN without a finite value) and, with ``spread``, the std
+    band (``_band``) about it or about ``center`` (else None, None) of each
+    of the contiguous, non-empty blocks values[lo:hi], in two exact passes:
+    mean = c + sum(y - c) / k with c the block's first finite value (a block
+    of equal values gets exactly that value), then M2 = sum((y - mean)**2)."""
     lo, hi = bounds.lo, bounds.hi
     if len(lo) == 0:
-        return np.zeros(0), (np.zeros(0) if spread else None)
+        return (np.zeros(0),) + ((np.zeros(0), np.zeros(0)) if spread else (None, None))
     count = _window_count(finite, lo, hi)
     stop = int(hi[-1])
     finite = finite[:stop]
@@ -473,9 +484,10 @@ def _block_moments(values, finite, bounds, spread):
     k = np.maximum(count, 1)
     mean = reference + np.add.reduceat(np.where(finite, data - reference[block_of], 0.0), lo) / k
     if not spread:
-        return _finish(count, mean)[0], None
+        return _finish(count, mean)[0], None, None
     deviation = np.where(finite, data - mean[block_of], 0.0)
-    return _finish(count, mean, np.add.reduceat(deviation * deviation, lo))
+    mean, std = _finish(count, mean, np.add.reduceat(deviation * deviation, lo))
+    return (mean, *_band(mean if center is None else center, std))
 
 
 def _merge_moments(a, b):
