@@ -7,6 +7,7 @@ sampled `provider` fallback), asks the numeric core (`windows`, `correlation`, `
 """
 
 import csv
+import gzip
 import io
 import json
 import logging
@@ -40,6 +41,9 @@ _JSON = "application/json"
 # series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
 # GIL leaves little speed to gain from more. Cache hits never wait.
 _COMPUTE_SLOTS = 4
+# Computed responses are cached gzipped at this level (TensorBoard's own is 3): two to three times
+# faster for about 5% more bytes.
+_GZIP_LEVEL = 1
 # A run asked for this recently keeps its columns when the memory budget evicts.
 _IN_USE_SECONDS = 5.0
 
@@ -120,8 +124,9 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         def app(request):
             try:
                 params.query_string(request.query_string)
-                body, content_type, headers = handler(request)
-                return http_util.Respond(request, body, content_type, headers=headers)
+                body, content_type, headers, encoding = handler(request)
+                return http_util.Respond(request, body, content_type, headers=headers,
+                                         content_encoding=encoding)
             except params.BadRequest as e:
                 return self._error(request, 400, str(e), getattr(e, "detail", None))
             except params.NotFound as e:
@@ -223,8 +228,9 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 body = self._cache.get(key)  # computed by a request that held the slot before?
                 if body is None:
                     body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+                    body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
                     self._cache.put(key, body)
-        return body, _JSON, None
+        return body, _JSON, None, "gzip"  # unzipped on the way out for a client that did not ask
 
     # Routes --------------------------------------------------------------------------------
     def _runs(self, request):
@@ -246,7 +252,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 entry["evicted"] = held.evicted is not None
             out.append(entry)
         body = json.dumps({"runs": out, "sampled": sampled}, allow_nan=False)
-        return body, _JSON, None
+        return body, _JSON, None, None
 
     def _averages(self, request):
         args = request.args
@@ -420,7 +426,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 body = _csv(series, average, has_average)
                 content_type = "text/csv"
         headers = [("Content-Disposition", 'attachment; filename="%s.%s"' % (filename, fmt))]
-        return body, content_type, headers
+        return body, content_type, headers, None
 
 
 def _format_float(x):

@@ -8,6 +8,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import csv
+import gzip
 import io
 import json
 import multiprocessing
@@ -313,6 +314,22 @@ def test_max_points_keeps_the_planted_spike(client, big):
         assert raw["value"][raw["step"].index(SPIKE_STEP)] == 50.0
         assert np.nanmax(floats(average["value"])) == pytest.approx(np.nanmax(value), rel=1e-12)
         assert (raw["count"], average["count"]) == (N, N - 49)
+
+
+@pytest.mark.parametrize("route", ["averages", "correlation", "diagnostics"])
+def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client, route):
+    """Computed bodies are cached gzipped: a browser (Accept-Encoding: gzip) gets them as they
+    are, any other client the same JSON unzipped; a second request is a cache hit and the same."""
+    url = "/data/plugin/batchavg/" + (query(route, run="simple", tag="train/loss") if route == "averages"
+                                      else query(route, run="simple"))
+    plain = client.get(url)
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    again = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert plain.status_code == zipped.status_code == again.status_code == 200
+    assert "Content-Encoding" not in plain.headers and plain.headers["Content-Type"].startswith("application/json")
+    assert zipped.headers["Content-Encoding"] == "gzip" and int(zipped.headers["Content-Length"]) == len(zipped.data)
+    assert int(plain.headers["Content-Length"]) == len(plain.data) > len(zipped.data)
+    assert json.loads(gzip.decompress(zipped.data)) == json.loads(plain.data) == json.loads(gzip.decompress(again.data))
 
 
 # Correlation ----------------------------------------------------------------------------------
