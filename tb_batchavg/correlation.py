@@ -191,12 +191,14 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     window < 2 or max_lag < 0.
     """
     steps, x, y = join(x_steps, x_values, y_steps, y_values)
-    # Whole-run statistics in a second thread: mostly sorts and numpy passes, which release
-    # the GIL, so on a second core they overlap with the rolling and lagged ones.
-    whole_run = _WHOLE_RUN.submit(_whole_run, x, y)
+    # Whole-run statistics in two more threads, of the levels and of the changes: mostly sorts
+    # and numpy passes, which release the GIL, so they overlap with the rolling and lagged ones.
+    of_levels = _WHOLE_RUN.submit(_whole_run, x, y)
+    of_changes = _WHOLE_RUN.submit(_whole_run, x, y, changes=True)
     rolling = rolling_pearson(x, y, window)
     lags, lag_r = lagged_pearson(x, y, max_lag)
-    levels, spearman_levels, changes, spearman_changes = whole_run.result()
+    levels, spearman_levels = of_levels.result()
+    changes, spearman_changes = of_changes.result()
     return Correlation(
         n=len(steps),
         pearson=levels,
@@ -214,10 +216,11 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     )
 
 
-def _whole_run(x, y):
-    """Pearson and Spearman of the levels, then of the step-to-step changes."""
-    x_diff, y_diff = np.diff(x), np.diff(y)
-    return pearson(x, y), spearman(x, y), pearson(x_diff, y_diff), spearman(x_diff, y_diff)
+def _whole_run(x, y, changes=False):
+    """Pearson and Spearman of the levels or, with `changes`, of the step-to-step changes."""
+    if changes:
+        x, y = np.diff(x), np.diff(y)
+    return pearson(x, y), spearman(x, y)
 
 
 def _series(name, steps, values):
