@@ -94,9 +94,9 @@ def spearman(x, y):
     y_order, y_doubled = _sorted_ranks(y)
     y_by_point = np.empty(n, dtype=np.int64)
     y_by_point[y_order] = y_doubled
-    y_doubled, x_doubled = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
-    xr = np.subtract(x_doubled, n - 1, dtype=np.float64)
-    yr = np.subtract(y_doubled, n - 1, dtype=np.float64)
+    yr, xr = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
+    xr -= n - 1
+    yr -= n - 1
     return float(_r(_dot(xr, yr), _dot(xr, xr), _dot(yr, yr)))
 
 
@@ -278,8 +278,9 @@ def _rolling_blocks(padded, out):
 
 
 def _dot(a, b):
-    """sum(a * b) without BLAS: OpenBLAS worker threads cost more CPU than they save here."""
-    return np.einsum("i,i", a, b)
+    """sum(a * b) in float64 (integers converted in buffered chunks), without BLAS: OpenBLAS
+    worker threads cost more CPU than they save here."""
+    return np.einsum("i,i", a, b, dtype=np.float64)
 
 
 def _r(cross, x_var, y_var, degenerate=False):
