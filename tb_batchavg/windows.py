@@ -635,7 +635,7 @@ def _ema(steps, values, weight, band):
     if std is None:
         lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
     elif every:
-        lower, upper = value - std, value + std
+        lower, upper = _band(value, std)
     else:
         lower = np.full(len(values), np.nan)
         upper = np.full(len(values), np.nan)
