@@ -267,14 +267,22 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
         key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
+        # A band over windows much shorter than the series is computed at the shown points only.
+        spot = avg["band"] != "none" and avg["method"] != "ema" and max_points * avg["window"] <= len(series.step)
+
         def compute():
-            result = windows.moving_average(series.step, series.value, **avg)
+            result = windows.moving_average(series.step, series.value, **dict(avg, band="none") if spot else avg)
             raw = _in_range(series.step, start, end)
             raw_step, raw_value, raw_wall = series.step[raw], series.value[raw], series.wall_time[raw]
             keep = decimate.minmax_indices(raw_value, max_points)
             shown = _in_range(result.step, start, end)
             avg_value = result.value[shown]
             avg_keep = decimate.minmax_indices(avg_value, max_points)
+            if spot:
+                lower, upper = windows.band_at(series.step, series.value, shown.start + avg_keep,
+                                               avg_value[avg_keep], **avg)
+            else:
+                lower, upper = result.lower[shown][avg_keep], result.upper[shown][avg_keep]
             nonfinite = raw_step[~np.isfinite(raw_value)]
             return {
                 "run": run,
@@ -296,8 +304,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                     "step": result.step[shown][avg_keep].tolist(),
                     "wall_time": series.wall_time[result.index[shown][avg_keep]].tolist(),
                     "value": _floats(avg_value[avg_keep]),
-                    "lower": _floats(result.lower[shown][avg_keep]),
-                    "upper": _floats(result.upper[shown][avg_keep]),
+                    "lower": _floats(lower),
+                    "upper": _floats(upper),
                     "count": int(len(avg_value)),
                 },
             }

@@ -100,12 +100,7 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     if method == "ema":
         return _ema(steps, values, weight, band)
     finite = np.isfinite(values)
-    if method == "block":
-        positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
-        index, lo, hi = _block_bounds(positions, window, edges)
-        bounds = _Bounds(index, lo, hi)
-    else:
-        bounds = _window_bounds(steps, window, align, edges, unit)
+    bounds = _bounds(steps, method, window, align, edges, unit)
     blocks = method == "block"
     center = None  # of the std band: the mean, except for the median
     if method == "median":
@@ -122,6 +117,34 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     elif band == "none":
         lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
     return Averaged(bounds.index, bounds.steps(steps), value, lower, upper)
+
+
+def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
+            align="trailing", edges="valid", unit="points", band="std"):
+    """(lower, upper) of ``moving_average(steps, values, ..., band=band)`` at
+    its output positions ``at`` only, with the std band centred on
+    ``center`` (the averages at ``at``): for a chart that shows a few
+    thousand of a long series' averages. The windows' own points are
+    gathered (O(len(at) * window)) and taken as contiguous blocks: mean,
+    std and extremes as ``_block_moments`` and ``_window_extremes`` give
+    them (the std equals moving_average's up to rounding, the extremes
+    exactly). Not for method="ema" (its band is a recurrence) nor
+    band="none"; ``weight`` (of the EMA) is accepted and ignored."""
+    steps, values = _check_series(steps, values)
+    window = _check_options(method, window, weight, align, edges, unit, band)
+    if method == "ema" or band == "none":
+        raise ValueError("band_at needs band std or minmax and a windowed method")
+    lo, hi = _bounds(steps, method, window, align, edges, unit).at(np.asarray(at, dtype=np.int64))
+    length = hi - lo
+    starts = np.zeros(len(at), dtype=np.int64)
+    np.cumsum(length[:-1], out=starts[1:])
+    gathered = np.repeat(lo - starts, length) + np.arange(int(length.sum()), dtype=np.int64)
+    y = values[gathered]
+    finite = np.isfinite(y)
+    windows = _Bounds(np.arange(len(at), dtype=np.int64), starts, starts + length)
+    if band == "minmax":
+        return _window_extremes(y, finite, windows, blocks=True)
+    return _block_moments(y, finite, windows, True, np.asarray(center, dtype=np.float64))[1:]
 
 
 def _check_series(steps, values):
@@ -203,6 +226,13 @@ class _Bounds:
         lo = int(self.index[first]) - self.before
         return lo if lo >= 0 and int(self.index[stop - 1]) + self.after + 1 <= self.n else None
 
+    def at(self, positions):
+        """(lo, hi) of the windows at ``positions`` (indices of kept points)."""
+        if not self.consecutive:
+            return self._lo[positions], self._hi[positions]
+        index = self.index[positions]
+        return np.maximum(index - self.before, 0), np.minimum(index + (self.after + 1), self.n)
+
     def longest(self):
         if self.consecutive:
             return max(1, min(self.before + self.after + 1, self.n))
@@ -214,6 +244,15 @@ class _Bounds:
         if self.consecutive and len(index):
             return steps[index[0]:index[-1] + 1]
         return steps[index]
+
+
+def _bounds(steps, method, window, align, edges, unit):
+    """The ``_Bounds`` of the output points of ``method`` (blocks or windows)."""
+    if method != "block":
+        return _window_bounds(steps, window, align, edges, unit)
+    positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
+    index, lo, hi = _block_bounds(positions, window, edges)
+    return _Bounds(index, lo, hi)
 
 
 def _window_bounds(steps, window, align, edges, unit):

@@ -316,6 +316,28 @@ def test_max_points_keeps_the_planted_spike(client, big):
         assert (raw["count"], average["count"]) == (N, N - 49)
 
 
+@pytest.mark.parametrize("run, options", [
+    ("simple", dict(band="std")),
+    ("simple", dict(band="minmax", align="centered", edges="partial")),
+    ("simple", dict(method="median", window=25, band="std")),
+    ("simple", dict(method="block", window=20, band="minmax")),
+    ("tf2", dict(unit="steps", window=40, band="std")),
+])
+def test_bands_of_a_reduced_response_match_pandas(client, big, run, options):
+    """With max_points * window at most the series' length the band is computed at the shown
+    points only (windows.band_at): it still matches pandas at every point returned."""
+    steps, columns = big[1][run]
+    values = columns["train/loss"]
+    params = {"method": "sma", "window": 50, "align": "trailing", "edges": "valid", "unit": "points", **options}
+    body = helpers.get_json(client, query("averages", run=run, tag="train/loss", max_points=1000, **params))
+    keep, value, lower, upper = window_reference(steps, values, **params)
+    average = body["average"]
+    at = np.searchsorted(steps[keep], average["step"])
+    assert 500 <= len(at) <= 1000 and steps[keep][at].tolist() == average["step"]
+    for name, want in (("value", value), ("lower", lower), ("upper", upper)):
+        assert_close(average[name], want[at], "%s %s" % (name, options))
+
+
 @pytest.mark.parametrize("route", ["averages", "correlation", "diagnostics"])
 def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client, route):
     """Computed bodies are cached gzipped: a browser (Accept-Encoding: gzip) gets them as they

@@ -452,3 +452,36 @@ def test_200k_points_match_pandas():
     finite = np.isfinite(values)
     reference = pd.Series(values[finite]).ewm(alpha=0.05, adjust=True, ignore_na=True).mean()
     np.testing.assert_allclose(ema.value[finite], reference, **tolerance)
+
+
+@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
+    ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"),
+    ("points", "steps"))))
+def test_band_at_is_the_band_of_moving_average_at_those_points(method, align, edges, unit):
+    """windows.band_at (the averages route's band at the shown points only): the std band
+    within 1e-9 of each window's largest |value| of moving_average's (a series that explodes,
+    with holes and a NaN run), the minmax band exactly."""
+    steps, values = exploding_series(seed=11)
+    rng = np.random.default_rng(3)
+    for window in (1, 3, 16, 50):
+        kwargs = {"method": method, "window": window, "align": align, "edges": edges, "unit": unit}
+        full = moving_average(steps, values, band="std", **kwargs)
+        at = np.sort(rng.choice(len(full.value), size=min(80, len(full.value)), replace=False))
+        members = window_members(steps, method, window, align, edges, unit)
+        scale = exact_window_stats(values, [members[i] for i in at])[2]
+        lower, upper = windows.band_at(steps, values, at, full.value[at], band="std", **kwargs)
+        assert_within(lower, full.lower[at], 1e-9 * scale)
+        assert_within(upper, full.upper[at], 1e-9 * scale)
+        extremes = moving_average(steps, values, band="minmax", **kwargs)
+        lower, upper = windows.band_at(steps, values, at, extremes.value[at], band="minmax", **kwargs)
+        np.testing.assert_array_equal(lower, extremes.lower[at])
+        np.testing.assert_array_equal(upper, extremes.upper[at])
+    empty = windows.band_at(steps, values, [], [], method=method, window=5, band="std")
+    assert [len(a) for a in empty] == [0, 0]
+
+
+@pytest.mark.parametrize("kwargs", [{"method": "ema"}, {"band": "none"}])
+def test_band_at_refuses_what_has_no_windowed_band(kwargs):
+    steps, values = random_series(seed=2, n=50)
+    with pytest.raises(ValueError, match="band_at"):
+        windows.band_at(steps, values, [3], [1.0], **{"band": "std", **kwargs})
