@@ -250,8 +250,7 @@ def _bounds(steps, method, window, align, edges, unit):
     """The ``_Bounds`` of the output points of ``method`` (blocks or windows)."""
     if method != "block":
         return _window_bounds(steps, window, align, edges, unit)
-    positions = steps if unit == "steps" else np.arange(len(steps), dtype=np.int64)
-    index, lo, hi = _block_bounds(positions, window, edges)
+    index, lo, hi = _block_bounds(steps, window, edges, unit)
     return _Bounds(index, lo, hi)
 
 
@@ -274,16 +273,23 @@ def _window_bounds(steps, window, align, edges, unit):
     return _Bounds(index, lo.astype(np.int64), hi.astype(np.int64))
 
 
-def _block_bounds(positions, window, edges):
+def _block_bounds(steps, window, edges, unit):
     """Index bounds [lo, hi) of the blocks (p - p_first) // window; returns
     (index of each block's last point, lo, hi)."""
-    if len(positions) == 0:
+    n = len(steps)
+    if n == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
-    block = (positions - positions[0]) // window
-    lo = np.flatnonzero(np.diff(block, prepend=-1))
-    hi = np.append(lo[1:], len(positions))
-    if edges == "valid" and (positions[-1] - positions[0] + 1) % window:
+    if unit == "points":
+        lo = np.arange(0, n, window, dtype=np.int64)
+        hi = np.minimum(lo + window, n)
+        span = n
+    else:
+        block = (steps - steps[0]) // window
+        lo = np.flatnonzero(np.diff(block, prepend=-1))
+        hi = np.append(lo[1:], n)
+        span = steps[-1] - steps[0] + 1
+    if edges == "valid" and span % window:
         lo, hi = lo[:-1], hi[:-1]
     return hi - 1, lo, hi
 
@@ -516,16 +522,25 @@ def _block_moments(values, finite, bounds, spread, center=None):
     count = _window_count(finite, lo, hi)
     stop = int(hi[-1])
     finite = finite[:stop]
-    data = np.where(finite, values[:stop], 0.0)
-    block_of = np.repeat(np.arange(len(lo)), hi - lo)
-    first = np.minimum.reduceat(np.where(finite, np.arange(stop), stop - 1), lo)
+    every = bool(finite.all())
+    lengths = hi - lo
+    if every:  # each block's first value is finite; no value to mask
+        data, first = values[:stop], lo
+    else:
+        data = np.where(finite, values[:stop], 0.0)
+        first = np.minimum.reduceat(np.where(finite, np.arange(stop), stop - 1), lo)
+
+    def deviations(per_block):  # y - per_block[block of y], 0 at non-finite y
+        deviation = data - np.repeat(per_block, lengths)
+        return deviation if every else np.where(finite, deviation, 0.0)
+
     reference = data[first]
-    k = np.maximum(count, 1)
-    mean = reference + np.add.reduceat(np.where(finite, data - reference[block_of], 0.0), lo) / k
+    mean = reference + np.add.reduceat(deviations(reference), lo) / np.maximum(count, 1)
     if not spread:
         return _finish(count, mean)[0], None, None
-    deviation = np.where(finite, data - mean[block_of], 0.0)
-    mean, std = _finish(count, mean, np.add.reduceat(deviation * deviation, lo))
+    deviation = deviations(mean)
+    deviation *= deviation
+    mean, std = _finish(count, mean, np.add.reduceat(deviation, lo))
     return (mean, *_band(mean if center is None else center, std))
 
 
