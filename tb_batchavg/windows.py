@@ -676,12 +676,19 @@ def _ema(steps, values, weight, band):
     debias = _debias(weight, len(y))
     ema = np.empty(len(y))
     std = np.empty(len(y)) if band == "std" else None
+    exponent = 0  # the std squares deviations: far from 1, y is scaled by 2**-exponent (exact)
+    if std is not None and len(y):
+        exponent = int(np.frexp(max(y.max(), -y.min()))[1])
+        exponent = exponent if abs(exponent) > 500 else 0
+        y = _times_power_of_two(y, -exponent) if exponent else y
     state = (0.0, 0.0, 0.0, 0.0)  # decayed sum, M2, previous EMA, previous weight total
     decays = weight ** np.arange(1, min(len(y), _CACHE_CHUNK) + 1, dtype=np.float64)
     for first in range(0, len(y), _CACHE_CHUNK):
         part = slice(first, first + _CACHE_CHUNK)
         state = _ema_chunk(y[part], debias[part], weight, decays, state, ema[part],
                            None if std is None else std[part])
+    if exponent:
+        ema, std = _times_power_of_two(ema, exponent), _times_power_of_two(std, exponent)
     constant = len(values) > 0 and bool(np.all(values == values[0]))
     value = values.copy() if constant or not every else ema
     if not constant and not every:
@@ -746,9 +753,9 @@ def _decayed_sums(x, decay):
 
     Chunks of L points: within a chunk (t, i counted from its start)
     s_t = decay**t * cumsum(decay**-i * x_i) + decay**(t + 1) * c, with c the
-    sum carried in from the previous chunk. L keeps decay**-L <= 2**400 and x
-    is first scaled by a power of two to |x| <= 1 (exact), so nothing
-    overflows; the carried sums follow the same recurrence over the chunks'
+    sum carried in from the previous chunk. L keeps decay**-L <= 2**400 and,
+    where max |x| is outside [2**-600, 2**600], x is first scaled by a power
+    of two to |x| <= 1 (exact), so nothing overflows; the carried sums follow the same recurrence over the chunks'
     last values with decay**L, solved recursively. A decay below 2**-200 is
     taken as 0 (its terms are below 2**-200 of the largest |x|). O(n)."""
     n = len(x)
@@ -756,7 +763,10 @@ def _decayed_sums(x, decay):
     if n == 0 or largest == 0.0 or decay < 2.0 ** -200:
         return x.astype(np.float64, copy=True)
     exponent = int(np.frexp(largest)[1])
-    x = _times_power_of_two(x, -exponent)
+    if abs(exponent) > 600:
+        x = _times_power_of_two(x, -exponent)
+    else:
+        exponent = 0
     length = int(min(n, _EMA_CHUNK, max(2, 400 * np.log(2.0) // -np.log(decay))))
     chunks = -(-n // length)
     padded = np.zeros(chunks * length)
@@ -769,7 +779,8 @@ def _decayed_sums(x, decay):
     if chunks > 1:
         carried = _decayed_sums(sums[:-1, -1], powers[length])
         sums[1:] += carried[:, None] * powers[1:][None, :]
-    return _times_power_of_two(sums.ravel()[:n], exponent)
+    sums = sums.ravel()[:n]
+    return _times_power_of_two(sums, exponent) if exponent else sums
 
 
 def _times_power_of_two(x, exponent):

@@ -485,3 +485,18 @@ def test_band_at_refuses_what_has_no_windowed_band(kwargs):
     steps, values = random_series(seed=2, n=50)
     with pytest.raises(ValueError, match="band_at"):
         windows.band_at(steps, values, [3], [1.0], **{"band": "std", **kwargs})
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -900, 1e-300, 1e300, 2.0 ** 900])
+def test_ema_of_extreme_magnitudes_is_the_ema_scaled(scale):
+    """The EMA and its std are homogeneous: values times a huge or tiny power of ten or two
+    (beyond where the decayed sums are rescaled internally) give the results of the plain
+    values (checked against pandas in test_ema_matches_tensorboard_and_pandas) times it."""
+    rng = np.random.default_rng(4)
+    values = 1.0 + rng.random(20_000)
+    steps = np.arange(len(values))
+    for weight in (0.6, 0.999):
+        plain = moving_average(steps, values, method="ema", weight=weight, band="std")
+        scaled = moving_average(steps, values * scale, method="ema", weight=weight, band="std")
+        for name in ("value", "lower", "upper"):
+            np.testing.assert_allclose(getattr(scaled, name)[1:], getattr(plain, name)[1:] * scale, rtol=1e-12)
