@@ -1,13 +1,15 @@
 """The numeric core against pandas and against the article's `np.convolve` moving average.
 
 Every case runs on the same arrays: a training-like loss and gradient norm of `n` points (as
-float64, the reader's column type), steps 0..n-1. Each callable is timed `repeats` times (fewer
-once a time budget is spent); the median is reported.
+float64, the reader's column type), steps 0..n-1. A case's callables (ours and its baselines) are
+timed in alternation, `repeats` rounds (fewer once a callable's time budget is spent), so that a
+drift in the shared machine's speed falls on all of them alike; medians are reported.
 """
 
 import os
 import statistics
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -18,16 +20,24 @@ if ROOT not in sys.path:
 
 from tb_batchavg import correlation, windows  # noqa: E402
 from tests.helpers import training_like  # noqa: E402
-from timing import clocked, repeat  # noqa: E402
 
 
-def timed(function, repeats, budget_seconds):
-    """Median seconds of up to `repeats` calls after one untimed call (first-call costs, such as
-    the page faults of a heap still growing, would otherwise fall on whichever case runs first),
-    and the call count."""
-    function()
-    runs = repeat(clocked(function), repeats, budget_seconds)
-    return statistics.median(r["seconds"] for r in runs), len(runs)
+def timed_together(functions, repeats, budget_seconds):
+    """[(median seconds, calls)] of each function: one untimed call each (first-call costs, such
+    as the page faults of a heap still growing), then `repeats` rounds that call each once; a
+    function sits out the rest once another call, as long as its last, would take its total over
+    `budget_seconds`."""
+    for function in functions:
+        function()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, spent in zip(functions, times):
+            if spent and sum(spent) + spent[-1] > budget_seconds:
+                continue
+            started = time.perf_counter()
+            function()
+            spent.append(time.perf_counter() - started)
+    return [(statistics.median(spent), len(spent)) for spent in times]
 
 
 def convolve_sma(values, window):
@@ -88,10 +98,9 @@ def run(n, repeats, budget_seconds, log=print):
     """[{"case", "ours", "ours_repeats", "baselines": [{"name", "seconds", "repeats"}]}]."""
     results = []
     for label, ours, baselines in cases(n):
-        seconds, count = timed(ours, repeats, budget_seconds)
+        (seconds, count), *measured = timed_together([ours] + [b for _, b in baselines], repeats, budget_seconds)
         entry = {"case": label, "ours": seconds, "ours_repeats": count, "baselines": []}
-        for name, baseline in baselines:
-            b_seconds, b_count = timed(baseline, repeats, budget_seconds)
+        for (name, _), (b_seconds, b_count) in zip(baselines, measured):
             entry["baselines"].append({"name": name, "seconds": b_seconds, "repeats": b_count})
         log("  %-32s ours %8.1f ms  %s" % (label, 1e3 * seconds, "  ".join(
             "%s %.1f ms" % (b["name"], 1e3 * b["seconds"]) for b in entry["baselines"])))
