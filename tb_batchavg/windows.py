@@ -755,11 +755,12 @@ def _decayed_sums(x, decay):
     s_t = decay**t * cumsum(decay**-i * x_i) + decay**(t + 1) * c, with c the
     sum carried in from the previous chunk. L keeps decay**-L <= 2**400 and,
     where max |x| is outside [2**-600, 2**600], x is first scaled by a power
-    of two to |x| <= 1 (exact), so nothing overflows; the carried sums follow the same recurrence over the chunks'
-    last values with decay**L, solved recursively. A decay below 2**-200 is
+    of two to |x| <= 1 (exact), so nothing overflows; the carried sums follow
+    the same recurrence over the chunks' last values with decay**L, solved
+    recursively. A decay below 2**-200 is
     taken as 0 (its terms are below 2**-200 of the largest |x|). O(n)."""
     n = len(x)
-    largest = float(np.abs(x).max(initial=0.0))
+    largest = max(float(x.max()), -float(x.min())) if n else 0.0
     if n == 0 or largest == 0.0 or decay < 2.0 ** -200:
         return x.astype(np.float64, copy=True)
     exponent = int(np.frexp(largest)[1])
@@ -769,12 +770,14 @@ def _decayed_sums(x, decay):
         exponent = 0
     length = int(min(n, _EMA_CHUNK, max(2, 400 * np.log(2.0) // -np.log(decay))))
     chunks = -(-n // length)
-    padded = np.zeros(chunks * length)
-    padded[:n] = x
-    padded = padded.reshape(chunks, length)
+    sums = np.empty(chunks * length)
+    sums[:n] = x
+    sums[n:] = 0.0
+    sums = sums.reshape(chunks, length)
     exponents = np.arange(length + 1, dtype=np.float64)
     powers = decay ** exponents
-    sums = np.cumsum(padded * decay ** -exponents[:-1], axis=1)
+    sums *= decay ** -exponents[:-1]
+    np.cumsum(sums, axis=1, out=sums)
     sums *= powers[:-1]
     if chunks > 1:
         carried = _decayed_sums(sums[:-1, -1], powers[length])
