@@ -15,7 +15,9 @@ def minmax_indices(values, max_points):
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
     size = -(-n // max(1, max_points // 2))  # points per bucket
-    bad = np.flatnonzero(~np.isfinite(values))
+    bad = []  # min and max are finite only if every value is (NaN propagates): two fast passes
+    if not (np.isfinite(values.min()) and np.isfinite(values.max())):
+        bad = np.flatnonzero(~np.isfinite(values))
     keep = []
     for fill, pick in ((np.inf, np.argmin), (-np.inf, np.argmax)):
         usable = values
