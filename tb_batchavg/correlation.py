@@ -274,7 +274,11 @@ def _rolling_blocks(padded, out):
     sums[:, :, -1] = terms.real[:, :, -1]
     np.add(terms.real[:, :, :-1], terms.imag[:, :, -2::-1], out=sums[:, :, :-1])
     sx, sy, sxx, syy, sxy = sums
-    out[...] = _r(sxy - sx * (sy / window), sxx - sx * (sx / window), syy - sy * (sy / window))
+    x_mean, y_mean = sx / window, sy / window
+    sxy -= sx * y_mean
+    sxx -= sx * x_mean
+    syy -= sy * y_mean
+    out[...] = _r(sxy, sxx, syy)
 
 
 def _dot(a, b):
