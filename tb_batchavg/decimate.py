@@ -15,9 +15,7 @@ def minmax_indices(values, max_points):
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
     size = -(-n // max(1, max_points // 2))  # points per bucket
-    bad = []  # min and max are finite only if every value is (NaN propagates): two fast passes
-    if not (np.isfinite(values.min()) and np.isfinite(values.max())):
-        bad = np.flatnonzero(~np.isfinite(values))
+    bad = nonfinite_positions(values)
     keep = []
     for fill, pick in ((np.inf, np.argmin), (-np.inf, np.argmax)):
         usable = values
@@ -29,6 +27,14 @@ def minmax_indices(values, max_points):
         if whole < n:  # the last, shorter bucket
             keep.append([whole + pick(usable[whole:])])
     return np.unique(np.concatenate(keep)).astype(np.int64)  # first extreme, else the first point
+
+
+def nonfinite_positions(values):
+    """int64 positions of the NaN and +-Inf in `values`. min and max are finite only if every value
+    is (NaN propagates), so a finite series costs two fast passes and no mask."""
+    if len(values) == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())):
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(values))
 
 
 def stride_indices(n, max_points):

@@ -283,7 +283,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                                                avg_value[avg_keep], **avg)
             else:
                 lower, upper = result.lower[shown][avg_keep], result.upper[shown][avg_keep]
-            nonfinite = raw_step[~np.isfinite(raw_value)]
+            nonfinite = raw_step[decimate.nonfinite_positions(raw_value)]
             return {
                 "run": run,
                 "tag": tag,

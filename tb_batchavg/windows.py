@@ -181,19 +181,28 @@ def _check_options(method, window, weight, align, edges, unit, band):
 
 class _Bounds:
     """Index bounds [lo, hi) of the windows of the kept points ``index``:
-    given as arrays, or, over points (``n``, ``before``, ``after`` given),
-    consecutive and made per chunk on demand (``chunk``); ``lo``/``hi``
-    return them whole."""
+    given as arrays, or, over points (an int ``index``: the kept points are
+    index, index + 1, ..., ``count`` of them; ``n``, ``before``, ``after``
+    given), consecutive and made per chunk on demand (``chunk``); ``lo``/
+    ``hi`` return them whole, ``index`` the kept points."""
 
-    def __init__(self, index, lo=None, hi=None, n=None, before=0, after=0):
-        self.index, self._lo, self._hi = index, lo, hi
-        self.n, self.before, self.after = n, before, after
+    def __init__(self, index, lo=None, hi=None, n=None, before=0, after=0, count=None):
         self.consecutive = lo is None
+        self.first = index if self.consecutive else None
+        self._index, self._lo, self._hi = (None, None, None) if self.consecutive else (index, lo, hi)
+        self.count = count if self.consecutive else len(index)
+        self.n, self.before, self.after = n, before, after
+
+    @property
+    def index(self):
+        if self._index is None:
+            self._index = np.arange(self.first, self.first + self.count, dtype=np.int64)
+        return self._index
 
     def chunk(self, first, stop):
         if not self.consecutive:
             return self._lo[first:stop], self._hi[first:stop]
-        index = self.index[first:stop]
+        index = np.arange(self.first + first, self.first + stop, dtype=np.int64)
         lo = index - self.before
         hi = index + (self.after + 1)
         if len(index) and lo[0] < 0:  # partial edges, at the start
@@ -204,18 +213,18 @@ class _Bounds:
 
     @property
     def lo(self):
-        return self.chunk(0, len(self.index))[0] if self.consecutive else self._lo
+        return self.chunk(0, self.count)[0] if self.consecutive else self._lo
 
     @property
     def hi(self):
-        return self.chunk(0, len(self.index))[1] if self.consecutive else self._hi
+        return self.chunk(0, self.count)[1] if self.consecutive else self._hi
 
     def ends(self, first, stop):
         """(lo of window ``first``, hi of window ``stop - 1``)."""
         if not self.consecutive:
             return int(self._lo[first]), int(self._hi[stop - 1])
-        return (max(0, int(self.index[first]) - self.before),
-                min(self.n, int(self.index[stop - 1]) + self.after + 1))
+        return (max(0, self.first + first - self.before),
+                min(self.n, self.first + stop + self.after))
 
     def full_run(self, first, stop):
         """lo of window ``first`` if the windows first..stop-1 are
@@ -223,14 +232,14 @@ class _Bounds:
         edge), else None."""
         if not self.consecutive:
             return None
-        lo = int(self.index[first]) - self.before
-        return lo if lo >= 0 and int(self.index[stop - 1]) + self.after + 1 <= self.n else None
+        lo = self.first + first - self.before
+        return lo if lo >= 0 and self.first + stop + self.after <= self.n else None
 
     def at(self, positions):
         """(lo, hi) of the windows at ``positions`` (indices of kept points)."""
         if not self.consecutive:
             return self._lo[positions], self._hi[positions]
-        index = self.index[positions]
+        index = self.first + positions
         return np.maximum(index - self.before, 0), np.minimum(index + (self.after + 1), self.n)
 
     def longest(self):
@@ -240,10 +249,9 @@ class _Bounds:
 
     def steps(self, steps):
         """steps[index] (a view where the index is a range)."""
-        index = self.index
-        if self.consecutive and len(index):
-            return steps[index[0]:index[-1] + 1]
-        return steps[index]
+        if self.consecutive:
+            return steps[self.first:self.first + self.count]
+        return steps[self.index]
 
 
 def _bounds(steps, method, window, align, edges, unit):
@@ -262,7 +270,7 @@ def _window_bounds(steps, window, align, edges, unit):
     after = window - 1 - before
     if unit == "points":
         first, stop = (before, max(before, n - after)) if edges == "valid" else (0, n)
-        return _Bounds(np.arange(first, stop, dtype=np.int64), n=n, before=before, after=after)
+        return _Bounds(first, n=n, before=before, after=after, count=stop - first)
     if edges == "valid" and n:
         index = np.flatnonzero((steps - before >= steps[0]) & (steps + after <= steps[-1]))
     else:
@@ -349,7 +357,7 @@ def _chunked(bounds, n, compute, outputs):
     data span its windows cover, cut at multiples of S so that the blocks of
     every chunk are the global ones; ``compute`` returns one array per
     output for its windows. Small chunks keep the working set in cache."""
-    count = len(bounds.index)
+    count = bounds.count
     out = [np.empty(count) for _ in range(outputs)]
     size = bounds.longest()
     chunk = max(_CACHE_CHUNK, size)
