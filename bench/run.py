@@ -30,6 +30,9 @@ from timing import repeat  # noqa: E402
 
 RUN = "train"
 APPENDED_STEPS = 1000
+# Repeats of the warm measurements (routes, numeric core, incremental reload) at least: they take
+# milliseconds, and the median of more of them moves less with the shared machine's noise.
+MIN_WARM_REPEATS = 9
 
 
 def log(message):
@@ -132,7 +135,7 @@ def route_latencies(work, big_file, n, args):
     rows = []
     for label, route, bust in routes.computed_routes(RUN, tag) + routes.export_routes(RUN, tag):
         try:
-            result = routes.measure_route(client, route, bust, max(args.repeats, 5), args.budget / 4)
+            result = routes.measure_route(client, route, bust, max(args.repeats, MIN_WARM_REPEATS), args.budget / 4)
         except Exception as e:  # a broken route is reported in its row; the others still run
             result = {"error": "%s: %s" % (type(e).__name__, e)}
             log("  %-34s error %s" % (label, result["error"]))
@@ -161,7 +164,7 @@ def runs_latency(work, cache_dir, args):
         logs.link_run(logdir, "run%03d" % i, logs.cached_event_file(cache_dir, args.run_steps, args.layout, seed=i))
     client = Client(routes.detached_app(logdir))
     first, body = routes.get(client, "runs", headers={})
-    result = routes.measure_route(client, "runs", None, max(args.repeats, 5), args.budget / 4)
+    result = routes.measure_route(client, "runs", None, max(args.repeats, MIN_WARM_REPEATS), args.budget / 4)
     result.update(cold_seconds=first, runs=args.runs, run_steps=args.run_steps)
     log("runs over %d runs: cold %.2f s, warm %.1f ms" % (args.runs, first, 1e3 * result["median"]))
     return result
@@ -179,7 +182,7 @@ def incremental_reload(work, big_file, n, args):
     cold = time.perf_counter() - t0
     seconds = []
     last = n - 1
-    for _ in range(max(args.repeats, 5)):
+    for _ in range(max(args.repeats, MIN_WARM_REPEATS)):
         logs.append_steps(path, last + 1, APPENDED_STEPS, args.layout)
         last += APPENDED_STEPS
         t0 = time.perf_counter()
@@ -222,7 +225,7 @@ def main(argv=None):
         results = {"machine": machine, "args": vars(args), "argv": argv, "target_steps": target}
         results["cold"] = cold_loads(scale_dirs, args)
         log("numeric core on %d points" % target)
-        results["core"] = core.run(target, max(args.repeats, 5), args.budget / 4, log=log)
+        results["core"] = core.run(target, max(args.repeats, MIN_WARM_REPEATS), args.budget / 4, log=log)
         from tensorboard.compat import tf
 
         tf.io.gfile.listdir(work)  # imports TensorFlow (when installed) outside any timing
