@@ -16,11 +16,10 @@ def minmax_indices(values, max_points):
         return np.arange(n, dtype=np.int64)
     size = -(-n // max(1, max_points // 2))  # points per bucket
     bad = nonfinite_positions(values)
+    usable = values.copy() if len(bad) else values  # one copy, its non-finite values refilled
     keep = []
     for fill, pick in ((np.inf, np.argmin), (-np.inf, np.argmax)):
-        usable = values
         if len(bad):
-            usable = values.copy()
             usable[bad] = fill
         whole = n - n % size
         keep.append(pick(usable[:whole].reshape(-1, size), axis=1) + np.arange(0, whole, size))
