@@ -2,8 +2,9 @@
 
 The points are split into consecutive buckets of ceil(n / (max_points // 2)) points (the last may
 be shorter); each bucket keeps the positions of its first finite minimum and maximum (in step
-order), so a one-batch spike survives any reduction. A bucket with no finite value keeps its first point (drawn as a gap). Series with
-at most `max_points` points are returned whole. Pure numpy, O(n).
+order), so a one-batch spike survives any reduction. A bucket with no finite value keeps its first
+point (drawn as a gap). Series with at most `max_points` points are returned whole. Pure numpy,
+O(n).
 """
 
 import numpy as np

@@ -221,6 +221,13 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             raise params.NotFound("unknown tag %r in run %r (parameter '%s')" % (tag, run, parameter))
         return tag, series
 
+    @staticmethod
+    def _averaging_fits(avg, series, run, tag):
+        """Refuses (params.WindowTooLong) an averaging window longer than `series`; the EMA has
+        no window."""
+        if avg["method"] != "ema":
+            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
+
     def _cached(self, key, compute):
         body = self._cache.get(key)
         if body is None:
@@ -263,8 +270,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         max_points = params.max_points(args)
         version = self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
-        if avg["method"] != "ema":  # EMA has no window
-            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
+        self._averaging_fits(avg, series, run, tag)
         key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
         # A band over windows much shorter than the series is computed at the shown points only.
@@ -405,8 +411,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
-        if avg["method"] != "ema":
-            params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
+        self._averaging_fits(avg, series, run, tag)
         name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
         with self._computing:  # the body is built whole: working memory as in _cached

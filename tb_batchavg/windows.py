@@ -685,10 +685,8 @@ def _ema(steps, values, weight, band):
     ema = np.empty(len(y))
     std = np.empty(len(y)) if band == "std" else None
     exponent = 0  # the std squares deviations: far from 1, y is scaled by 2**-exponent (exact)
-    if std is not None and len(y):
-        exponent = int(np.frexp(max(y.max(), -y.min()))[1])
-        exponent = exponent if abs(exponent) > 500 else 0
-        y = _times_power_of_two(y, -exponent) if exponent else y
+    if std is not None:
+        y, exponent = _normalised(y, 500)
     state = (0.0, 0.0, 0.0, 0.0)  # decayed sum, M2, previous EMA, previous weight total
     decays = weight ** np.arange(1, min(len(y), _CACHE_CHUNK) + 1, dtype=np.float64)
     for first in range(0, len(y), _CACHE_CHUNK):
@@ -708,8 +706,7 @@ def _ema(steps, values, weight, band):
     else:
         lower = np.full(len(values), np.nan)
         upper = np.full(len(values), np.nan)
-        lower[finite] = value[finite] - std
-        upper[finite] = value[finite] + std
+        lower[finite], upper[finite] = _band(value[finite], std)
     index = np.arange(len(values), dtype=np.int64)
     return Averaged(index, steps, value, lower, upper)
 
@@ -765,17 +762,12 @@ def _decayed_sums(x, decay):
     where max |x| is outside [2**-600, 2**600], x is first scaled by a power
     of two to |x| <= 1 (exact), so nothing overflows; the carried sums follow
     the same recurrence over the chunks' last values with decay**L, solved
-    recursively. A decay below 2**-200 is
-    taken as 0 (its terms are below 2**-200 of the largest |x|). O(n)."""
+    recursively. A decay below 2**-200 is taken as 0 (its terms are below
+    2**-200 of the largest |x|). O(n)."""
     n = len(x)
-    largest = max(float(x.max()), -float(x.min())) if n else 0.0
-    if n == 0 or largest == 0.0 or decay < 2.0 ** -200:
+    if n == 0 or decay < 2.0 ** -200:
         return x.astype(np.float64, copy=True)
-    exponent = int(np.frexp(largest)[1])
-    if abs(exponent) > 600:
-        x = _times_power_of_two(x, -exponent)
-    else:
-        exponent = 0
+    x, exponent = _normalised(x, 600)
     length = int(min(n, _EMA_CHUNK, max(2, 400 * np.log(2.0) // -np.log(decay))))
     chunks = -(-n // length)
     sums = np.empty(chunks * length)
@@ -792,6 +784,15 @@ def _decayed_sums(x, decay):
         sums[1:] += carried[:, None] * powers[1:][None, :]
     sums = sums.ravel()[:n]
     return _times_power_of_two(sums, exponent) if exponent else sums
+
+
+def _normalised(x, limit):
+    """(x * 2**-e, e), e the binary exponent of max |x|, where |e| > ``limit``;
+    else (x, 0). Exact."""
+    exponent = int(np.frexp(max(float(x.max()), -float(x.min())))[1]) if len(x) else 0
+    if abs(exponent) <= limit:
+        return x, 0
+    return _times_power_of_two(x, -exponent), exponent
 
 
 def _times_power_of_two(x, exponent):
