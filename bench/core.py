@@ -20,6 +20,7 @@ if ROOT not in sys.path:
 
 from tb_batchavg import correlation, windows  # noqa: E402
 from tests.helpers import training_like  # noqa: E402
+from timing import spent  # noqa: E402
 
 
 def timed_together(functions, repeats, budget_seconds):
@@ -31,13 +32,13 @@ def timed_together(functions, repeats, budget_seconds):
         function()
     times = [[] for _ in functions]
     for _ in range(repeats):
-        for function, spent in zip(functions, times):
-            if spent and sum(spent) + spent[-1] > budget_seconds:
+        for function, seconds in zip(functions, times):
+            if spent(seconds, budget_seconds):
                 continue
             started = time.perf_counter()
             function()
-            spent.append(time.perf_counter() - started)
-    return [(statistics.median(spent), len(spent)) for spent in times]
+            seconds.append(time.perf_counter() - started)
+    return [(statistics.median(seconds), len(seconds)) for seconds in times]
 
 
 def convolve_sma(values, window):

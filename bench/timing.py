@@ -7,14 +7,17 @@ def repeat(measure, repeats, budget_seconds):
     """Calls `measure()` (which returns a dict with "seconds") up to `repeats` times, stopping
     once another call, as long as the last, would exceed `budget_seconds` in total. At least one
     call is made. Returns the dicts."""
-    results, spent = [], 0.0
-    while len(results) < repeats:
-        result = measure()
-        results.append(result)
-        spent += result["seconds"]
-        if spent + result["seconds"] > budget_seconds:
-            break
+    results, seconds = [], []
+    while len(results) < repeats and not spent(seconds, budget_seconds):
+        results.append(measure())
+        seconds.append(results[-1]["seconds"])
     return results
+
+
+def spent(seconds, budget_seconds):
+    """Whether another call as long as the last of `seconds` would take their total over
+    `budget_seconds` (never before the first call)."""
+    return bool(seconds) and sum(seconds) + seconds[-1] > budget_seconds
 
 
 def clocked(function):
