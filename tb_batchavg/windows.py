@@ -61,7 +61,8 @@ next (``_BlockSplit``), so counts, means, standard deviations, minima and
 maxima come from per-block running sums and extremes in O(n); windows that
 fall strictly inside a block (partial edges, ``unit="steps"``) take merged
 dyadic spans or a sparse table, O(n log w); blocks use reduceat, O(n);
-medians see ``median.py``; the EMA and its std use chunked power sums, O(n).
+medians see ``median.py``; the EMA and its std use blocked matrix products
+(``_decayed_sums``), O(n).
 All vectorised: Python loops run over levels and chunks only.
 """
 
@@ -79,8 +80,10 @@ index: int64 positions (into the input arrays) of the output points;
 step: int64 steps of those points; value, lower, upper: float64.
 """
 
-# Longest chunk of the EMA recurrence (shorter for weights far below 1).
-_EMA_CHUNK = 4096
+# Block of the EMA recurrence: one matrix product per _EMA_BLOCK points.
+_EMA_BLOCK = 32
+# Part of the series the EMA and its std are computed over at a time (in cache).
+_EMA_PART = 1 << 17
 # Data chunk of the window means and standard deviations (their span tables
 # stay in cache).
 _CACHE_CHUNK = 1 << 15
@@ -676,26 +679,25 @@ def _sparse_extremes(smallest, largest, lo, hi):
 def _ema(steps, values, weight, band):
     """TensorBoard's debiased EMA and, for band="std", pandas' bias-corrected
     exponentially weighted std (see the module docstring), over the finite
-    values in chunks of _CACHE_CHUNK points that carry the recurrences' state."""
+    values in parts of _EMA_PART points that carry the recurrences' state."""
     weight = float(weight)
     finite = np.isfinite(values)
     every = bool(finite.all())
     y = values if every else values[finite]
-    debias = _debias(weight, len(y))
     ema = np.empty(len(y))
     std = np.empty(len(y)) if band == "std" else None
     exponent = 0  # the std squares deviations: far from 1, y is scaled by 2**-exponent (exact)
     if std is not None:
         y, exponent = _normalised(y, 500)
-    state = (0.0, 0.0, 0.0, 0.0)  # decayed sum, M2, previous EMA, previous weight total
-    decays = weight ** np.arange(1, min(len(y), _CACHE_CHUNK) + 1, dtype=np.float64)
-    for first in range(0, len(y), _CACHE_CHUNK):
-        part = slice(first, first + _CACHE_CHUNK)
-        state = _ema_chunk(y[part], debias[part], weight, decays, state, ema[part],
-                           None if std is None else std[part])
+    debias = _Debias(weight, len(y))
+    scratch = np.empty(min(len(y), _EMA_PART))
+    state = (0.0, 0.0)  # the recurrences' sums at the end of the previous part
+    for first in range(0, len(y), _EMA_PART):
+        state = _ema_part(y, first, min(len(y), first + _EMA_PART), debias, weight, state,
+                          ema, std, scratch)
     if exponent:
         ema, std = _times_power_of_two(ema, exponent), _times_power_of_two(std, exponent)
-    constant = len(values) > 0 and bool(np.all(values == values[0]))
+    constant = len(values) > 0 and values[-1] == values[0] and bool(np.all(values == values[0]))
     value = values.copy() if constant or not every else ema
     if not constant and not every:
         value[finite] = ema
@@ -711,79 +713,94 @@ def _ema(steps, values, weight, band):
     return Averaged(index, steps, value, lower, upper)
 
 
-def _ema_chunk(y, debias, weight, decays, state, ema, std):
-    """One chunk of ``_ema``: writes the EMA (and the std) of the finite ``y``
-    into ``ema`` (and ``std``); returns the state carried to the next chunk.
-    A sum carried in adds ``decays`` (weight**(t + 1)) times itself.
+class _Debias:
+    """TensorBoard's debiasing d_t = 1 - weight**(t + 1), t = 0..n-1, kept for
+    the first points only: the powers are computed while 1 - weight**k differs
+    from 1 in float64; d_t = 1 after them."""
 
-    std: with W_t = sum of weights = debias_t / (1 - weight) and the weighted
-    Welford update
-    M2_t = weight * M2_{t-1} + weight * W_{t-1} / W_t * (y_t - ema_{t-1})**2,
+    def __init__(self, weight, n):
+        significant = int(min(n, 64 * np.log(2.0) // -np.log(weight) + 1)) if weight > 0 else 0
+        self.current = 1.0 - weight ** np.arange(1, significant + 1, dtype=np.float64)
+        self.previous = np.concatenate(([0.0], self.current))  # d_{t-1}, d_{-1} = 0
+        # d_{t-1} / d_t, t = 0..significant
+        self.ratio = self.previous / np.concatenate((self.current, [1.0]))
+
+
+def _ema_part(y, first, stop, debias, weight, state, ema, std, scratch):
+    """Points [first, stop) of ``_ema``: writes the EMA (and the std) of the
+    finite ``y`` there into ``ema`` (and ``std``); returns the recurrences'
+    sums carried to the next part.
+
+    ema_t = s_t / d_t (``_Debias``), s_t = weight * s_{t-1} + (1 - weight) * y_t.
+    std: with W_t = d_t / (1 - weight), the sum of weights, pandas' weighted
+    Welford update M2_t = weight * M2_{t-1} + weight * W_{t-1} / W_t *
+    (y_t - ema_{t-1})**2 and its bias correction
     var_t = M2_t / W_t * W_t**2 / (W_t**2 - sum of squared weights)
-          = M2_t * (1 + weight) / (2 * weight * W_{t-1}),
-    which avoids both cancellations. NaN for the first point and weight 0."""
-    carried_sum, carried_m2, previous_ema, previous_total = state
-    decays = decays[:len(y)]
-    sums = _decayed_sums(y, weight)
-    sums += carried_sum * decays
-    np.multiply(sums, (1.0 - weight) / debias, out=ema)
-    total = debias * (1.0 / (1.0 - weight))
-    if std is not None:
-        before_total = np.concatenate(([previous_total], total[:-1]))
-        before_ema = np.concatenate(([previous_ema], ema[:-1]))
-        deviation = y - before_ema
-        increment = (weight * before_total / total) * deviation * deviation
-        m2 = _decayed_sums(increment, weight)
-        m2 += carried_m2 * decays
-        with np.errstate(divide="ignore", invalid="ignore"):
-            variance = m2 * (1.0 + weight) / (2.0 * weight * before_total)
-        np.sqrt(variance, out=std)
-        std[before_total * weight <= 0] = np.nan
-        carried_m2 = m2[-1]
-    return sums[-1], carried_m2, ema[-1], total[-1]
+          = M2_t * (1 + weight) / (2 * weight * W_{t-1})
+    avoid both cancellations; that is var_t = (1 - weight**2) / 2 * v_t / d_{t-1}
+    with v_t = weight * v_{t-1} + d_{t-1} / d_t * (y_t - ema_{t-1})**2.
+    NaN for the first point and for weight 0."""
+    summed, spread = state
+    chunk, averaged, work = y[first:stop], ema[first:stop], scratch[:stop - first]
+    np.multiply(chunk, 1.0 - weight, out=work)
+    _decayed_sums(work, weight, summed, out=averaged)
+    summed = averaged[-1]
+    early = max(0, min(stop, len(debias.current)) - first)  # points of the part with d_t < 1
+    averaged[:early] /= debias.current[first:first + early]
+    if std is None:
+        return summed, spread
+    work[0] = chunk[0] - (ema[first - 1] if first else 0.0)
+    np.subtract(chunk[1:], averaged[:-1], out=work[1:])
+    np.multiply(work, work, out=work)
+    early = max(0, min(stop, len(debias.ratio)) - first)  # and with d_{t-1} / d_t < 1
+    work[:early] *= debias.ratio[first:first + early]
+    deviation = std[first:stop]
+    _decayed_sums(work, weight, spread, out=deviation)
+    spread = deviation[-1]
+    deviation *= (1.0 - weight * weight) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation[:early] /= debias.previous[first:first + early]
+    np.sqrt(deviation, out=deviation)
+    if weight == 0.0:
+        deviation[:] = np.nan
+    return summed, spread
 
 
-def _debias(weight, n):
-    """1 - weight**k for k = 1..n, as TensorBoard computes it; the powers are
-    computed only while 1 - weight**k differs from 1 in float64."""
-    debias = np.ones(n)
-    if weight > 0:
-        significant = int(min(n, 64 * np.log(2.0) // -np.log(weight) + 1))
-        debias[:significant] = 1.0 - weight ** np.arange(1, significant + 1, dtype=np.float64)
-    return debias
+def _decayed_sums(x, decay, carry=0.0, out=None):
+    """s_t = decay * s_{t-1} + x_t, s_{-1} = ``carry``, into ``out``; returns
+    it. ``x`` is overwritten.
 
-
-def _decayed_sums(x, decay):
-    """s_t = sum over i <= t of decay**(t - i) * x_i, i.e. s_t = decay * s_{t-1} + x_t.
-
-    Chunks of L points: within a chunk (t, i counted from its start)
-    s_t = decay**t * cumsum(decay**-i * x_i) + decay**(t + 1) * c, with c the
-    sum carried in from the previous chunk. L keeps decay**-L <= 2**400 and,
-    where max |x| is outside [2**-600, 2**600], x is first scaled by a power
-    of two to |x| <= 1 (exact), so nothing overflows; the carried sums follow
-    the same recurrence over the chunks' last values with decay**L, solved
-    recursively. A decay below 2**-200 is taken as 0 (its terms are below
-    2**-200 of the largest |x|). O(n)."""
+    Blocks of L = _EMA_BLOCK points: within block k, s = x' @ T with
+    T[i, j] = decay**(j - i) for j >= i (a matrix product: BLAS does the work)
+    and x' = x but for x'[0] = x[0] + decay * c_k, c_k the sum at the end of
+    the previous block (``carry`` for the first). Those sums follow the same
+    recurrence c_{k+1} = decay**L * c_k + e_k over the blocks' own sums
+    e = x @ T[:, -1], solved recursively. Every term is x times a weight at
+    most 1: no overflow where |x| / (1 - decay) does not. A decay below
+    2**-200 is taken as 0. O(n L)."""
     n = len(x)
+    out = np.empty(n) if out is None else out
     if n == 0 or decay < 2.0 ** -200:
-        return x.astype(np.float64, copy=True)
-    x, exponent = _normalised(x, 600)
-    length = int(min(n, _EMA_CHUNK, max(2, 400 * np.log(2.0) // -np.log(decay))))
-    chunks = -(-n // length)
-    sums = np.empty(chunks * length)
-    sums[:n] = x
-    sums[n:] = 0.0
-    sums = sums.reshape(chunks, length)
-    exponents = np.arange(length + 1, dtype=np.float64)
-    powers = decay ** exponents
-    sums *= decay ** -exponents[:-1]
-    np.cumsum(sums, axis=1, out=sums)
-    sums *= powers[:-1]
-    if chunks > 1:
-        carried = _decayed_sums(sums[:-1, -1], powers[length])
-        sums[1:] += carried[:, None] * powers[1:][None, :]
-    sums = sums.ravel()[:n]
-    return _times_power_of_two(sums, exponent) if exponent else sums
+        out[:] = x
+        return out
+    length = min(n, _EMA_BLOCK)
+    blocks = n // length
+    whole = blocks * length
+    rows = x[:whole].reshape(blocks, length)
+    powers = decay ** np.arange(length + 1, dtype=np.float64)
+    parts = blocks + (whole < n)
+    if parts > 1 or carry != 0.0:
+        carried = np.empty(parts)  # the sum before each block
+        carried[0] = carry
+        carried[1:] = _decayed_sums(rows[:parts - 1] @ powers[length - 1::-1], powers[length], carry)
+        carried *= decay
+        rows[:, 0] += carried[:blocks]
+        x[whole:whole + 1] += carried[blocks:]
+    lag = np.arange(length)[None, :] - np.arange(length)[:, None]
+    weights = np.where(lag >= 0, powers[np.abs(lag)], 0.0)
+    np.matmul(rows, weights, out=out[:whole].reshape(blocks, length))
+    np.matmul(x[whole:], weights[:n - whole, :n - whole], out=out[whole:])
+    return out
 
 
 def _normalised(x, limit):

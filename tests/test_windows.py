@@ -324,8 +324,8 @@ def test_ema_matches_tensorboard_and_pandas(weight, chunk, monkeypatch):
     (and, recursively, over chunks of chunks), and the EMA and its std their
     state over chunks of 11 points."""
     if chunk:
-        monkeypatch.setattr(windows, "_EMA_CHUNK", chunk)
-        monkeypatch.setattr(windows, "_CACHE_CHUNK", 11)
+        monkeypatch.setattr(windows, "_EMA_BLOCK", chunk)
+        monkeypatch.setattr(windows, "_EMA_PART", 11)
     steps, values = random_series(seed=int(weight * 1000), n=3000)
     finite = np.isfinite(values)
     result = moving_average(steps, values, method="ema", weight=weight, band="std")
@@ -485,6 +485,27 @@ def test_band_at_refuses_what_has_no_windowed_band(kwargs):
     steps, values = random_series(seed=2, n=50)
     with pytest.raises(ValueError, match="band_at"):
         windows.band_at(steps, values, [3], [1.0], **{"band": "std", **kwargs})
+
+
+@pytest.mark.parametrize("block", [3, 32])
+@pytest.mark.parametrize("decay", [0.0, 2.0 ** -199, 0.3, 0.9, 0.9999])
+def test_decayed_sums_follow_the_recurrence(decay, block, monkeypatch):
+    """Blocked matrix products with carries (recursively over blocks of blocks) equal the
+    plain loop s_t = decay * s_{t-1} + x_t from a carried-in sum, at lengths around
+    multiples of the block."""
+    monkeypatch.setattr(windows, "_EMA_BLOCK", block)
+    rng = np.random.default_rng(block)
+    for n in (0, 1, 2, block - 1, block, block + 1, block * block, block * block + 2, 1000):
+        for carry in (0.0, -2.5):
+            x = rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, n)
+            expected, last = np.empty(n), carry
+            for t in range(n):
+                last = decay * last + x[t]
+                expected[t] = last
+            scale = np.abs(expected) + np.abs(x).max(initial=0.0) + abs(carry)
+            got = windows._decayed_sums(x.copy(), decay, carry)
+            assert got.shape == (n,)
+            assert np.all(np.abs(got - expected) <= 1e-13 * scale), (n, carry)
 
 
 @pytest.mark.parametrize("scale", [2.0 ** -900, 1e-300, 1e300, 2.0 ** 900])
