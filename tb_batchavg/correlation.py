@@ -43,6 +43,7 @@ MIN_LAG_PAIRS = 3
 _WHOLE_RUN = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="batchavg-corr")
 ROLLING_CHUNK = 1 << 14  # points per chunk of rolling_pearson: keeps its working set in cache
 MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
+RANK_CHUNK = 1 << 16  # positions per chunk of the rank sums and scatters (in cache)
 
 
 def join(x_steps, x_values, y_steps, y_values):
@@ -82,22 +83,24 @@ def spearman(x, y):
     """Spearman rho of paired finite values: Pearson of their average ranks; NaN when
     n < 2 or x or y is constant.
 
-    Ranks are doubled and centred, 2 * rank - (n + 1): integers, exactly centred
-    (average ranks sum to n(n+1)/2). One sort of y gives each point's y rank (one
-    scatter back to the points); one sort of x, carrying those ranks along, lists
-    the rank pairs in x order, so x's ranks are never scattered.
+    Ranks are doubled, 2 * rank - 2 (`_Ranks`): integers summing to n(n - 1) whatever the ties, so
+    sum((rx - (n - 1)) * (ry - (n - 1))) = sum(rx * ry) - n(n - 1)**2, and the sum of
+    squares of one side's centred ranks is exactly (n**3 - n - sum over tie groups of
+    t**3 - t) / 3. One sort of y gives each point's y rank (one scatter back to the
+    points); one sort of x, carrying those ranks along, lists the rank pairs in x order,
+    so x's ranks are never scattered.
     """
     x, y = _pair(x, y)
     n = len(x)
     if n < 2:
         return float("nan")
-    y_order, y_doubled = _sorted_ranks(y)
+    y_order, y_ranks = _sorted_ranks(y)
     y_by_point = np.empty(n, dtype=np.int64)
-    y_by_point[y_order] = y_doubled
-    yr, xr = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
-    xr -= n - 1
-    yr -= n - 1
-    return float(_r(_dot(xr, yr), _dot(xr, xr), _dot(yr, yr)))
+    y_ranks.scatter(y_order, y_by_point)
+    yr, x_ranks = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
+    spread = n ** 3 - n
+    cross = x_ranks.dot(yr) - float(n * (n - 1) ** 2)
+    return float(_r(cross, (spread - x_ranks.ties) / 3, (spread - y_ranks.ties) / 3))
 
 
 def rolling_pearson(x, y, window):
@@ -147,10 +150,7 @@ def lagged_pearson(x, y, max_lag):
     shift = np.abs(lags)
     count = n - shift
     y_leads = lags >= 0
-    xc = x - x.mean()
-    yc = y - y.mean()
-
-    cross = _lagged_cross(xc, yc, max_lag)
+    cross, xc, yc = _lagged_cross(x, y, max_lag)
     # lag k >= 0 uses x[k:] and y[:n-k]; k < 0 uses x[:n+k] and y[-k:].
     x_head, x_tail, x_total = _edge_moments(xc, max_lag)
     y_head, y_tail, y_total = _edge_moments(yc, max_lag)
@@ -278,7 +278,7 @@ def _rolling_blocks(padded, out):
     sxy -= sx * y_mean
     sxx -= sx * x_mean
     syy -= sy * y_mean
-    out[...] = _r(sxy, sxx, syy)
+    _r(sxy, sxx, syy, out=out)
 
 
 def _dot(a, b):
@@ -287,22 +287,54 @@ def _dot(a, b):
     return np.einsum("i,i", a, b, dtype=np.float64)
 
 
-def _r(cross, x_var, y_var, degenerate=False):
-    """cross / sqrt(x_var * y_var) clipped to [-1, 1]; NaN where degenerate or unless
-    both variances are positive and their product finite (a constant side has variance
-    exactly 0 or, after cancellation, a tiny one of either sign: `degenerate` then)."""
+def _r(cross, x_var, y_var, degenerate=False, out=None):
+    """cross / sqrt(x_var * y_var) clipped to [-1, 1] (into `out`, which may be `cross`);
+    NaN where degenerate or unless both variances are positive and their product finite
+    (a constant side has variance exactly 0 or, after cancellation, a tiny one of either
+    sign: `degenerate` then). x_var and y_var are kept."""
+    shape = np.broadcast(cross, x_var, y_var).shape
+    x_var = np.atleast_1d(x_var)  # so that every result below is an array
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = np.sqrt(x_var * y_var)
-        r = np.clip(cross / scale, -1.0, 1.0)
-    valid = (np.minimum(x_var, y_var) > 0) & (scale < np.inf) & ~np.asarray(degenerate)
-    return np.where(valid, r, np.nan)
+        scale = np.multiply(x_var, y_var)
+        np.sqrt(scale, out=scale)
+        r = np.divide(cross, scale, out=out)
+        np.clip(r, -1.0, 1.0, out=r)
+        invalid = np.minimum(x_var, y_var) <= 0
+        invalid |= scale == np.inf
+        invalid |= np.isnan(scale)
+    invalid |= degenerate
+    np.copyto(r, np.nan, where=invalid)
+    return r.reshape(shape)
+
+
+class _Ranks(collections.namedtuple("_Ranks", "n slots doubled ties")):
+    """Doubled average ranks (2 * rank - 2) of n sorted values: 2k at sorted position k,
+    but `doubled` at the positions `slots` of tie groups (the sum of the group's first
+    and last position); ties: the sum over tie groups of t**3 - t, t the group's size.
+    2k is formed a chunk at a time, never as an n-long array."""
+
+    def scatter(self, order, out):
+        """out[order[k]] = the rank at sorted position k."""
+        twice = np.arange(0, 2 * RANK_CHUNK, 2)
+        for first in range(0, self.n, RANK_CHUNK):
+            part = order[first:first + RANK_CHUNK]
+            out[part] = twice[:len(part)] + 2 * first
+        out[order[self.slots]] = self.doubled
+
+    def dot(self, values):
+        """sum over k of rank k * values[k] (int `values`), in float64."""
+        twice = np.arange(0, 2 * RANK_CHUNK, 2, dtype=np.float64)
+        total = 0.0
+        for first in range(0, self.n, RANK_CHUNK):
+            part = values[first:first + RANK_CHUNK]
+            total += _dot(twice[:len(part)], part) + 2.0 * first * float(part.sum())
+        return total + _dot(self.doubled - 2 * self.slots, values[self.slots])
 
 
 def _sorted_ranks(values, payload=None, payload_bits=0):
     """Sort finite float64 `values`, carrying `payload` (ints below 2**payload_bits;
-    default: the indices) along. Returns (carried, doubled): the payload in ascending
-    value order and, at each sorted position, the sum of the first and last 0-based
-    positions of its group of equal values (2 * average rank - 2).
+    default: the indices) along. Returns (carried, ranks): the payload in ascending
+    value order and the `_Ranks` of the sorted values.
 
     One sort of float64 words, each a value with the payload in its low mantissa
     bits: that keeps the order of finite values and makes each value's words a
@@ -317,15 +349,18 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
         packed = bits | payload
     else:
         payload_bits = max(n - 1, 0).bit_length()
-        packed = bits & ~((1 << payload_bits) - 1)
-        packed |= np.arange(n)
+        packed = np.arange(n)
+        if np.bitwise_or.reduce(bits) & ((1 << payload_bits) - 1):
+            packed |= bits & ~((1 << payload_bits) - 1)
+        else:
+            packed |= bits
     low = (1 << payload_bits) - 1
     packed.view(np.float64).sort()
     carried = packed & low
     packed &= ~low
     head = packed.view(np.float64)  # each sorted value (exact) or its truncation
     grouped = head[1:] == head[:-1]
-    doubled = np.arange(0, 2 * n, 2)
+    ranks = _Ranks(n, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0)
     if grouped.any():
         in_group = np.zeros(n, dtype=bool)
         in_group[1:] = grouped
@@ -343,10 +378,20 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
         starts = np.flatnonzero(np.concatenate(([True], members[1:] != members[:-1])))
         ends = np.append(starts[1:], len(slots))
         # a group of equal values occupies consecutive slots
-        doubled[slots] = np.repeat(slots[starts] + slots[ends - 1], ends - starts)
+        sizes = ends - starts
+        doubled = np.repeat(slots[starts] + slots[ends - 1], sizes)
+        ranks = _Ranks(n, slots, doubled, _sum_of_cubes_less_sizes(sizes))
     if payload is not None and not exact:
         carried = payload[carried]
-    return carried, doubled
+    return carried, ranks
+
+
+def _sum_of_cubes_less_sizes(sizes):
+    """sum of t**3 - t over int64 `sizes` (positive, summing to at most n), exactly."""
+    largest = int(sizes.max())
+    if largest ** 2 * int(sizes.sum()) < 1 << 62:  # no int64 term or partial sum overflows
+        return int(np.sum(sizes * (sizes * sizes - 1)))
+    return sum(t ** 3 - t for t in sizes.tolist())
 
 
 def _edge_moments(centred, width):
@@ -367,30 +412,33 @@ def _change_span(values):
     return int(differs.argmax()) + 1, len(values) - 1 - int(differs[::-1].argmax())
 
 
-def _lagged_cross(xc, yc, max_lag):
-    """cross[k + max_lag] = sum over i of xc[i+k] * yc[i], for k = -max_lag..max_lag.
+def _lagged_cross(x, y, max_lag):
+    """(cross, xc, yc): xc = x - mean(x), yc = y - mean(y) and
+    cross[k + max_lag] = sum over i of xc[i+k] * yc[i], for k = -max_lag..max_lag.
 
     Blocked FFT: block b pairs yc[bB:(b+1)B] with xc[bB-max_lag:(b+1)B+max_lag]
     (zero outside the series); with FFT length B + 2*max_lag no lag wraps around.
-    The blocks' cross spectra are summed before a single inverse transform.
+    The centred series are written into their zero-padded buffers, x's blocks are
+    overlapping views of its buffer, and the blocks' cross spectra are summed
+    (in place) before a single inverse transform.
     """
-    n = len(xc)
+    n = len(x)
     span = 2 * max_lag
     size = _fft_size(max(MIN_FFT_SIZE, 4 * span + 4))
     block = size - span
     blocks = -(-n // block)
-    x_padded = np.zeros((blocks + 1) * block)
-    x_padded[max_lag:max_lag + n] = xc
-    x_rows = x_padded.reshape(blocks + 1, block)
-    x_blocks = np.empty((blocks, size))
-    x_blocks[:, :block] = x_rows[:-1]
-    x_blocks[:, block:] = x_rows[1:, :span]
-    y_padded = np.zeros(blocks * block)
-    y_padded[:n] = yc
-    x_spectra = np.fft.rfft(x_blocks, axis=1)
+    x_padded = np.empty(blocks * block + span)
+    x_padded[:max_lag] = 0.0
+    x_padded[max_lag + n:] = 0.0
+    xc = np.subtract(x, x.mean(), out=x_padded[max_lag:max_lag + n])
+    y_padded = np.empty(blocks * block)
+    y_padded[n:] = 0.0
+    yc = np.subtract(y, y.mean(), out=y_padded[:n])
+    x_blocks = np.lib.stride_tricks.sliding_window_view(x_padded, size)[::block]
+    spectra = np.fft.rfft(x_blocks, axis=1)
     y_spectra = np.fft.rfft(y_padded.reshape(blocks, block), size, axis=1)
-    cross_spectrum = (x_spectra * np.conj(y_spectra)).sum(axis=0)
-    return np.fft.irfft(cross_spectrum, size)[: span + 1]
+    spectra *= np.conjugate(y_spectra, out=y_spectra)
+    return np.fft.irfft(spectra.sum(axis=0), size)[: span + 1], xc, yc
 
 
 def _fft_size(minimum):

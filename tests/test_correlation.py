@@ -126,10 +126,10 @@ def test_pearson_spearman_match_scipy(seed, decimals):
 
 def average_ranks(values, payload=None, payload_bits=0):
     """1-based average ranks from correlation._sorted_ranks (carrying indices)."""
-    order, doubled = correlation._sorted_ranks(np.asarray(values, dtype=np.float64))
-    ranks = np.empty(len(order))
-    ranks[order] = doubled / 2 + 1
-    return ranks
+    order, ranks = correlation._sorted_ranks(np.asarray(values, dtype=np.float64))
+    doubled = np.empty(len(order), dtype=np.int64)
+    ranks.scatter(order, doubled)
+    return doubled / 2 + 1
 
 
 def test_average_ranks_match_rankdata_on_near_ties():
@@ -351,11 +351,15 @@ def test_mismatched_pairs_rejected():
 # fast paths: packed-rank sorts, block-local rolling sums --------------------------------
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
 @pytest.mark.parametrize("kind", ["float32", "float64", "ties", "constant_stretch"])
 @pytest.mark.parametrize("seed", range(2))
-def test_spearman_paths_match_scipy(kind, seed):
+def test_spearman_paths_match_scipy(kind, seed, chunk, monkeypatch):
     """float32 values carry the other side's ranks in their low mantissa bits; float64
-    values do not fit and take the index-carrying path; both against scipy."""
+    values do not fit and take the index-carrying path; both against scipy. chunk=7:
+    ranks scattered and summed over hundreds of chunks of positions."""
+    if chunk:
+        monkeypatch.setattr(correlation, "RANK_CHUNK", chunk)
     rng = np.random.default_rng(seed)
     x, y = correlated(rng, 4000, decimals=1 if kind == "ties" else None, offset=1e6)
     if kind == "float32":
@@ -368,6 +372,15 @@ def test_spearman_paths_match_scipy(kind, seed):
     assert_close(spearman(x, y), expected)
     assert_close(spearman(y, x), expected)
     assert_close(spearman(np.diff(x), np.diff(y)), stats.spearmanr(np.diff(x), np.diff(y)).statistic)
+
+
+def test_tie_sums_are_exact_beyond_int64():
+    """sum of t**3 - t over tie groups: int64 where nothing overflows, Python ints beyond
+    (a group of 3 million equal values: 2.7e19 > 2**63)."""
+    sizes = np.array([1, 2, 3, 40], dtype=np.int64)
+    assert correlation._sum_of_cubes_less_sizes(sizes) == 0 + 6 + 24 + 63960
+    sizes = np.array([3_000_000, 5, 1], dtype=np.int64)
+    assert correlation._sum_of_cubes_less_sizes(sizes) == 3_000_000 ** 3 - 3_000_000 + 120
 
 
 def test_spearman_near_ties_and_all_tied():
