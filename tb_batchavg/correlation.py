@@ -332,9 +332,9 @@ class _Ranks(collections.namedtuple("_Ranks", "n slots doubled ties")):
 
 
 def _sorted_ranks(values, payload=None, payload_bits=0):
-    """Sort finite float64 `values`, carrying `payload` (ints below 2**payload_bits;
-    default: the indices) along. Returns (carried, ranks): the payload in ascending
-    value order and the `_Ranks` of the sorted values.
+    """Sort finite float64 `values`, carrying `payload` (ints below 2**payload_bits,
+    overwritten; default: the indices) along. Returns (carried, ranks): the payload in
+    ascending value order and the `_Ranks` of the sorted values.
 
     One sort of float64 words, each a value with the payload in its low mantissa
     bits: that keeps the order of finite values and makes each value's words a
@@ -344,22 +344,17 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
     """
     n = len(values)
     bits = values.view(np.int64)
-    exact = payload is not None and not np.bitwise_or.reduce(bits) & ((1 << payload_bits) - 1)
+    used = int(np.bitwise_or.reduce(bits)) if n else 0
+    exact = payload is not None and not used & ((1 << payload_bits) - 1)
     if exact:
-        packed = bits | payload
+        packed = np.bitwise_or(bits, payload, out=payload)
     else:
         payload_bits = max(n - 1, 0).bit_length()
         packed = np.arange(n)
-        if np.bitwise_or.reduce(bits) & ((1 << payload_bits) - 1):
-            packed |= bits & ~((1 << payload_bits) - 1)
-        else:
-            packed |= bits
+        packed |= bits & ~((1 << payload_bits) - 1) if used & ((1 << payload_bits) - 1) else bits
     low = (1 << payload_bits) - 1
     packed.view(np.float64).sort()
-    carried = packed & low
-    packed &= ~low
-    head = packed.view(np.float64)  # each sorted value (exact) or its truncation
-    grouped = head[1:] == head[:-1]
+    grouped = _equal_neighbours(packed, ~low)
     ranks = _Ranks(n, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0)
     if grouped.any():
         in_group = np.zeros(n, dtype=bool)
@@ -367,23 +362,34 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
         in_group[:-1] |= grouped
         slots = np.flatnonzero(in_group)
         if exact:
-            members = head[slots]
+            members = (packed[slots] & ~low).view(np.float64)
         else:
-            points = carried[slots]
+            points = packed[slots] & low
             members = values[points]
             if np.any(members[1:] < members[:-1]):  # distinct values shared a truncation
                 resort = np.argsort(members, kind="stable")
                 members = members[resort]
-                carried[slots] = points[resort]
+                packed[slots] = points[resort]
         starts = np.flatnonzero(np.concatenate(([True], members[1:] != members[:-1])))
         ends = np.append(starts[1:], len(slots))
         # a group of equal values occupies consecutive slots
         sizes = ends - starts
         doubled = np.repeat(slots[starts] + slots[ends - 1], sizes)
         ranks = _Ranks(n, slots, doubled, _sum_of_cubes_less_sizes(sizes))
+    carried = np.bitwise_and(packed, low, out=packed)
     if payload is not None and not exact:
         carried = payload[carried]
     return carried, ranks
+
+
+def _equal_neighbours(words, mask):
+    """(words & mask)[1:] == (words & mask)[:-1] compared as float64 (so -0.0 == 0.0), a
+    chunk of RANK_CHUNK words at a time."""
+    equal = np.empty(max(len(words) - 1, 0), dtype=bool)
+    for first in range(0, len(equal), RANK_CHUNK):
+        head = (words[first:first + RANK_CHUNK + 1] & mask).view(np.float64)
+        np.equal(head[1:], head[:-1], out=equal[first:first + RANK_CHUNK])
+    return equal
 
 
 def _sum_of_cubes_less_sizes(sizes):
