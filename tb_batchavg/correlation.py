@@ -138,7 +138,9 @@ def lagged_pearson(x, y, max_lag):
 
     k > 0: y leads x by k points; k < 0: x leads y. Lags are clipped so that every
     lag keeps at least 3 pairs (empty arrays when n < 3). Returns (lags int64, r).
-    O(n log max_lag): per-lag sums from edge prefix sums, cross products by blocked FFT.
+    O(n log max_lag): per-lag sums from edge prefix sums, cross products by blocked FFT
+    but at lag 0, whose cross product is a direct sum (so r at lag 0 is `pearson`'s r
+    to rounding of the means, ~eps).
     """
     max_lag = _integer("max_lag", max_lag, minimum=0)
     x, y = _pair(x, y)
@@ -151,6 +153,7 @@ def lagged_pearson(x, y, max_lag):
     count = n - shift
     y_leads = lags >= 0
     cross, xc, yc = _lagged_cross(x, y, max_lag)
+    cross[max_lag] = _dot(xc, yc)
     # lag k >= 0 uses x[k:] and y[:n-k]; k < 0 uses x[:n+k] and y[-k:].
     x_head, x_tail, x_total = _edge_moments(xc, max_lag)
     y_head, y_tail, y_total = _edge_moments(yc, max_lag)
@@ -193,11 +196,13 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     steps, x, y = join(x_steps, x_values, y_steps, y_values)
     # Whole-run statistics in two more threads, of the levels and of the changes: mostly sorts
     # and numpy passes, which release the GIL, so they overlap with the rolling and lagged ones.
-    of_levels = _WHOLE_RUN.submit(_whole_run, x, y)
-    of_changes = _WHOLE_RUN.submit(_whole_run, x, y, changes=True)
+    # The levels' Pearson is the lag-0 coefficient of lagged_pearson (lags exist from n = 3).
+    of_levels = _WHOLE_RUN.submit(spearman, x, y)
+    of_changes = _WHOLE_RUN.submit(_of_changes, x, y)
     rolling = rolling_pearson(x, y, window)
     lags, lag_r = lagged_pearson(x, y, max_lag)
-    levels, spearman_levels = of_levels.result()
+    levels = float(lag_r[len(lags) // 2]) if len(lags) else pearson(x, y)
+    spearman_levels = of_levels.result()
     changes, spearman_changes = of_changes.result()
     return Correlation(
         n=len(steps),
@@ -216,10 +221,9 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     )
 
 
-def _whole_run(x, y, changes=False):
-    """Pearson and Spearman of the levels or, with `changes`, of the step-to-step changes."""
-    if changes:
-        x, y = np.diff(x), np.diff(y)
+def _of_changes(x, y):
+    """Pearson and Spearman of the step-to-step changes."""
+    x, y = np.diff(x), np.diff(y)
     return pearson(x, y), spearman(x, y)
 
 

@@ -176,6 +176,9 @@ def test_correlate_levels_and_differences_match_scipy_on_joined_series(seed):
     assert_close(result.spearman, stats.spearmanr(x, y).statistic)
     assert_close(result.pearson_diff, stats.pearsonr(np.diff(x), np.diff(y)).statistic)
     assert_close(result.spearman_diff, stats.spearmanr(np.diff(x), np.diff(y)).statistic)
+    # the levels' Pearson is the lag-0 coefficient; that one is pearson()'s to rounding
+    assert result.pearson == result.lag_r[list(result.lags).index(0)]
+    assert abs(result.pearson - pearson(x, y)) <= 1e-14
 
 
 def test_constant_or_short_series_give_nan():
