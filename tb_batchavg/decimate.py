@@ -10,19 +10,31 @@ O(n).
 import numpy as np
 
 
-def minmax_indices(values, max_points):
-    """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2)."""
+def minmax_indices(values, max_points, nonfinite=None):
+    """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2).
+    `nonfinite`: nonfinite_positions(values), when the caller has it."""
     n = len(values)
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
     size = -(-n // max(1, max_points // 2))  # points per bucket
-    bad = nonfinite_positions(values)
-    usable = values.copy() if len(bad) else values  # one copy, its non-finite values refilled
+    if nonfinite is None:  # first without a mask: a NaN or +-Inf would be picked as an extreme
+        keep = _extremes(values, size, ())
+        if np.isfinite(values[keep]).all():
+            return keep
+        nonfinite = nonfinite_positions(values)
+    return _extremes(values, size, nonfinite)
+
+
+def _extremes(values, size, nonfinite):
+    """Sorted positions of each bucket's first minimum and maximum, the `nonfinite` positions
+    taking part as +Inf and -Inf respectively (so they lose to any finite value)."""
+    n = len(values)
+    usable = values.copy() if len(nonfinite) else values  # one copy, its non-finite values refilled
+    whole = n - n % size
     keep = []
     for fill, pick in ((np.inf, np.argmin), (-np.inf, np.argmax)):
-        if len(bad):
-            usable[bad] = fill
-        whole = n - n % size
+        if len(nonfinite):
+            usable[nonfinite] = fill
         keep.append(pick(usable[:whole].reshape(-1, size), axis=1) + np.arange(0, whole, size))
         if whole < n:  # the last, shorter bucket
             keep.append([whole + pick(usable[whole:])])

@@ -280,7 +280,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             result = windows.moving_average(series.step, series.value, **dict(avg, band="none") if spot else avg)
             raw = _in_range(series.step, start, end)
             raw_step, raw_value, raw_wall = series.step[raw], series.value[raw], series.wall_time[raw]
-            keep = decimate.minmax_indices(raw_value, max_points)
+            raw_nonfinite = decimate.nonfinite_positions(raw_value)
+            keep = decimate.minmax_indices(raw_value, max_points, raw_nonfinite)
             shown = _in_range(result.step, start, end)
             avg_value = result.value[shown]
             avg_keep = decimate.minmax_indices(avg_value, max_points)
@@ -289,7 +290,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                                                avg_value[avg_keep], **avg)
             else:
                 lower, upper = result.lower[shown][avg_keep], result.upper[shown][avg_keep]
-            nonfinite = raw_step[decimate.nonfinite_positions(raw_value)]
+            nonfinite = raw_step[raw_nonfinite]
             return {
                 "run": run,
                 "tag": tag,

@@ -26,15 +26,23 @@ def reference(values, max_points):
     return sorted(keep)
 
 
+@pytest.mark.parametrize("given", [False, True])
+@pytest.mark.parametrize("holes", ["nan_inf", "minus_inf", "none"])
 @pytest.mark.parametrize("n, max_points", [(10, 10), (11, 10), (1000, 2), (1000, 3), (10_007, 200), (5000, 4999)])
-def test_minmax_indices_match_reference(n, max_points):
+def test_minmax_indices_match_reference(n, max_points, holes, given):
+    """Finite series (tried without a mask), series with NaN/+Inf or a lone -Inf (found
+    when a bucket's extreme is not finite), and the non-finite positions passed in."""
     rng = np.random.default_rng(n)
     values = rng.standard_normal(n)
-    values[rng.integers(0, n, n // 20)] = np.nan
-    values[rng.integers(0, n, n // 50)] = np.inf
-    values[: n // 10] = np.nan  # whole buckets without a finite value
+    if holes == "nan_inf":
+        values[rng.integers(0, n, n // 20)] = np.nan
+        values[rng.integers(0, n, n // 50)] = np.inf
+        values[: n // 10] = np.nan  # whole buckets without a finite value
+    elif holes == "minus_inf":
+        values[n // 3] = -np.inf
     values[n // 2] = values[n // 2 + 1] = 5.0  # a tie: the first is kept
-    got = decimate.minmax_indices(values, max_points)
+    nonfinite = decimate.nonfinite_positions(values) if given else None
+    got = decimate.minmax_indices(values, max_points, nonfinite)
     assert got.tolist() == reference(values, max_points)
     assert len(got) <= max_points
 
