@@ -681,14 +681,15 @@ def _ema(steps, values, weight, band):
     exponentially weighted std (see the module docstring), over the finite
     values in parts of _EMA_PART points that carry the recurrences' state."""
     weight = float(weight)
-    finite = np.isfinite(values)
-    every = bool(finite.all())
+    lowest, highest = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+    every = bool(np.isfinite(lowest) and np.isfinite(highest))  # NaN reaches both
+    finite = None if every else np.isfinite(values)
     y = values if every else values[finite]
     ema = np.empty(len(y))
     std = np.empty(len(y)) if band == "std" else None
     exponent = 0  # the std squares deviations: far from 1, y is scaled by 2**-exponent (exact)
     if std is not None:
-        y, exponent = _normalised(y, 500)
+        y, exponent = _normalised(y, 500, max(highest, -lowest) if every else None)
     debias = _Debias(weight, len(y))
     scratch = np.empty(min(len(y), _EMA_PART))
     state = (0.0, 0.0)  # the recurrences' sums at the end of the previous part
@@ -803,10 +804,12 @@ def _decayed_sums(x, decay, carry=0.0, out=None):
     return out
 
 
-def _normalised(x, limit):
-    """(x * 2**-e, e), e the binary exponent of max |x|, where |e| > ``limit``;
-    else (x, 0). Exact."""
-    exponent = int(np.frexp(max(float(x.max()), -float(x.min())))[1]) if len(x) else 0
+def _normalised(x, limit, largest=None):
+    """(x * 2**-e, e), e the binary exponent of max |x| (``largest``, when the
+    caller knows it), where |e| > ``limit``; else (x, 0). Exact."""
+    if largest is None:
+        largest = max(float(x.max()), -float(x.min())) if len(x) else 0.0
+    exponent = int(np.frexp(largest)[1])
     if abs(exponent) <= limit:
         return x, 0
     return _times_power_of_two(x, -exponent), exponent
