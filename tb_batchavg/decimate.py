@@ -10,19 +10,25 @@ O(n).
 import numpy as np
 
 
-def minmax_indices(values, max_points, nonfinite=None):
-    """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2).
-    `nonfinite`: nonfinite_positions(values), when the caller has it."""
+def minmax_indices(values, max_points):
+    """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2)."""
+    return extremes_and_nonfinite(values, max_points)[0]
+
+
+def extremes_and_nonfinite(values, max_points):
+    """(minmax_indices(values, max_points), nonfinite_positions(values)). A long series is first
+    decimated without a mask: a NaN or +-Inf would be picked as a bucket's extreme, so when every
+    pick is finite, so is every value; else the non-finite positions are found and it is
+    decimated again with them masked."""
     n = len(values)
     if n <= max_points:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(n, dtype=np.int64), nonfinite_positions(values)
     size = -(-n // max(1, max_points // 2))  # points per bucket
-    if nonfinite is None:  # first without a mask: a NaN or +-Inf would be picked as an extreme
-        keep = _extremes(values, size, ())
-        if np.isfinite(values[keep]).all():
-            return keep
-        nonfinite = nonfinite_positions(values)
-    return _extremes(values, size, nonfinite)
+    keep = _extremes(values, size, ())
+    if np.isfinite(values[keep]).all():
+        return keep, np.empty(0, dtype=np.int64)
+    nonfinite = nonfinite_positions(values)
+    return _extremes(values, size, nonfinite), nonfinite
 
 
 def _extremes(values, size, nonfinite):

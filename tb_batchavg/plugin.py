@@ -280,8 +280,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             result = windows.moving_average(series.step, series.value, **dict(avg, band="none") if spot else avg)
             raw = _in_range(series.step, start, end)
             raw_step, raw_value, raw_wall = series.step[raw], series.value[raw], series.wall_time[raw]
-            raw_nonfinite = decimate.nonfinite_positions(raw_value)
-            keep = decimate.minmax_indices(raw_value, max_points, raw_nonfinite)
+            keep, raw_nonfinite = decimate.extremes_and_nonfinite(raw_value, max_points)
             shown = _in_range(result.step, start, end)
             avg_value = result.value[shown]
             avg_keep = decimate.minmax_indices(avg_value, max_points)

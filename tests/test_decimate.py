@@ -26,12 +26,11 @@ def reference(values, max_points):
     return sorted(keep)
 
 
-@pytest.mark.parametrize("given", [False, True])
 @pytest.mark.parametrize("holes", ["nan_inf", "minus_inf", "none"])
 @pytest.mark.parametrize("n, max_points", [(10, 10), (11, 10), (1000, 2), (1000, 3), (10_007, 200), (5000, 4999)])
-def test_minmax_indices_match_reference(n, max_points, holes, given):
+def test_minmax_indices_match_reference(n, max_points, holes):
     """Finite series (tried without a mask), series with NaN/+Inf or a lone -Inf (found
-    when a bucket's extreme is not finite), and the non-finite positions passed in."""
+    when a bucket's extreme is not finite); the non-finite positions found on the way."""
     rng = np.random.default_rng(n)
     values = rng.standard_normal(n)
     if holes == "nan_inf":
@@ -41,10 +40,11 @@ def test_minmax_indices_match_reference(n, max_points, holes, given):
     elif holes == "minus_inf":
         values[n // 3] = -np.inf
     values[n // 2] = values[n // 2 + 1] = 5.0  # a tie: the first is kept
-    nonfinite = decimate.nonfinite_positions(values) if given else None
-    got = decimate.minmax_indices(values, max_points, nonfinite)
+    got, nonfinite = decimate.extremes_and_nonfinite(values, max_points)
     assert got.tolist() == reference(values, max_points)
     assert len(got) <= max_points
+    assert nonfinite.tolist() == np.flatnonzero(~np.isfinite(values)).tolist()
+    assert decimate.minmax_indices(values, max_points).tolist() == got.tolist()
 
 
 def test_a_spike_survives_any_reduction():
