@@ -83,10 +83,10 @@ def spearman(x, y):
     """Spearman rho of paired finite values: Pearson of their average ranks; NaN when
     n < 2 or x or y is constant.
 
-    Ranks are doubled, 2 * rank - 2 (`_Ranks`): integers summing to n(n - 1) whatever the ties, so
-    sum((rx - (n - 1)) * (ry - (n - 1))) = sum(rx * ry) - n(n - 1)**2, and the sum of
-    squares of one side's centred ranks is exactly (n**3 - n - sum over tie groups of
-    t**3 - t) / 3. One sort of y gives each point's y rank (one scatter back to the
+    Ranks are doubled, 2 * rank - 2 (`_Ranks`): integers summing to n(n - 1) whatever
+    the ties, so sum((rx - (n - 1)) * (ry - (n - 1))) = sum(rx * ry) - n(n - 1)**2, and
+    the sum of squares of one side's centred ranks is exactly (n**3 - n - sum over tie
+    groups of t**3 - t) / 3. One sort of y gives each point's y rank (one scatter back to the
     points); one sort of x, carrying those ranks along, lists the rank pairs in x order,
     so x's ranks are never scattered.
     """
@@ -379,7 +379,7 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
         # a group of equal values occupies consecutive slots
         sizes = ends - starts
         doubled = np.repeat(slots[starts] + slots[ends - 1], sizes)
-        ranks = _Ranks(n, slots, doubled, _sum_of_cubes_less_sizes(sizes))
+        ranks = _Ranks(n, slots, doubled, _tie_sum(sizes))
     carried = np.bitwise_and(packed, low, out=packed)
     if payload is not None and not exact:
         carried = payload[carried]
@@ -396,7 +396,7 @@ def _equal_neighbours(words, mask):
     return equal
 
 
-def _sum_of_cubes_less_sizes(sizes):
+def _tie_sum(sizes):
     """sum of t**3 - t over int64 `sizes` (positive, summing to at most n), exactly."""
     largest = int(sizes.max())
     if largest ** 2 * int(sizes.sum()) < 1 << 62:  # no int64 term or partial sum overflows
