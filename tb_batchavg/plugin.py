@@ -7,7 +7,6 @@ sampled `provider` fallback), asks the numeric core (`windows`, `correlation`, `
 """
 
 import csv
-import gzip
 import io
 import json
 import logging
@@ -15,6 +14,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from importlib import resources
 
 import numpy as np
@@ -41,9 +41,10 @@ _JSON = "application/json"
 # series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
 # GIL leaves little speed to gain from more. Cache hits never wait.
 _COMPUTE_SLOTS = 4
-# Computed responses are cached gzipped at this level (TensorBoard's own is 3): two to three times
-# faster for about 5% more bytes.
-_GZIP_LEVEL = 1
+# Computed responses are cached gzipped with Huffman coding only (TensorBoard's own is deflate level
+# 3): on lists of numbers, deflate's string matching (at level 1) takes a third more time to save
+# under 1% of the bytes (about 10% on the most repetitive answers).
+_GZIP = {"level": 1, "method": zlib.DEFLATED, "wbits": 31, "strategy": zlib.Z_HUFFMAN_ONLY}
 # A run asked for this recently keeps its columns when the memory budget evicts.
 _IN_USE_SECONDS = 5.0
 
@@ -235,7 +236,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 body = self._cache.get(key)  # computed by a request that held the slot before?
                 if body is None:
                     body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
-                    body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
+                    packer = zlib.compressobj(**_GZIP)
+                    body = packer.compress(body) + packer.flush()
                     self._cache.put(key, body)
         return body, _JSON, None, "gzip"  # unzipped on the way out for a client that did not ask
 
