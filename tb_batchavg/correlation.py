@@ -348,15 +348,16 @@ def _sorted_ranks(values, payload=None, payload_bits=0):
     """
     n = len(values)
     bits = values.view(np.int64)
-    used = int(np.bitwise_or.reduce(bits)) if n else 0
+    used = int(np.bitwise_or.reduce(bits)) if n else 0  # the bits set in any value
     exact = payload is not None and not used & ((1 << payload_bits) - 1)
+    if not exact:
+        payload_bits = max(n - 1, 0).bit_length()  # the indices
+    low = (1 << payload_bits) - 1
     if exact:
         packed = np.bitwise_or(bits, payload, out=payload)
     else:
-        payload_bits = max(n - 1, 0).bit_length()
         packed = np.arange(n)
-        packed |= bits & ~((1 << payload_bits) - 1) if used & ((1 << payload_bits) - 1) else bits
-    low = (1 << payload_bits) - 1
+        packed |= bits & ~low if used & low else bits
     packed.view(np.float64).sort()
     grouped = _equal_neighbours(packed, ~low)
     ranks = _Ranks(n, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0)
