@@ -27,10 +27,11 @@ squared deviations overflow (beyond ~1e154) is NaN.
 """
 
 import collections
-import concurrent.futures
 import operator
 
 import numpy as np
+
+from tb_batchavg import workers
 
 Correlation = collections.namedtuple(
     "Correlation",
@@ -39,8 +40,6 @@ Correlation = collections.namedtuple(
 )
 
 MIN_LAG_PAIRS = 3
-# Threads computing the whole-run coefficients of `correlate` beside the rest.
-_WHOLE_RUN = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="batchavg-corr")
 ROLLING_CHUNK = 1 << 14  # points per chunk of rolling_pearson: keeps its working set in cache
 MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
 RANK_CHUNK = 1 << 16  # positions per chunk of the rank sums and scatters (in cache)
@@ -127,9 +126,8 @@ def rolling_pearson(x, y, window):
     padded[1].reshape(-1)[window:window + n] = y
     r = np.empty((blocks, window))  # r[b, p]: the window ending at point b * window + p
     step = max(1, ROLLING_CHUNK // window)
-    for first in range(0, blocks, step):
-        stop = min(first + step, blocks)
-        _rolling_blocks(padded[:, first:stop + 1], r[first:stop])
+    workers.each(lambda first: _rolling_blocks(padded[:, first:first + step + 1], r[first:first + step]),
+                 range(0, blocks, step))
     return r.reshape(-1)[window - 1:n]
 
 
@@ -194,16 +192,13 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     window < 2 or max_lag < 0.
     """
     steps, x, y = join(x_steps, x_values, y_steps, y_values)
-    # Whole-run statistics in two more threads, of the levels and of the changes: mostly sorts
-    # and numpy passes, which release the GIL, so they overlap with the rolling and lagged ones.
-    # The levels' Pearson is the lag-0 coefficient of lagged_pearson (lags exist from n = 3).
-    of_levels = _WHOLE_RUN.submit(spearman, x, y)
-    of_changes = _WHOLE_RUN.submit(_of_changes, x, y)
-    rolling = rolling_pearson(x, y, window)
-    lags, lag_r = lagged_pearson(x, y, max_lag)
+    # Four independent parts, shared among threads (mostly sorts and numpy passes, which release
+    # the GIL), the costliest first. The levels' Pearson is the lag-0 coefficient of
+    # lagged_pearson (lags exist from n = 3).
+    (changes, spearman_changes), spearman_levels, rolling, (lags, lag_r) = workers.call(
+        lambda: _of_changes(x, y), lambda: spearman(x, y), lambda: rolling_pearson(x, y, window),
+        lambda: lagged_pearson(x, y, max_lag))
     levels = float(lag_r[len(lags) // 2]) if len(lags) else pearson(x, y)
-    spearman_levels = of_levels.result()
-    changes, spearman_changes = of_changes.result()
     return Correlation(
         n=len(steps),
         pearson=levels,

@@ -6,7 +6,11 @@ the two middle values; NaN where the window has no finite value). The window
 layout (alignment, edges, units) is decided by ``windows.moving_average``.
 """
 
+import collections
+
 import numpy as np
+
+from tb_batchavg import workers
 
 # The last _MASK_BITS bits of a rank are found in a 128-bit mask (two words)
 # of the ranks present, not in wavelet levels.
@@ -46,7 +50,6 @@ def window_median(values, finite, lo, hi, count):
     n = len(values)
     # Segments laid end to end span less than 4n + 256 points.
     index = np.int32 if 4 * n + 256 < np.iinfo(np.int32).max else np.int64
-    lo = lo.astype(index)
     longest = int((hi - lo).max())
     size = _segment_size(n, longest)
     stride = size if size >= n else size - longest + 1
@@ -58,25 +61,20 @@ def window_median(values, finite, lo, hi, count):
     if not finite[:held].all():
         padded[:held][~finite[:held]] = np.inf
     rows = np.lib.stride_tricks.sliding_window_view(padded, size)[::stride]
-    # Window bounds in the segments laid end to end, and their segments' starts.
-    segment = lo // stride
-    row_start = segment * size
-    start = lo + segment * (size - stride)
-    stop = start + (hi - lo).astype(index)
-    middle, even = ((count - 1) >> 1).astype(index), (count & 1) == 0
     per_group = max(1, _GROUP // size)
     firsts = np.arange(0, segments, per_group)
     bounds = np.append(np.searchsorted(lo, firsts * stride), len(lo))
-    for first, q0, q1 in zip(firsts, bounds[:-1], bounds[1:]):
+
+    def group(first, q0, q1):
         rows_here = rows[first:first + per_group]
         by_rank = _argsort_rows(_sort_key(rows_here), index)
         matrix = _WaveletMatrix(_ranks(by_rank.ravel(), size), size.bit_length() - 1)
         by_rank += (np.arange(first, first + len(rows_here), dtype=by_rank.dtype) * stride)[:, None]
-        offset = first * size
+        layout = _Layout(stride, size, first * size, index)
         for part in (slice(p, min(p + _GROUP, q1)) for p in range(q0, q1, _GROUP)):
-            median[part] = _group_median(
-                matrix, padded, by_rank.ravel(), start[part] - offset, stop[part] - offset,
-                row_start[part] - offset, middle[part], even[part])
+            median[part] = _group_median(matrix, padded, by_rank.ravel(), lo[part], hi[part], count[part], layout)
+
+    workers.each(lambda task: group(*task), zip(firsts, bounds[:-1], bounds[1:]))
     return median
 
 
@@ -102,21 +100,32 @@ def _segment_size(n, longest):
     return size
 
 
-def _group_median(matrix, padded, positions, start, stop, row_start, middle, even):
-    """Medians of the windows [start, stop) in a group of segments laid
-    end to end (``matrix`` over their ranks), whose segments start at
-    row_start; positions holds each segment's points (indices into padded)
-    in rank order."""
-    even = np.flatnonzero(even)
-    lower, upper = matrix.kth_smallest(start, stop, middle, following=len(even) > 0)
+_Layout = collections.namedtuple("_Layout", "stride size offset index")
+
+
+def _group_median(matrix, padded, positions, lo, hi, count, layout):
+    """Medians of the windows values[lo:hi] (count finite values) that start
+    in a group of segments laid end to end (``matrix`` over their ranks; the
+    group starts at ``layout.offset`` there); positions holds each segment's
+    points (indices into padded) in rank order."""
+    stride, size, offset, index = layout
+    lo = lo.astype(index)
+    segment = lo // stride
+    row_start = segment * size - offset
+    start = row_start + (lo - segment * stride)  # the window's start in the segments laid end to end
+    stop = start + (hi - lo).astype(index)
+    middle, even = ((count - 1) >> 1).astype(index), (count & 1) == 0
+    lower, upper = matrix.kth_smallest(start, stop, middle, following=bool(even.any()))
     median = padded[positions[lower + row_start]]
-    if len(even):
-        upper = upper[even]
+    if upper is not None:
+        every = bool(even.all())  # e.g. every window of an even length over finite values
+        pick = slice(None) if every else np.flatnonzero(even)
+        upper = upper[pick]
         elsewhere = np.flatnonzero(upper < 0)
         if len(elsewhere):
-            pick = even[elsewhere]
-            upper[elsewhere] = matrix.kth_smallest(start[pick], stop[pick], middle[pick] + 1)[0]
-        median[even] = (median[even] + padded[positions[upper + row_start[even]]]) / 2
+            at = elsewhere if every else pick[elsewhere]
+            upper[elsewhere] = matrix.kth_smallest(start[at], stop[at], middle[at] + 1)[0]
+        median[pick] = (median[pick] + padded[positions[upper + row_start[pick]]]) / 2
     return median
 
 

@@ -70,6 +70,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from tb_batchavg import workers
 from tb_batchavg.median import window_median
 from tb_batchavg.metadata import ALIGNS, BANDS, EDGES, METHODS, UNITS
 
@@ -107,7 +108,7 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     blocks = method == "block"
     center = None  # of the std band: the mean, except for the median
     if method == "median":
-        lo, hi = bounds.lo, bounds.hi
+        lo, hi = bounds.chunk(0, bounds.count)
         count = _window_count(finite, lo, hi)
         value = center = window_median(values, finite, lo, hi, count)
     if method != "median" or band == "std":  # the median uses the mean for its band only
@@ -359,18 +360,22 @@ def _chunked(bounds, n, compute, outputs):
     about _CACHE_CHUNK windows (at least the longest window S), each on the
     data span its windows cover, cut at multiples of S so that the blocks of
     every chunk are the global ones; ``compute`` returns one array per
-    output for its windows. Small chunks keep the working set in cache."""
+    output for its windows. Small chunks keep the working set in cache;
+    they are shared among threads (``workers.each``)."""
     count = bounds.count
     out = [np.empty(count) for _ in range(outputs)]
     size = bounds.longest()
     chunk = max(_CACHE_CHUNK, size)
-    for first in range(0, count, chunk):
+
+    def one(first):
         stop = min(first + chunk, count)
         lo, hi = bounds.ends(first, stop)
         start = lo - lo % size
         end = min(n, (hi - 1) // size * size + size)
         for array, part in zip(out, compute(first, stop, slice(start, end), size)):
             array[first:stop] = part
+
+    workers.each(one, range(0, count, chunk))
     return out
 
 
