@@ -40,7 +40,7 @@ Correlation = collections.namedtuple(
 )
 
 MIN_LAG_PAIRS = 3
-ROLLING_CHUNK = 1 << 14  # points per chunk of rolling_pearson: keeps its working set in cache
+ROLLING_CHUNK = 1 << 15  # points per chunk of rolling_pearson: keeps its working set in cache
 MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
 RANK_CHUNK = 1 << 16  # positions per chunk of the rank sums and scatters (in cache)
 
