@@ -37,7 +37,7 @@ test-suite: setup chromium
 # the main suite: tests that write logs with TensorFlow, and the pandas rolling-correlation
 # reference, which numpy < 2 makes return inf and 1e-9 errors on constant or 2-point windows.
 MIN_VENV := .venv-min
-MIN_VERSIONS := "tensorboard==2.12.*" "numpy==1.26.0" "werkzeug==2.2.*" six
+MIN_VERSIONS := "tensorboard==2.12.*" "numpy==1.26.0" "werkzeug==2.2.*" "orjson==3.9.*" six
 $(MIN_VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install -q $(MIN_VERSIONS) pandas scipy pytest hypothesis

@@ -38,6 +38,7 @@ setuptools.setup(
         "tensorboard>=2.12",
         "numpy>=1.26",
         "werkzeug>=2.2",
+        "orjson>=3.9",
     ],
     extras_require={
         "tf": ["tensorflow>=2.12"],

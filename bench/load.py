@@ -63,7 +63,7 @@ for path in (HERE, ROOT):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import logs  # noqa: E402
-from tests.helpers import tensorboard_server  # noqa: E402
+from tests.helpers import strict_json, tensorboard_server  # noqa: E402
 
 PREFIX = "/data/plugin/batchavg/"
 LIVE = "live"
@@ -368,19 +368,19 @@ class LoadClient(threading.Thread):
             def check_bad(status, headers, body):
                 require(status == expect, "%s: status %d, expected %d", query, status, expect)
                 require(headers["Content-Type"].startswith("application/json"), "%s: not JSON", query)
-                require(word in json.loads(body)["error"], "%s: error does not name %s", query, word)
+                require(word in strict_json(body)["error"], "%s: error does not name %s", query, word)
             return self.base + PREFIX + query, check_bad
         route, query, check = self.averages(zoom=True) if kind == "zoom" else getattr(self, kind)()
 
         def check_ok(status, headers, body):
             if status == 400 and route in ("averages", "correlation", "export"):
-                error = json.loads(body)
+                error = strict_json(body)
                 if error.get("reason") == "window_longer_than_series":
                     require(error["window"] == query["window"] > error["length"], "%s %s: %s", route, query, error)
                     self.window_longer += 1
                     return
             if status == 404 and query.get("run") == LIVE and not self.seen(LIVE):
-                error = json.loads(body)["error"]  # the writer's first step is not read yet
+                error = strict_json(body)["error"]  # the writer's first step is not read yet
                 require("unknown tag" in error or "has no loss tag" in error, "%s %s: %s", route, query, error)
                 self.before_data += 1
                 return
@@ -388,7 +388,7 @@ class LoadClient(threading.Thread):
             if route == "export" and query["format"] == "csv":
                 check(body)
             else:
-                check(json.loads(body))
+                check(strict_json(body))
         return self.base + PREFIX + route + "?" + urllib.parse.urlencode(query), check_ok
 
     def run(self):
@@ -473,7 +473,7 @@ def final_checks(base, logdir, runs):
         status, _, body = fetch(base + PREFIX + route + "?" + urllib.parse.urlencode(query), timeout=300)
         if status != 200:
             raise Inconsistent("%s %s: status %d" % (route, query, status))
-        return json.loads(body)
+        return strict_json(body)
 
     checks, failures = 0, []
 

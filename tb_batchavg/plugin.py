@@ -8,7 +8,6 @@ sampled `provider` fallback), asks the numeric core (`windows`, `correlation`, `
 
 import csv
 import io
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ import zlib
 from importlib import resources
 
 import numpy as np
+import orjson
 from tensorboard import plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
@@ -49,29 +49,12 @@ _GZIP = {"level": 1, "method": zlib.DEFLATED, "wbits": 31, "strategy": zlib.Z_HU
 _IN_USE_SECONDS = 5.0
 
 
-def _floats(array):
-    """A list of floats with None for non-finite values (JSON has no NaN)."""
-    array = np.asarray(array, dtype=np.float64)
-    out = array.tolist()
-    bad = np.flatnonzero(~np.isfinite(array))
-    for i in bad.tolist():
-        out[i] = None
-    return out
-
-
-def _number(x):
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
-def _finite_or_null(obj):
-    """`obj` (nested dicts and lists) with every non-finite float replaced by None."""
-    if isinstance(obj, dict):
-        return {k: _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite_or_null(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
+def _json(obj):
+    """UTF-8 JSON of `obj` (dicts with str keys, lists, str, int, float, None, numpy scalars).
+    A NaN or +-Inf float is written as null: JSON has no such numbers, and every route
+    documents a missing value as null. orjson formats each float as its shortest round-trip
+    decimal, like Python's repr, about 20 times faster than the json module."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _in_range(steps, start, end):
@@ -139,7 +122,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
 
     @staticmethod
     def _error(request, code, message, detail=None):
-        body = json.dumps({"error": message, **(detail or {})})
+        body = _json({"error": message, **(detail or {})})
         return http_util.Respond(request, body, _JSON, code=code)
 
     @staticmethod
@@ -235,7 +218,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             with self._computing:
                 body = self._cache.get(key)  # computed by a request that held the slot before?
                 if body is None:
-                    body = json.dumps(compute(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+                    body = _json(compute())
                     packer = zlib.compressobj(**_GZIP)
                     body = packer.compress(body) + packer.flush()
                     self._cache.put(key, body)
@@ -260,7 +243,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 entry["health"] = held.health()
                 entry["evicted"] = held.evicted is not None
             out.append(entry)
-        body = json.dumps({"runs": out, "sampled": sampled}, allow_nan=False)
+        body = _json({"runs": out, "sampled": sampled})
         return body, _JSON, None, None
 
     def _averages(self, request):
@@ -305,15 +288,15 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 "raw": {
                     "step": raw_step[keep].tolist(),
                     "wall_time": raw_wall[keep].tolist(),
-                    "value": _floats(raw_value[keep]),
+                    "value": raw_value[keep].tolist(),
                     "count": int(len(raw_step)),
                 },
                 "average": {
                     "step": result.step[shown][avg_keep].tolist(),
                     "wall_time": series.wall_time[result.index[shown][avg_keep]].tolist(),
-                    "value": _floats(avg_value[avg_keep]),
-                    "lower": _floats(lower),
-                    "upper": _floats(upper),
+                    "value": avg_value[avg_keep].tolist(),
+                    "lower": lower.tolist(),
+                    "upper": upper.tolist(),
                     "count": int(len(avg_value)),
                 },
             }
@@ -351,23 +334,23 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 "n": int(c.n),
                 "window": window,
                 "max_lag": max_lag,
-                "pearson": _number(c.pearson),
-                "spearman": _number(c.spearman),
-                "pearson_diff": _number(c.pearson_diff),
-                "spearman_diff": _number(c.spearman_diff),
+                "pearson": float(c.pearson),
+                "spearman": float(c.spearman),
+                "pearson_diff": float(c.pearson_diff),
+                "spearman_diff": float(c.spearman_diff),
                 "rolling": {
                     "step": c.rolling_step[rolling][rolling_keep].tolist(),
-                    "value": _floats(c.rolling[rolling][rolling_keep]),
+                    "value": c.rolling[rolling][rolling_keep].tolist(),
                 },
                 "lag": {
                     "lags": np.asarray(c.lags).tolist(),
-                    "value": _floats(c.lag_r),
+                    "value": c.lag_r.tolist(),
                     "best": None if best is None else int(best),
                 },
                 "scatter": {
                     "step": c.steps[scatter].tolist(),
-                    "x": _floats(c.x[scatter]),
-                    "y": _floats(c.y[scatter]),
+                    "x": c.x[scatter].tolist(),
+                    "y": c.y[scatter].tolist(),
                 },
             }
 
@@ -401,7 +384,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             for summary in result["nonfinite"].values():
                 if summary is not None:
                     summary["steps"] = summary["steps"][:max_points]
-            return {"run": run, "tags": tags, "sampled": sampled, **_finite_or_null(result)}
+            return {"run": run, "tags": tags, "sampled": sampled, **result}
 
         return self._cached(key, compute)
 
@@ -423,7 +406,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             average[result.index] = result.value
             has_average[result.index] = True
             if fmt == "json":
-                body = json.dumps(
+                body = _json(
                     {
                         "run": run,
                         "tag": tag,
@@ -431,10 +414,9 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                         "params": avg,
                         "step": series.step.tolist(),
                         "wall_time": series.wall_time.tolist(),
-                        "value": _floats(series.value),
-                        "average": [v if h else None for v, h in zip(_floats(average), has_average.tolist())],
-                    },
-                    allow_nan=False,
+                        "value": series.value.tolist(),
+                        "average": [v if h else None for v, h in zip(average.tolist(), has_average.tolist())],
+                    }
                 )
                 content_type = _JSON
             else:

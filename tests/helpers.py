@@ -67,11 +67,20 @@ def make_app(logdir=None, *flags):
     return application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, provider, tb.assets_zip_provider, multiplexer)
 
 
+def strict_json(data):
+    """json.loads refusing NaN and Infinity, which are not JSON (browsers' JSON.parse fails)."""
+    def refuse(token):
+        raise ValueError("%s in a JSON answer" % token)
+
+    return json.loads(data, parse_constant=refuse)
+
+
 def get_json(client, route, expect=200):
-    """GETs /data/plugin/batchavg/<route> through a werkzeug test client; checks the status."""
+    """GETs /data/plugin/batchavg/<route> through a werkzeug test client; checks the status and
+    that the body is strict JSON."""
     response = client.get("/data/plugin/batchavg/" + route)
     assert response.status_code == expect, (route, response.status_code, response.data[:500])
-    return json.loads(response.data)
+    return strict_json(response.data)
 
 
 def free_port():

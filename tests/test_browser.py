@@ -165,7 +165,7 @@ class Tab:
             return response.read()
 
     def api_json(self, route, **params):
-        return json.loads(self.api(route, **params))
+        return helpers.strict_json(self.api(route, **params))
 
     def screenshot(self, name):
         self.page.screenshot(path=str(ARTIFACTS / name))

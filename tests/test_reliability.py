@@ -19,7 +19,6 @@ directory named like an event file and by gfile raising PermissionDeniedError.
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -225,7 +224,7 @@ def test_bad_input_is_a_json_error_naming_the_problem(client, route, query, stat
     assert response.status_code == status, (response.status_code, response.data[:300])
     assert response.headers["Content-Type"].split(";")[0] == "application/json"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    body = json.loads(response.data)
+    body = helpers.strict_json(response.data)
     if "longer" in pattern:  # machine-readable too, for the tab: it then shows the raw values
         assert set(body) == {"error"} | WINDOW_DETAIL and body["reason"] == "window_longer_than_series"
         assert body["window"] == int(query["window"]) and body["length"] < body["window"]

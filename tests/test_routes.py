@@ -30,6 +30,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
 import helpers
+from tb_batchavg import plugin as plugin_module
 from tb_batchavg.plugin import BatchAvgPlugin
 
 N = 100_000
@@ -278,6 +279,18 @@ def test_averages_over_uneven_steps_match_pandas(apps, big, load_fast, options):
     check_averages(apps(load_fast), big, "tf2", "train/loss", **options)
 
 
+def test_json_writes_non_finite_numbers_as_null_and_floats_exactly():
+    rng = np.random.default_rng(3)
+    floats = np.concatenate((rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500),
+                             rng.random(500).astype(np.float32), [5e-324, 1.7976931348623157e308, -0.0, 1e16]))
+    body = plugin_module._json({"x": floats.tolist(), "bad": [np.nan, np.inf, -np.inf, np.float64("nan")],
+                                "scalars": [np.float64(0.1), np.int64(7), None]})
+    decoded = helpers.strict_json(body)
+    assert decoded["x"] == floats.tolist()  # every float64 round-trips exactly
+    assert decoded["bad"] == [None] * 4
+    assert decoded["scalars"] == [0.1, 7, None]
+
+
 def test_nonfinite_steps_are_reported(client, big):
     body = helpers.get_json(client, query("averages", run="simple", tag="train/loss", max_points=50))
     nonfinite = sorted(LOSS_NONFINITE)
@@ -351,7 +364,7 @@ def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client
     assert "Content-Encoding" not in plain.headers and plain.headers["Content-Type"].startswith("application/json")
     assert zipped.headers["Content-Encoding"] == "gzip" and int(zipped.headers["Content-Length"]) == len(zipped.data)
     assert int(plain.headers["Content-Length"]) == len(plain.data) > len(zipped.data)
-    assert json.loads(gzip.decompress(zipped.data)) == json.loads(plain.data) == json.loads(gzip.decompress(again.data))
+    assert helpers.strict_json(gzip.decompress(zipped.data)) == helpers.strict_json(plain.data) == helpers.strict_json(gzip.decompress(again.data))
 
 
 # Correlation ----------------------------------------------------------------------------------
@@ -633,7 +646,7 @@ def test_tensorboard_process_serves_averages_on_every_step(big, servers, load_fa
     def get(route, **params):
         url = servers[load_fast] + "/data/plugin/batchavg/" + query(route, **params)
         with urllib.request.urlopen(url, timeout=120) as response:
-            return json.loads(response.read())
+            return helpers.strict_json(response.read())
 
     (run,) = get("runs")["runs"]
     assert (run["run"], run["count"]) == ("simple", {t: N for t in columns})
