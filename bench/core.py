@@ -1,4 +1,6 @@
-"""The numeric core against pandas and against the article's `np.convolve` moving average.
+"""The numeric core against pandas and against the article's `np.convolve` moving average, and
+against itself on one thread (the plugin shares a computation's pieces among threads, one per
+core: `tb_batchavg.workers`; pandas and np.convolve use one).
 
 Every case runs on the same arrays: a training-like loss and gradient norm of `n` points (as
 float64, the reader's column type), steps 0..n-1. A case's callables (ours and its baselines) are
@@ -18,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tb_batchavg import correlation, windows  # noqa: E402
+from tb_batchavg import correlation, windows, workers  # noqa: E402
 from tests.helpers import training_like  # noqa: E402
 from timing import spent  # noqa: E402
 
@@ -39,6 +41,18 @@ def timed_together(functions, repeats, budget_seconds):
             function()
             seconds.append(time.perf_counter() - started)
     return [(statistics.median(seconds), len(seconds)) for seconds in times]
+
+
+def on_one_thread(function):
+    """`function` with the plugin's helper threads turned off (workers.HELPERS = 0): all its
+    work in the calling thread, as on a machine with one core."""
+    def call():
+        helpers, workers.HELPERS = workers.HELPERS, 0
+        try:
+            return function()
+        finally:
+            workers.HELPERS = helpers
+    return call
 
 
 def convolve_sma(values, window):
@@ -80,7 +94,9 @@ def cases(n, sma_windows=(50, 1000), median_windows=(50, 1000), corr_window=200,
                 lambda: correlation.lagged_pearson(loss, grad, max_lag), [
         ("np.corrcoef per lag (loop)", lambda: _corrcoef_per_lag(loss, grad, max_lag)),
     ]))
-    return out
+    # ours again with every piece in the calling thread: what the helper threads bring
+    return [(label, mine, baselines + [("ours on one thread", on_one_thread(mine))])
+            for label, mine, baselines in out]
 
 
 def _corrcoef_per_lag(x, y, max_lag):

@@ -6,8 +6,6 @@ sampled `provider` fallback), asks the numeric core (`windows`, `correlation`, `
 (route, parameters, run data version).
 """
 
-import csv
-import io
 import logging
 import os
 import re
@@ -49,12 +47,30 @@ _GZIP = {"level": 1, "method": zlib.DEFLATED, "wbits": 31, "strategy": zlib.Z_HU
 _IN_USE_SECONDS = 5.0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _json(obj):
     """UTF-8 JSON of `obj` (dicts with str keys, lists, str, int, float, None, numpy scalars).
     A NaN or +-Inf float is written as null: JSON has no such numbers, and every route
     documents a missing value as null. orjson formats each float as its shortest round-trip
     decimal, like Python's repr, about 20 times faster than the json module."""
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # a run name from a file name that is not UTF-8 (held as lone surrogates)
+        return orjson.dumps(_utf8(obj), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _utf8(obj):
+    """`obj` (nested dicts and lists) with each lone surrogate in its strings replaced by U+FFFD,
+    as a browser shows an undecodable byte."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_utf8(k): _utf8(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_utf8(v) for v in obj]
+    return obj
 
 
 def _in_range(steps, start, end):
@@ -426,21 +442,21 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         return body, content_type, headers, None
 
 
-def _format_float(x):
-    if np.isnan(x):
-        return "nan"
-    if np.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return repr(float(x))
+def _texts(array):
+    """Each number of `array` as bytes: the shortest decimal that reads back as the same float
+    (orjson's, one call for the whole column); NaN and +-Inf as nan, inf and -inf."""
+    texts = orjson.dumps(array.tolist())[1:-1].split(b",") if len(array) else []
+    if array.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(array))
+        for i, x in zip(bad.tolist(), array[bad].tolist()):
+            texts[i] = b"nan" if x != x else b"inf" if x > 0 else b"-inf"
+    return texts
 
 
 def _csv(series, average, has_average):
-    """CSV text `step,wall_time,value,average`; an empty average where the window has none."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("step", "wall_time", "value", "average"))
-    for step, wall, value, avg, has in zip(
-        series.step.tolist(), series.wall_time.tolist(), series.value.tolist(), average.tolist(), has_average.tolist()
-    ):
-        writer.writerow((step, repr(wall), _format_float(value), _format_float(avg) if has else ""))
-    return out.getvalue()
+    """CSV bytes `step,wall_time,value,average`; an empty average where the window has none."""
+    averages = _texts(average)
+    for i in np.flatnonzero(~has_average).tolist():
+        averages[i] = b""
+    rows = zip(_texts(series.step), _texts(series.wall_time), _texts(series.value), averages)
+    return b"step,wall_time,value,average\n" + b"".join(b",".join(row) + b"\n" for row in rows)

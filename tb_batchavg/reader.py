@@ -152,14 +152,14 @@ class Run:
                 names = sorted(
                     n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n)
                 )
-            except (OSError, tf.errors.OpError) as e:
+            except (OSError, ValueError, tf.errors.OpError) as e:  # ValueError: a name gfile cannot decode
                 self.errors.append("cannot list %s: %s" % (self.directory, e))
                 return False
             new = collections.defaultdict(list)  # tag -> events.Column parts in file order
             for name in names:
                 try:
                     self._read_file(os.path.join(self.directory, name), new)
-                except (OSError, tf.errors.OpError) as e:
+                except (OSError, ValueError, tf.errors.OpError) as e:
                     self.errors.append("cannot read %s: %s" % (name, e))
             was_evicted = self.evicted is not None
             if new:
@@ -233,6 +233,18 @@ def _read_at(path, offset, size):
         return f.read(size)
 
 
+def _run_directories(root):
+    """The directories under `root` that hold event files, walked through gfile. gfile (both
+    TensorFlow's and TensorBoard's own) fails on a name that is not UTF-8; a local logdir is then
+    walked with os.walk, so the other runs are still found (the one so named lists its error)."""
+    try:
+        return list(io_wrapper.GetLogdirSubdirectories(root))
+    except UnicodeError:
+        if "://" in root:
+            raise
+        return [d for d, _, files in os.walk(root) if any(map(io_wrapper.IsTensorFlowEventsFile, files))]
+
+
 class LogdirReader:
     """All runs under a `--logdir` or `--logdir_spec`, read at full resolution."""
 
@@ -265,7 +277,7 @@ class LogdirReader:
             found = {}
             for root, prefix in self._roots.items():
                 try:
-                    subdirs = list(io_wrapper.GetLogdirSubdirectories(root))
+                    subdirs = _run_directories(root)
                 except (OSError, ValueError, tf.errors.OpError):
                     continue
                 for subdir in subdirs:
