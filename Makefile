@@ -47,7 +47,7 @@ $(MIN_VENV)/.installed: setup.py pyproject.toml
 test-min: $(MIN_VENV)/.installed
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_windows.py \
 	  tests/test_correlation.py tests/test_records.py tests/test_decimate.py tests/test_diagnostics.py \
-	  tests/test_properties.py tests/test_diagnostics_route.py tests/test_gfile_stub.py \
+	  tests/test_properties.py tests/test_diagnostics_route.py tests/test_gfile_stub.py tests/test_workers.py \
 	  tests/test_reliability.py::test_a_run_directory_named_in_bytes_that_are_not_utf8 \
 	  -k "not real_files and not test_rolling_matches_pandas"
 
