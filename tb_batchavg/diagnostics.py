@@ -110,7 +110,7 @@ import operator
 
 import numpy as np
 
-from tb_batchavg import correlation, windows
+from tb_batchavg import correlation, windows, workers
 
 DEFAULTS = {
     "window": 100,             # points in the rolling median windows
@@ -167,18 +167,23 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, **params):
     events = []
     for role, (steps, values) in series.items():
         events += _nonfinite_events(role, steps, values)
-    loss_spikes, grad_events = [], []
-    if "loss" in series:
+
+    def of_loss():  # (spikes, divergence)
+        if "loss" not in series:
+            return [], []
         steps, values = series["loss"]
         reference = _Reference(values, params)
-        loss_spikes = _spike_events("loss_spike", steps, values, reference,
-                                    params["spike_k"], params)
-        events += loss_spikes + _divergence_events(steps, values, reference.level, params)
-    if "grad_norm" in series:
-        grad_events = _gradient_events(*series["grad_norm"], params)
-        events += grad_events
-    if "learning_rate" in series:
-        events += _learning_rate_events(*series["learning_rate"], params)
+        return (_spike_events("loss_spike", steps, values, reference, params["spike_k"], params),
+                _divergence_events(steps, values, reference.level, params))
+
+    def of_role(role, analyse):
+        return analyse(*series[role], params) if role in series else []
+
+    # The roles' analyses are independent: shared among threads (workers.call).
+    (loss_spikes, divergence), grad_events, rate_events = workers.call(
+        of_loss, lambda: of_role("grad_norm", _gradient_events),
+        lambda: of_role("learning_rate", _learning_rate_events))
+    events += loss_spikes + divergence + grad_events + rate_events
     events.sort(key=lambda event: (event["start"], event["kind"], event["end"]))
     summaries = {role: nonfinite(*series[role]) if role in series else None for role in ROLES}
     return {"status": _status(events, summaries["loss"]),
