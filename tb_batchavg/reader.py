@@ -229,7 +229,8 @@ def _read_at(path, offset, size):
         data, _ = tf.io.gfile.get_filesystem(path).read(path, binary_mode=True, size=size, continue_from=token)
         return data
     with tf.io.gfile.GFile(path, "rb") as f:
-        f.seek(offset)
+        if offset:  # TensorFlow's seek costs about 0.1 ms in its deprecated-argument check
+            f.seek(offset)
         return f.read(size)
 
 

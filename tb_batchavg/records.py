@@ -20,6 +20,8 @@ front: leading zeros leave a zero register unchanged), every row's register is c
 per step, and the rows are combined by the linear maps "feed 2**b zero bytes" (4 x 256 lookup
 tables each). The cost is a few numpy operations per pair of bytes of a row plus per bit of the
 longest record's length: O(total bytes), however many records and distinct lengths there are.
+Those numpy passes cost about half a millisecond whatever the size, so a few bytes in all (at
+most _SMALL_BYTES: a tiny file, a few new records) take a byte-at-a-time table loop instead.
 Pure numpy; no TensorBoard import.
 """
 
@@ -34,6 +36,7 @@ _POLY = 0x82F63B78
 _ROW = 64  # bytes per row of the bulk CRC pass
 _BATCH_ROWS = 1 << 17  # rows gathered at once (at most 8 MB)
 _SHIFT_LEVELS = 48  # record lengths below 2**48 bytes
+_SMALL_BYTES = 2048  # up to this many bytes in all, the byte loop (about 50 ns a byte) is faster
 
 
 def _byte_table():
@@ -44,6 +47,7 @@ def _byte_table():
 
 
 _T8 = _byte_table()
+_T8_LIST = _T8.tolist()  # Python ints, for the byte loop
 # _T16[i]: the CRC register after feeding the 16 bits of i (low byte first) into a zero register.
 _T16 = (_T8[(_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) & 0xFF]
         ^ (_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) >> 8).astype(np.uint32)
@@ -102,6 +106,9 @@ def crc32c(buf, starts, lengths):
     """crc32c of buf[starts[i] : starts[i] + lengths[i]] for each i (buf a uint8 array)."""
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
+    if int(lengths.sum()) <= _SMALL_BYTES:
+        return np.array([_crc32c_loop(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())],
+                        dtype=np.uint32)
     longest = int(lengths.max()) if len(lengths) else 0
     width = min(_ROW, max(2, 1 << (longest - 1).bit_length()))  # short ranges: narrow rows
     # Zero-copy view: windows[p] is the `width` bytes at p - width; the front padding holds the
@@ -119,6 +126,14 @@ def crc32c(buf, starts, lengths):
         first = part.stop
     registers = _feed_zeros(np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32), lengths) ^ linear
     return registers ^ np.uint32(0xFFFFFFFF)
+
+
+def _crc32c_loop(data):
+    """crc32c of a few bytes, one table lookup per byte."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _T8_LIST[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
 
 
 def _zero_init_registers(windows, starts, lengths, rows_of):

@@ -34,6 +34,23 @@ def test_crc32c_matches_tensorboard_reference(high):
     assert got.tolist() == want
 
 
+@pytest.mark.parametrize("total", [0, 1, 12, records._SMALL_BYTES - 1, records._SMALL_BYTES,
+                                   records._SMALL_BYTES + 1, 3 * records._SMALL_BYTES])
+def test_crc32c_of_few_and_many_bytes_agree(total, monkeypatch):
+    """Either side of _SMALL_BYTES (the byte loop below, the numpy rows above), both ways give
+    TensorBoard's CRCs."""
+    rng = np.random.default_rng(total)
+    buf = np.frombuffer(rng.bytes(4 * total + 100), dtype=np.uint8)
+    cuts = np.sort(rng.integers(0, total + 1, 9))
+    lengths = np.diff(np.concatenate(([0], cuts, [total])))
+    starts = rng.integers(0, len(buf) - lengths)
+    want = [tb_crc.crc32c(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
+    assert records.crc32c(buf, starts, lengths).tolist() == want
+    for small in (0, 10 ** 9):  # the other way forced: numpy rows only, then the byte loop only
+        monkeypatch.setattr(records, "_SMALL_BYTES", small)
+        assert records.crc32c(buf, starts, lengths).tolist() == want, small
+
+
 def test_masked_crc_of_matches_tensorboard_reference():
     rng = np.random.default_rng(1)
     for n in (0, 1, 7, 8, 63, 64, 65, 1000):
