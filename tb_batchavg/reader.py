@@ -152,14 +152,14 @@ class Run:
                 names = sorted(
                     n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n)
                 )
-            except (OSError, ValueError, tf.errors.OpError) as e:  # ValueError: a name gfile cannot decode
+            except (OSError, UnicodeError, tf.errors.OpError) as e:  # UnicodeError: a path gfile cannot code
                 self.errors.append("cannot list %s: %s" % (self.directory, e))
                 return False
             new = collections.defaultdict(list)  # tag -> events.Column parts in file order
             for name in names:
                 try:
                     self._read_file(os.path.join(self.directory, name), new)
-                except (OSError, ValueError, tf.errors.OpError) as e:
+                except (OSError, UnicodeError, tf.errors.OpError) as e:
                     self.errors.append("cannot read %s: %s" % (name, e))
             was_evicted = self.evicted is not None
             if new:

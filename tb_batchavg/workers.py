@@ -28,7 +28,7 @@ def each(function, items):
     failed = []
 
     def work():
-        for i in iter(taken.__next__, None):
+        for i in taken:
             if i >= len(items) or failed:
                 return
             try:
