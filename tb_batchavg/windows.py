@@ -11,8 +11,11 @@ and window ``w``, cover the points whose position lies in
 
 - ``align="trailing"``: ``before = w - 1``, ``after = 0`` (with steps: the
   steps in ``(s - w, s]``);
-- ``align="centered"``: ``before = floor((w - 1) / 2)``,
-  ``after = ceil((w - 1) / 2)``.
+- ``align="centered"``: ``before = floor(w / 2)``, ``after = ceil(w / 2) - 1``:
+  pandas' ``rolling(w, center=True)`` (for an even w the window reaches one
+  point further back than forward); with steps, the steps in
+  ``[s - floor(w / 2), s + ceil(w / 2) - 1]``, which is pandas'
+  ``rolling("<w>s", center=True, closed="left")`` on integer steps.
 
 ``edges="valid"`` keeps only the points whose whole position range lies inside
 ``[p_first, p_last]`` (for trailing points that is ``i >= w - 1``, as
@@ -270,7 +273,7 @@ def _window_bounds(steps, window, align, edges, unit):
     """The ``_Bounds`` of each kept point's window over positions
     [p - before, p + after] (p = i, or steps[i] with unit="steps")."""
     n = len(steps)
-    before = window - 1 if align == "trailing" else (window - 1) // 2
+    before = window - 1 if align == "trailing" else window // 2  # pandas' center=True
     after = window - 1 - before
     if unit == "points":
         first, stop = (before, max(before, n - after)) if edges == "valid" else (0, n)

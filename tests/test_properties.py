@@ -44,7 +44,7 @@ def cases(draw, series=SERIES):
 def _window_positions(case, i):
     """Positions of the points in the window of output point i, from the definitions."""
     steps, w = case["steps"], case["window"]
-    before, after = (w - 1, 0) if case["align"] == "trailing" else ((w - 1) // 2, w - 1 - (w - 1) // 2)
+    before, after = (w - 1, 0) if case["align"] == "trailing" else (w // 2, w - 1 - w // 2)
     if case["unit"] == "points":
         return np.arange(max(0, i - before), min(len(steps), i + after + 1))
     s = steps[i]
@@ -114,8 +114,8 @@ def test_lengths_follow_the_edge_policy(case):
         assert len(result.index) == max(0, n - w + 1)
     else:
         kept = [i for i in range(n)
-                if case["steps"][i] - (w - 1 if case["align"] == "trailing" else (w - 1) // 2) >= case["steps"][0]
-                and case["steps"][i] + (0 if case["align"] == "trailing" else w - 1 - (w - 1) // 2) <= case["steps"][-1]]
+                if case["steps"][i] - (w - 1 if case["align"] == "trailing" else w // 2) >= case["steps"][0]
+                and case["steps"][i] + (0 if case["align"] == "trailing" else w - 1 - w // 2) <= case["steps"][-1]]
         assert result.index.tolist() == kept
 
 

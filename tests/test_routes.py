@@ -140,7 +140,7 @@ def window_reference(steps, values, method, window, align="trailing", edges="val
     else:
         # The window [p - before, p + after] is pandas' trailing window ending at p + after, on a
         # grid of every position padded with NaN (pandas' own centering differs for even windows).
-        before = window - 1 if align == "trailing" else (window - 1) // 2
+        before = window - 1 if align == "trailing" else window // 2  # pandas center=True
         after = window - 1 - before
         dense = np.full(pos[-1] + 1 + after, np.nan)
         dense[pos] = y

@@ -44,7 +44,7 @@ def as_nan(values):
 
 
 def extents(window, align):
-    before = window - 1 if align == "trailing" else (window - 1) // 2
+    before = window - 1 if align == "trailing" else window // 2  # pandas center=True
     return before, window - 1 - before
 
 
@@ -521,3 +521,42 @@ def test_ema_of_extreme_magnitudes_is_the_ema_scaled(scale):
         scaled = moving_average(steps, values * scale, method="ema", weight=weight, band="std")
         for name in ("value", "lower", "upper"):
             np.testing.assert_allclose(getattr(scaled, name)[1:], getattr(plain, name)[1:] * scale, rtol=1e-12)
+
+
+@pytest.mark.parametrize("window", [2, 4, 7, 10, 51, 100])
+@pytest.mark.parametrize("method", ["sma", "median"])
+def test_centered_windows_are_pandas_center_true(window, method):
+    """Issue 14 item 11: centered windows, odd and even, equal pandas' rolling(w, center=True)
+    directly (no reference shift), with valid edges (min_periods=w on a finite series) and with
+    partial edges (min_periods=1)."""
+    steps, values = random_series(seed=window)
+    clean = pd.Series(as_nan(values))
+    for edges, min_periods in (("partial", 1), ("valid", window)):
+        rolling = clean.rolling(window, center=True, min_periods=1)
+        reference = (rolling.median() if method == "median" else rolling.mean()).to_numpy()
+        result = moving_average(steps, values, method=method, window=window, align="centered", edges=edges)
+        if edges == "valid":  # pandas' rows whose whole window lies inside the series
+            inside = np.flatnonzero(pd.Series(np.ones(len(values))).rolling(window, center=True,
+                                                                            min_periods=window).sum().notna())
+            np.testing.assert_array_equal(result.index, inside)
+            reference = reference[inside]
+        np.testing.assert_allclose(result.value, reference, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("window", [2, 3, 4, 9, 10, 250])
+def test_centered_step_windows_are_pandas_offset_windows_closed_left(window):
+    """unit=steps: the steps [s - floor(w/2), s + ceil(w/2) - 1], which on integer steps is
+    pandas' time-based rolling("<w>ns", center=True, closed="left") (the points convention with
+    steps for points); checked on uneven steps with NaN holes."""
+    rng = np.random.default_rng(window)
+    n = 2000
+    steps = np.cumsum(rng.integers(1, 5, n)).astype(np.int64)
+    values = rng.normal(size=n)
+    values[rng.random(n) < 0.03] = np.nan
+    series = pd.Series(values, index=pd.to_datetime(steps, unit="ns"))
+    rolling = series.rolling(pd.Timedelta(window, unit="ns"), center=True, closed="left", min_periods=1)
+    for method, reference in (("sma", rolling.mean()), ("median", rolling.median())):
+        result = moving_average(steps, values, method=method, window=window, align="centered",
+                                edges="partial", unit="steps")
+        np.testing.assert_array_equal(result.index, np.arange(n))
+        np.testing.assert_allclose(result.value, reference.to_numpy(), rtol=1e-10, atol=1e-10)
