@@ -1,14 +1,22 @@
 """Scalar values of serialized `Event` records, decoded many records at a time.
 
-A scalar is a `simple_value`, or a one-element float/double tensor of a tag whose summary metadata
-names the "scalars" plugin (tf.summary v2 writes that metadata only with a tag's first value).
+A scalar is a `simple_value`, or a one-element real tensor of a tag whose summary metadata names
+the "scalars" plugin. Writers differ in where that metadata goes: TensorFlow 2's writer (tf.summary,
+Keras, our summary.py) repeats it in every record; TF1's FileWriter keeps it on a tag's first
+value only; tensorboardX and PyTorch write `simple_value`s without it.
 
 Writers emit the same bytes for every step of a tag except the wall time, the step and the value.
 So records of equal length are decoded against a *template*: one record walked field by field
 (protobuf wire format) to find where those three live; every record of the group whose other
-bytes equal the template's (and whose step varint has the same shape) is decoded with numpy
-slicing. Records that fit no template (metadata, other plugins, unusual layouts) are parsed by
-protobuf one at a time. Both paths give the same values; the result is in record order.
+bytes equal the template's (repeated metadata included, and whose step varint has the same shape)
+is decoded with numpy slicing. Records that fit no template (a file's first record, other
+plugins' data, unusual layouts) are parsed by protobuf one at a time. Both paths give the same
+values; the result is in record order.
+
+A tensor value of a tag not yet known as a scalar is held until the whole buffer is decoded: a
+metadata-first writer's first record may be decoded after records that share its buffer. Tensor
+values that cannot be a real number (complex, string, quantized, variant, several elements) are
+skipped and counted per tag; bool reads as 0 or 1, half and bfloat16 as their float value.
 """
 
 import collections
@@ -20,6 +28,18 @@ from tensorboard.util import tensor_util
 
 SCALARS_PLUGIN = "scalars"
 Column = collections.namedtuple("Column", "order step wall_time value")
+
+
+class Tags:
+    """What decoding learns of tags, carried from one buffer of a file to the next: `scalars`,
+    the tags whose metadata named the scalars plugin, and `skipped`, {tag: values that are not a
+    real number}."""
+
+    __slots__ = ("scalars", "skipped")
+
+    def __init__(self):
+        self.scalars = set()
+        self.skipped = collections.Counter()
 
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
 _ROWS_PER_BATCH = 1 << 18
@@ -34,22 +54,28 @@ _TENSOR_FIELDS = {
 _FLOAT_DTYPES = {1: "<f4", 2: "<f8"}  # DT_FLOAT, DT_DOUBLE: what a template can decode
 
 
-def decode(data, starts, lengths, scalar_tags):
+def decode(data, starts, lengths, tags):
     """{tag: Column} of the scalars in the records data[starts[i] : starts[i] + lengths[i]].
 
     `order` holds each value's record number (ties keep the order of values in a record);
-    `scalar_tags` (a set) is updated with tags whose metadata names the scalars plugin.
+    `tags` (a Tags) is updated with what the records say of their tags.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    out = collections.defaultdict(list)
+    out = collections.defaultdict(list)  # (tag, is a tensor) -> column parts
+    unsure = collections.Counter()  # skipped values of tensor tags not known as scalars yet
     slow = []
     for length in np.unique(lengths).tolist():
         group = np.flatnonzero(lengths == length)
-        slow.append(_decode_group(buf, data, starts, group, int(length), scalar_tags, out))
+        slow.append(_decode_group(buf, data, starts, group, int(length), tags.scalars, out))
     slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
-    _decode_slowly(data, starts, lengths, slow, scalar_tags, out)
+    _decode_slowly(data, starts, lengths, slow, tags.scalars, out, unsure)
+    tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
+    merged = collections.defaultdict(list)
+    for (tag, tensor), parts in out.items():
+        if not tensor or tag in tags.scalars:
+            merged[tag].extend(parts)
     columns = {}
-    for tag, parts in out.items():
+    for tag, parts in merged.items():
         order = np.concatenate([p[0] for p in parts])
         sort = np.argsort(order, kind="stable")
         columns[tag] = Column(*(np.concatenate([p[k] for p in parts])[sort] for k in range(4)))
@@ -93,7 +119,7 @@ class _Layout:
         self.wall_at = None
         self.step_at = None
         self.step_len = 0
-        self.values = []  # (tag, byte offset, numpy dtype string, keep)
+        self.values = []  # (tag, byte offset, numpy dtype string, is a tensor)
         self.variable = np.zeros(length, dtype=bool)
 
 
@@ -166,9 +192,9 @@ def _walk_event(record, scalar_tags):
 
 
 def _walk_value(record, pos, end, scalar_tags):
-    """(tag, offset, dtype, keep) of a Summary.Value; a tensor of a tag not known as a scalar
-    is skipped (keep False) but still a variable field of the template."""
-    tag, at, dtype, tensor = None, None, None, False
+    """(tag, offset, dtype, is a tensor) of a Summary.Value holding one float; metadata naming
+    the scalars plugin (fixed bytes of the template) adds the tag to `scalar_tags`."""
+    tag, at, dtype, tensor, names_scalars = None, None, None, False, False
     for field, wire, start, stop in _fields(record, pos, end):
         if (field, wire) == (1, 2):
             tag = bytes(record[start:stop]).decode("utf-8")
@@ -180,11 +206,31 @@ def _walk_value(record, pos, end, scalar_tags):
             if found is None:
                 return None
             at, dtype = found
+        elif (field, wire) == (9, 2):
+            plugin = _plugin_name(record, start, stop)
+            if plugin not in (None, SCALARS_PLUGIN):
+                return None  # another plugin's data: protobuf decides
+            names_scalars = plugin == SCALARS_PLUGIN
         else:
-            return None  # metadata, images, histograms...: protobuf handles those records
+            return None  # images, histograms...: protobuf handles those records
     if tag is None or at is None:
         return None
-    return tag, at, dtype, not tensor or tag in scalar_tags
+    if names_scalars:
+        scalar_tags.add(tag)
+    return tag, at, dtype, tensor
+
+
+def _plugin_name(record, pos, end):
+    """The plugin name of a SummaryMetadata, or None if it names none."""
+    name = None
+    for field, wire, start, stop in _fields(record, pos, end):
+        if (field, wire) == (1, 2):  # plugin_data
+            for f, w, s, e in _fields(record, start, stop):
+                if (f, w) == (1, 2):
+                    name = bytes(record[s:e]).decode("utf-8")
+        elif field not in (2, 3, 4):  # display_name, summary_description, data_class
+            raise ValueError("unknown metadata field")
+    return name
 
 
 def _walk_tensor(record, pos, end):
@@ -231,16 +277,15 @@ def _emit(rows, order, layout, out):
     for k in range(layout.step_len):
         step |= (rows[:, layout.step_at + k].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * k)
     step = step.view(np.int64)
-    for tag, at, dtype, keep in layout.values:
-        if not keep:
-            continue
+    for tag, at, dtype, tensor in layout.values:
         size = int(dtype[-1])
         value = np.ascontiguousarray(rows[:, at : at + size]).view(dtype)[:, 0].astype(np.float64)
-        out[tag].append((order, step, wall, value))
+        out[tag, tensor].append((order, step, wall, value))
 
 
-def _decode_slowly(data, starts, lengths, indices, scalar_tags, out):
-    """Protobuf parsing of the given records (in record order)."""
+def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped):
+    """Protobuf parsing of the given records (in record order); values that are not a real
+    number are counted in `skipped`."""
     parse = event_pb2.Event.FromString
     view = memoryview(data)
     found = collections.defaultdict(lambda: ([], [], [], []))
@@ -258,25 +303,27 @@ def _decode_slowly(data, starts, lengths, indices, scalar_tags, out):
             elif kind == "tensor":
                 if value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN:
                     scalar_tags.add(value.tag)
-                if value.tag not in scalar_tags:
-                    continue
                 y = _tensor_scalar(value.tensor)
                 if y is None:
+                    skipped[value.tag] += 1
                     continue
             else:
                 continue
-            order, steps, walls, values = found[value.tag]
+            order, steps, walls, values = found[value.tag, kind == "tensor"]
             order.append(i)
             steps.append(event.step)
             walls.append(event.wall_time)
             values.append(y)
-    for tag, (order, steps, walls, values) in found.items():
-        out[tag].append((np.asarray(order, np.int64), np.asarray(steps, np.int64),
+    for key, (order, steps, walls, values) in found.items():
+        out[key].append((np.asarray(order, np.int64), np.asarray(steps, np.int64),
                          np.asarray(walls, np.float64), np.asarray(values, np.float64)))
 
 
+_DT_BFLOAT16 = 14
+
+
 def _tensor_scalar(tensor):
-    """The value of a one-element tensor as a float, or None if it is not one."""
+    """The value of a one-element real tensor (float, int, bool) as a float, or None."""
     fast = _TENSOR_FIELDS.get(tensor.dtype)
     if fast is not None:
         field, layout = fast
@@ -286,10 +333,16 @@ def _tensor_scalar(tensor):
         vals = getattr(tensor, field)
         if not content and len(vals) == 1:
             return float(vals[0])
+    if tensor.dtype == _DT_BFLOAT16:  # the high half of a float32; numpy has no such type
+        bits = np.frombuffer(tensor.tensor_content, "<u2") if tensor.tensor_content else np.asarray(
+            tensor.half_val, np.uint32)
+        if len(bits) != 1:
+            return None
+        return float((np.asarray(bits, np.uint32) << 16).view(np.float32)[0])
     try:
         array = tensor_util.make_ndarray(tensor)
-    except Exception:
+    except Exception:  # a dtype or layout TensorBoard cannot read either
         return None
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+    if array.size != 1 or array.dtype.kind not in "fiub":  # complex, strings, objects
         return None
     return float(array.reshape(()))

@@ -28,15 +28,16 @@ class BatchAvgLoader(base_plugin.TBLoader):
             metavar="SECONDS",
             type=float,
             default=metadata.DEFAULT_RELOAD_SECONDS,
-            help="How old the Batch Averages tab's data of a run may be before a request "
-            "reads what was appended to its event files (default: %(default)s s).",
+            help="How often the Batch Averages tab reads, in the background, what was appended "
+            "to the event files of the runs it holds (default: every %(default)s s).",
         )
 
     def fix_flags(self, flags):
-        if flags.batchavg_cache_mb is not None and flags.batchavg_cache_mb < 0:
-            raise base_plugin.FlagsError("--batchavg_cache_mb must be >= 0")
-        if flags.batchavg_reload_seconds is not None and flags.batchavg_reload_seconds < 0:
-            raise base_plugin.FlagsError("--batchavg_reload_seconds must be >= 0")
+        for name in ("batchavg_cache_mb", "batchavg_reload_seconds"):
+            value = getattr(flags, name, None)
+            # `not value >= 0` refuses nan too, which every comparison fails.
+            if value is not None and (not value >= 0 or value == float("inf")):
+                raise base_plugin.FlagsError("--%s must be a finite number >= 0, not %r" % (name, value))
 
     def load(self, context):
         from tb_batchavg.plugin import BatchAvgPlugin

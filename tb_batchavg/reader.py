@@ -7,28 +7,40 @@ numpy columns `step` (int64), `wall_time` (float64), `value` (float64): 24 bytes
 
 Rules:
 - Runs are named as TensorBoard names them: the directory relative to its logdir (`.` for the
-  logdir itself), prefixed by the group name of a `--logdir_spec` entry.
-- Scalars are `simple_value`s, and single-element tensors of tags whose summary metadata names
-  the "scalars" plugin (tf.summary v2 writes that metadata only with a tag's first value).
-- Each file's offset is remembered; a reload parses only bytes appended since, and a file whose
-  size did not change is not opened. A partial record at the end of a growing file is left for
-  the next reload. A record failing its data CRC is skipped and counted; a header failing its
-  length CRC stops that file there (counted, retried on the next reload). A file that shrank was
-  replaced: it is read again from the start.
+  logdir itself), prefixed by the group name of a `--logdir_spec` entry. A local logdir is walked
+  following symbolic links, each directory once (by device and inode), so a link cycle ends.
+- Scalars are `simple_value`s, and one-element real tensors of tags whose summary metadata names
+  the "scalars" plugin (`events`).
+- Each file keeps its own columns, and a run's columns are its files' folded in file-name order,
+  so a run whose files change reads as a fresh reader would read the same files. A reload reads
+  only bytes appended since the last one; a file whose size and stamp (inode and mtime locally,
+  the object's ETag or generation on a cloud store, where the filesystem layer gives them) did not
+  change is not opened. A file that shrank, whose stamp changed at the same size, or whose bytes
+  before the old end differ, was replaced: it is read again from the start. A file that vanished
+  from a directory that can still be listed is dropped. A partial record at the end of a growing
+  file is left for the next reload. A record failing its data CRC is skipped and counted; a header
+  failing its length CRC stops that file there (counted, retried on the next reload).
 - Steps are strictly increasing: a record whose step is not above every step already held for its
   tag discards the held records at that step and after it (a restart from a checkpoint, as
   TensorBoard's Rust loader does), so the latest record of a step wins.
 - NaN and +-Inf are kept: they are information.
-- A run's columns can be evicted (`evict`) to bound memory: the run then lists the tags and
-  counts it had, and its next `reload` reads its files again from the start.
+- Any error of the storage (a missing bucket, an endpoint gone, a permission) is reported in the
+  run's health; the data already read stays served.
+- Runs load in the background (`start`): discovery, then each run in name order, then every few
+  seconds the bytes appended to runs held in memory. Readers of a run that is ready never wait on
+  a lock held by loading or discovery: a reload replaces `columns` whole, then bumps `version`.
+- Columns are held within a byte budget: past it, the runs least recently asked for are evicted
+  (`evict`); such a run lists the tags and counts it had, and is read again when asked for.
 """
 
 import collections
 import ctypes
 import ctypes.util
+import logging
 import os
 import threading
 import time
+import weakref
 
 import numpy as np
 from tensorboard.backend.event_processing import data_ingester
@@ -38,11 +50,17 @@ from tensorboard.compat import tf
 from tb_batchavg import events
 from tb_batchavg import records
 
+logger = logging.getLogger(__name__)
+
 Series = collections.namedtuple("Series", "step wall_time value")
 
 # Bytes read and parsed at a time: small enough that the copies of bytes (which hold the GIL)
 # stay short while other requests are answered, large enough for vectorised parsing.
 _READ_CHUNK = 8 << 20
+# Bytes before a file's old end read again on growth, to tell an append from a replacement.
+_FINGERPRINT = 64
+# A run asked for this recently keeps its columns when the budget evicts: requests may read them.
+IN_USE_SECONDS = 5.0
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
 
 
@@ -59,42 +77,59 @@ def merge_steps(held, new):
     """Appends `new` records (Series, in file order) to `held` (strictly increasing steps).
 
     A new record survives if its step is below every later new step; held records at or after
-    the smallest new step are discarded. The result is strictly increasing in step.
+    the smallest new step are discarded. The result is strictly increasing in step. The rule is
+    associative: folding files one by one, or chunk by chunk, gives the same columns.
     """
     if not len(new.step):
         return held
     later_min = np.minimum.accumulate(new.step[::-1])[::-1]
     keep = np.append(new.step[:-1] < later_min[1:], True)
+    if not len(held.step) and keep.all():
+        return new
     cut = int(np.searchsorted(held.step, later_min[0], side="left"))
     return Series(*(np.concatenate((h[:cut], n[keep])) for h, n in zip(held, new)))
 
 
 class _File:
-    __slots__ = ("offset", "bad_records", "corrupt_at")
+    """One event file: how far it was read, what it held, and its columns."""
+
+    __slots__ = ("offset", "seen", "tail", "bad_records", "corrupt_at", "tags", "columns")
 
     def __init__(self):
-        self.offset = 0
+        self.offset = 0  # bytes of complete records read
+        self.seen = None  # (size, stamp) at the last read
+        self.tail = b""  # the bytes just before `offset`, to recognise the same file
         self.bad_records = 0
         self.corrupt_at = None
+        self.tags = events.Tags()
+        self.columns = {}  # tag -> Series, strictly increasing steps
 
 
 class Run:
-    """The columns of one run. `reload` replaces `columns` whole, then bumps `version`, under
-    `lock`; readers take `version` first and `columns` after without locking."""
+    """The columns of one run. A reload replaces `columns` whole, then bumps `version`; readers
+    take `version` first and `columns` after, without locking."""
 
     def __init__(self, name, directory):
         self.name = name
         self.directory = directory
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held while reading files
         self.files = {}
         self.columns = {}
-        self.scalar_tags = set()
         self.version = 0
-        self.errors = []
-        self.read_at = None  # time.monotonic() of the last reload
+        self.loaded = False  # read once since created or evicted
         self.used_at = 0.0  # time.monotonic() of the last request for its data
-        self.nbytes = 0  # of the columns
+        self.nbytes = 0  # of the columns, the files' own and the folded ones
         self.evicted = None  # {tag: points} when the columns were evicted, else None
+        self.bytes_read = 0
+        self.bytes_total = 0
+        self._health = {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
+
+    @property
+    def state(self):
+        return "ready" if self.loaded or self.evicted is not None else "loading"
+
+    def progress(self):
+        return {"bytes_read": int(self.bytes_read), "bytes_total": int(self.bytes_total)}
 
     def tags(self):
         return sorted(self.counts())
@@ -111,92 +146,190 @@ class Run:
         columns = self.columns
         return {t: int(len(s.step)) for t, s in sorted(columns.items()) if len(s.step)}
 
-    def evict(self):
-        """Drops the columns (memory goes back at once); the next reload reads every file again."""
-        with self.lock:
-            if self.evicted is not None:
-                return
+    def health(self):
+        """What was skipped: bad records, files stopped at a corrupt header, values that are not
+        a real number ({tag: count}), and errors of the storage (as of the last reload)."""
+        return self._health
+
+    def evict(self, wait=True):
+        """Drops the columns (memory goes back at once); the next reload reads every file again.
+        Returns the bytes freed (0 if the run is being read and `wait` is False)."""
+        if not self.lock.acquire(blocking=wait):
+            return 0
+        try:
+            if self.evicted is not None or not self.loaded:
+                return 0
+            freed = self.nbytes
             self.evicted = self.counts()
             self.columns, self.files, self.nbytes = {}, {}, 0
-            self.read_at = None
+            self.loaded = False
             self.version += 1
+        finally:
+            self.lock.release()
         _release_freed_memory()
+        return freed
 
-    def health(self):
-        """What was skipped: bad records and files stopped at a corrupt header or unreadable."""
+    def load(self):
+        """Reads the run if it is not held (loading or evicted): waits for a read in progress."""
+        if self.loaded and self.evicted is None:
+            return False
         with self.lock:
-            return {
-                "bad_records": sum(f.bad_records for f in self.files.values()),
-                "corrupt_files": sorted(
-                    os.path.basename(p) for p, f in self.files.items() if f.corrupt_at is not None
-                ),
-                "errors": list(self.errors),
-            }
+            if self.loaded and self.evicted is None:
+                return False
+            return self._read_new()
 
-    def reload(self, max_age=0.0):
-        """Reads what was appended to this run's event files, unless it did less than `max_age`
-        seconds ago (a reload in progress is waited for). Returns True if data changed."""
-        changed = self._read_new(max_age)
+    def reload(self):
+        """Reads what was appended to this run's event files (waiting for a read in progress).
+        Returns True if data changed."""
+        with self.lock:
+            return self._read_new()
+
+    def _read_new(self):
+        errors = []
+        changed = False
+        try:
+            names = sorted(n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n))
+        except Exception as e:  # any storage error: the data already read stays
+            errors.append("cannot list %s: %s" % (self.directory, _describe(e)))
+            names = None
+        if names is not None:
+            paths = [os.path.join(self.directory, n) for n in names]
+            for gone in set(self.files) - set(paths):
+                del self.files[gone]
+                changed = True
+            stamps = {}
+            for path in paths:
+                try:
+                    stamps[path] = _stamp(path)
+                except Exception as e:
+                    errors.append("cannot read %s: %s" % (os.path.basename(path), _describe(e)))
+            self.bytes_total = sum(size for size, _ in stamps.values())
+            self.bytes_read = sum(self.files[p].offset for p in stamps if p in self.files)
+            for path, stamp in stamps.items():
+                try:
+                    changed |= self._read_file(path, stamp)
+                except Exception as e:
+                    errors.append("cannot read %s: %s" % (os.path.basename(path), _describe(e)))
+        was_evicted = self.evicted is not None
+        if changed or was_evicted or not self.loaded:
+            self._fold()
+            self.version += 1
+        self.loaded = True
+        self.evicted = None  # after the columns: a lock-free reader never sees neither
+        self._health = self._summarise(errors)
         if changed:
             _release_freed_memory()  # the parsing temporaries are gone by now
-        return changed
+        return changed or was_evicted
 
-    def _read_new(self, max_age):
-        with self.lock:
-            now = time.monotonic()
-            if self.read_at is not None and now - self.read_at < max_age:
-                return False
-            self.read_at = now
-            self.errors = []
-            try:
-                names = sorted(
-                    n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n)
-                )
-            except (OSError, UnicodeError, tf.errors.OpError) as e:  # UnicodeError: a path gfile cannot code
-                self.errors.append("cannot list %s: %s" % (self.directory, e))
-                return False
-            new = collections.defaultdict(list)  # tag -> events.Column parts in file order
-            for name in names:
-                try:
-                    self._read_file(os.path.join(self.directory, name), new)
-                except (OSError, UnicodeError, tf.errors.OpError) as e:
-                    self.errors.append("cannot read %s: %s" % (name, e))
-            was_evicted = self.evicted is not None
-            if new:
-                columns = dict(self.columns)
-                for tag, parts in new.items():
-                    chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
-                    columns[tag] = merge_steps(columns.get(tag, _EMPTY), chunk)
-                self.columns = columns
-                self.nbytes = sum(a.nbytes for series in columns.values() for a in series)
-                self.version += 1
-            self.evicted = None  # after the columns: a lock-free reader never sees neither
-            return bool(new) or was_evicted
+    def _fold(self):
+        """The run's columns: each tag's file columns folded in file-name order."""
+        columns = {}
+        for path in sorted(self.files):
+            for tag, series in self.files[path].columns.items():
+                columns[tag] = merge_steps(columns.get(tag, _EMPTY), series)
+        self.columns = columns
+        arrays = {id(a): a.nbytes for f in self.files.values() for s in f.columns.values() for a in s}
+        arrays.update({id(a): a.nbytes for s in columns.values() for a in s})
+        self.nbytes = sum(arrays.values())
 
-    def _read_file(self, path, new):
-        state = self.files.setdefault(path, _File())
-        size = tf.io.gfile.stat(path).length
-        if size < state.offset:  # replaced or truncated: read it again from the start
-            state.offset, state.bad_records, state.corrupt_at = 0, 0, None
-        if size == state.offset:
-            return
-        read_to = state.offset  # bytes of the file read so far (complete records or not)
+    def _summarise(self, errors):
+        skipped = collections.Counter()
+        for f in self.files.values():
+            skipped.update(f.tags.skipped)
+        return {
+            "bad_records": sum(f.bad_records for f in self.files.values()),
+            "corrupt_files": sorted(os.path.basename(p) for p, f in self.files.items() if f.corrupt_at is not None),
+            "errors": errors,
+            "skipped_values": dict(sorted(skipped.items())),
+        }
+
+    def _read_file(self, path, stamp):
+        """Reads the new records of one file; returns True if its columns changed."""
+        state = self.files.get(path)
+        if state is None:
+            state = self.files[path] = _File()
+        if stamp == state.seen:
+            return False
+        size, mark = stamp
+        replaced = size < state.offset or (
+            state.seen is not None and mark != state.seen[1] and size == state.offset and size > 0)
+        changed = False
+        if replaced:
+            changed = bool(state.columns)
+            state = self.files[path] = _File()
+        start = max(0, state.offset - len(state.tail))
+        read_to = start  # bytes of the file read so far (complete records or not)
         pending = b""
+        new = collections.defaultdict(list)
+        first = True
         while True:
             block = _read_at(path, read_to, _READ_CHUNK)
+            if first and state.tail:
+                first = False
+                if block[: len(state.tail)] != state.tail:  # not the file read before
+                    changed |= bool(state.columns)
+                    state = self.files[path] = _File()
+                    read_to = 0
+                    continue
+                block = block[len(state.tail) :]
+                read_to += len(state.tail)
+            first = False
             if not block:
                 break
             read_to += len(block)
             data = pending + block
             scan = records.scan(data)
-            for tag, column in events.decode(data, scan.starts, scan.lengths, self.scalar_tags).items():
+            for tag, column in events.decode(data, scan.starts, scan.lengths, state.tags).items():
                 new[tag].append(column)
             state.offset += scan.consumed
+            self.bytes_read += scan.consumed
             state.bad_records += scan.bad_records
             state.corrupt_at = scan.corrupt_at
+            if scan.consumed:
+                state.tail = (state.tail + data[: scan.consumed])[-_FINGERPRINT:]
             if scan.corrupt_at is not None:
-                return
+                break
             pending = data[scan.consumed :]
+        state.seen = stamp
+        for tag, parts in new.items():
+            chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
+            state.columns[tag] = merge_steps(state.columns.get(tag, _EMPTY), chunk)
+        return changed or bool(new)
+
+
+def _describe(error):
+    """One line naming an error of the storage: its type, and its message."""
+    text = str(error).strip().splitlines()
+    return "%s: %s" % (type(error).__name__, text[0] if text else "")
+
+
+def _stamp(path):
+    """(size, stamp) of a file; the stamp changes when the file is rewritten: (inode, mtime) of a
+    local file, the ETag or generation of a cloud object where the filesystem layer gives it."""
+    if "://" not in path:
+        st = os.stat(path)
+        return st.st_size, (st.st_ino, st.st_mtime_ns)
+    stat = tf.io.gfile.stat(path)
+    mark = getattr(stat, "mtime_nsec", None)  # TensorFlow's gfile
+    if mark is None and hasattr(tf.io.gfile, "get_filesystem"):  # TensorBoard's own gfile
+        mark = _object_stamp(tf.io.gfile.get_filesystem(path), path)
+    return stat.length, mark
+
+
+def _object_stamp(filesystem, path):
+    """The version stamp of a cloud object through TensorBoard's own S3 or fsspec filesystem."""
+    if hasattr(filesystem, "bucket_and_path"):  # S3, through boto3
+        import boto3
+
+        bucket, key = filesystem.bucket_and_path(path)
+        head = boto3.client("s3", endpoint_url=getattr(filesystem, "_s3_endpoint", None)).head_object(
+            Bucket=bucket, Key=key)
+        return head.get("ETag"), str(head.get("LastModified"))
+    if hasattr(filesystem, "_fs_path"):  # fsspec: gcsfs, s3fs, ...
+        fs, inner = filesystem._fs_path(path)
+        info = fs.info(inner)
+        return tuple(str(info.get(k)) for k in ("generation", "etag", "ETag", "mtime", "LastModified", "updated"))
+    return None
 
 
 def _release_freed_memory():
@@ -235,51 +368,97 @@ def _read_at(path, offset, size):
 
 
 def _run_directories(root):
-    """The directories under `root` that hold event files, walked through gfile. gfile (both
-    TensorFlow's and TensorBoard's own) fails on a name that is not UTF-8; a local logdir is then
-    walked with os.walk, so the other runs are still found (the one so named lists its error)."""
-    try:
+    """The directories under `root` that hold event files. A local root is walked here, following
+    symbolic links but entering each directory (device, inode) once, so link cycles end and a
+    directory linked twice is one run; names that are not UTF-8 are found too (gfile fails on
+    them). A cloud root, which has no links, is walked through gfile."""
+    if "://" in root:
         return list(io_wrapper.GetLogdirSubdirectories(root))
-    except UnicodeError:
-        if "://" in root:
-            raise
-        return [d for d, _, files in os.walk(root) if any(map(io_wrapper.IsTensorFlowEventsFile, files))]
+    found, seen, stack = [], set(), [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs, has_events = [], False
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    subdirs.append(entry.path)
+                elif io_wrapper.IsTensorFlowEventsFile(entry.name):
+                    has_events = True
+            except OSError:  # a dangling link, or one looping on itself
+                continue
+        if has_events:
+            found.append(directory)
+        stack.extend(reversed(subdirs))
+    return found
 
 
 class LogdirReader:
-    """All runs under a `--logdir` or `--logdir_spec`, read at full resolution."""
+    """All runs under a `--logdir` or `--logdir_spec`, read at full resolution, within
+    `budget_bytes` of columns."""
 
-    def __init__(self, logdir="", logdir_spec=""):
+    def __init__(self, logdir="", logdir_spec="", budget_bytes=float("inf")):
         self._roots = parse_logdir_spec(logdir, logdir_spec)
+        self.budget = budget_bytes
         self._runs = {}
-        self._lock = threading.Lock()  # guards _runs
+        self._lock = threading.Lock()  # guards _runs; never held while reading files
         self._discover_lock = threading.Lock()
+        self._discovered = threading.Event()
         self._discovered_at = None
+        self.errors = []  # of the last discovery: roots that could not be listed
+        self.readable = False  # whether some root could be listed, as of the last discovery
+        self._thread = None
 
-    @property
-    def readable(self):
-        """Whether any root exists and can be listed."""
-        for root in self._roots:
-            try:
-                if tf.io.gfile.isdir(root):
-                    return True
-            except (OSError, tf.errors.OpError):
-                continue
-        return False
+    # Background loading ------------------------------------------------------------------
+    def start(self, interval):
+        """Loads every run in a daemon thread, then reads what is appended every `interval`
+        seconds. The thread ends when the reader is garbage-collected."""
+        if self._thread is None and self._roots:
+            self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1)),
+                                            name="batchavg-reader", daemon=True)
+            self._thread.start()
 
-    def discover(self, max_age=0.0):
-        """Finds run directories (new ones are added; vanished ones keep their data), unless it
-        did less than `max_age` seconds ago (a discovery in progress is waited for)."""
+    def cycle(self):
+        """One pass of the background thread: discovery, runs not read yet (within the budget),
+        then what was appended to the runs held."""
+        self.discover()
+        for run in self.run_objects():
+            if run.evicted is not None:
+                continue  # listed from what was read; read again when asked for
+            if not run.loaded:
+                run.load()
+                self.keep_budget()
+            elif run.lock.acquire(blocking=False):  # a request may be loading it
+                try:
+                    run._read_new()
+                finally:
+                    run.lock.release()
+        self.keep_budget()
+
+    def wait_discovered(self, timeout=None):
+        """Waits for a first discovery (by the background thread, or here if there is none)."""
+        if self._thread is None and not self._discovered.is_set():
+            self.discover()
+        return self._discovered.wait(timeout)
+
+    def discover(self):
+        """Finds run directories (new ones are added; vanished ones keep their data)."""
         with self._discover_lock:
-            now = time.monotonic()
-            if self._discovered_at is not None and now - self._discovered_at < max_age:
-                return
-            self._discovered_at = now
-            found = {}
+            self._discovered_at = time.monotonic()
+            found, errors, readable = {}, [], False
             for root, prefix in self._roots.items():
                 try:
                     subdirs = _run_directories(root)
-                except (OSError, ValueError, tf.errors.OpError):
+                    readable = readable or tf.io.gfile.isdir(root)
+                except Exception as e:  # any storage error
+                    errors.append("cannot list %s: %s" % (root, _describe(e)))
                     continue
                 for subdir in subdirs:
                     rel = os.path.relpath(subdir, root)
@@ -288,30 +467,57 @@ class LogdirReader:
                 for name, directory in found.items():
                     if name not in self._runs:
                         self._runs[name] = Run(name, directory)
+            self.errors, self.readable = errors, readable
+            self._discovered.set()
 
     def reload(self):
-        """Discovers runs and reads new data of every run."""
+        """Discovers runs and reads new data of every run (synchronously)."""
         self.discover()
         for run in self.run_objects():
             run.reload()
 
+    def open(self, name):
+        """The run `name`, read and marked as used (None if there is no such run). Waits for a
+        first discovery, and for the run's own loading; a run that is held does not wait."""
+        run = self.get(name)
+        if run is None:
+            self.wait_discovered()
+            run = self.get(name)
+        if run is None:  # a run created since the last discovery?
+            self.discover()
+            run = self.get(name)
+        if run is None:
+            return None
+        run.used_at = time.monotonic()
+        run.load()
+        self.keep_budget(keep=run)
+        return run
+
+    # Memory --------------------------------------------------------------------------------
     def nbytes(self):
         """Bytes held in columns, over all runs."""
         return sum(r.nbytes for r in self.run_objects())
 
+    def keep_budget(self, keep=None):
+        """Evicts the columns of the runs least recently used, other than `keep` and those asked
+        for in the last IN_USE_SECONDS, until the columns fit the budget."""
+        excess = self.nbytes() - self.budget
+        if excess > 0:
+            self.evict_least_recent(excess, keep=keep, used_before=time.monotonic() - IN_USE_SECONDS)
+
     def evict_least_recent(self, excess, keep=None, used_before=float("inf")):
         """Evicts the columns of the runs least recently used (`used_at`), other than `keep` and
         those used since `used_before`, until at least `excess` bytes are freed (or none is
-        left); returns the bytes freed."""
+        left); returns the bytes freed. A run being read is passed over."""
         freed = 0
         for run in sorted(self.run_objects(), key=lambda r: r.used_at):
             if freed >= excess or run.used_at >= used_before:
                 break
             if run is not keep and run.nbytes:
-                freed += run.nbytes
-                run.evict()
+                freed += run.evict(wait=False)
         return freed
 
+    # Listing -------------------------------------------------------------------------------
     def run_objects(self):
         with self._lock:
             return [self._runs[k] for k in sorted(self._runs)]
@@ -334,3 +540,17 @@ class LogdirReader:
     def counts(self, run):
         r = self.get(run)
         return r.counts() if r else {}
+
+
+def _background(ref, interval):
+    """The loading thread: cycles while the reader lives."""
+    while True:
+        reader = ref()
+        if reader is None:
+            return
+        try:
+            reader.cycle()
+        except Exception:  # never let the thread die: the next cycle retries
+            logger.exception("batchavg: background reading failed")
+        del reader
+        time.sleep(interval)

@@ -15,17 +15,18 @@ def _records(path):
 
 
 def _by_protobuf(data, scan):
-    out, tags = {}, set()
+    out, tags = {}, events.Tags()
     parts = events.collections.defaultdict(list)
     everything = np.arange(len(scan.starts))
-    events._decode_slowly(data, scan.starts, scan.lengths, everything, tags, parts)
-    for tag, chunks in parts.items():
-        out[tag] = [np.concatenate([c[k] for c in chunks]) for k in range(4)]
+    events._decode_slowly(data, scan.starts, scan.lengths, everything, tags.scalars, parts, tags.skipped)
+    for (tag, tensor), chunks in parts.items():
+        if not tensor or tag in tags.scalars:
+            out[tag] = [np.concatenate([c[k] for c in chunks]) for k in range(4)]
     return out
 
 
 def _assert_same(data, scan):
-    fast = events.decode(data, scan.starts, scan.lengths, set())
+    fast = events.decode(data, scan.starts, scan.lengths, events.Tags())
     slow = _by_protobuf(data, scan)
     assert sorted(fast) == sorted(slow)
     for tag in slow:

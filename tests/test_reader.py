@@ -252,7 +252,7 @@ def test_growing_file_at_every_kind_of_cut(tmp_path, monkeypatch):
         shutil.copyfile(path, snapshot / path.name)
         want, _ = read_with_multiplexer((str(snapshot.parent), None))
         assert_same(read_with_reader(r), want)
-        assert r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": []}
+        assert r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
     assert len(r.series("run", "train/loss").step) == 200
 
     # An unchanged logdir: nothing is opened or parsed, and the data version stays.
@@ -317,10 +317,10 @@ def test_bad_data_crc_skips_one_record_and_is_counted(tmp_path):
     corrupt(path, 31, records.HEADER_BYTES + 5)  # record 0 is the file_version event: this is step 30
     r = loaded(str(tmp_path))
     np.testing.assert_array_equal(r.series("run", "loss").step, np.delete(np.arange(100), 30))
-    assert r.get("run").health() == {"bad_records": 1, "corrupt_files": [], "errors": []}
+    assert r.get("run").health() == {"bad_records": 1, "corrupt_files": [], "errors": [], "skipped_values": {}}
     client = Client(helpers.make_app(str(tmp_path), "--load_fast=false", "--reload_interval=0"))
     (entry,) = helpers.get_json(client, "runs")["runs"]
-    assert entry["health"] == {"bad_records": 1, "corrupt_files": [], "errors": []}
+    assert entry["health"] == {"bad_records": 1, "corrupt_files": [], "errors": [], "skipped_values": {}}
     assert entry["count"] == {"loss": 99}
 
 
@@ -337,7 +337,7 @@ def test_corrupt_header_stops_the_file_until_repaired(tmp_path):
         f.write(intact)
     r.get("run").reload()
     np.testing.assert_array_equal(r.series("run", "loss").step, np.arange(100))
-    assert r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": []}
+    assert r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
 
 
 def restart_logdir(root, resume_at, same_file):
@@ -401,7 +401,7 @@ def test_zero_length_files(tmp_path):
     assert r.runs() == ["empty_run", "run"]
     assert r.tags("empty_run") == []
     assert len(r.series("run", "loss").step) == 10
-    assert r.get("empty_run").health() == r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": []}
+    assert r.get("empty_run").health() == r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
     # The empty file starts receiving data.
     data = open(helpers.write_scalars(str(tmp_path / "source"), {"loss": np.arange(3.0)}), "rb").read()
     with open(tmp_path / "empty_run" / "events.out.tfevents.1.host", "ab") as f:
