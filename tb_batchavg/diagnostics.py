@@ -87,7 +87,7 @@ Event kinds (``value`` in brackets):
   ``lr_change`` of that maximum and the log does not end at that point
   [peak LR].
 
-status: "diverged" with a divergence event or any non-finite loss; else
+status: "no_data" without any series (nothing to check); "diverged" with a divergence event or any non-finite loss; else
 "warning" with any warning or critical event; else "ok" (info events do not
 count).
 
@@ -98,7 +98,12 @@ start] (steps); ``matched`` of ``of`` loss spikes, and the median lead
 the largest |r| of the lagged Pearson (``correlation.lagged_pearson``, lags
 -max_lag..max_lag in joined points) of the first differences of the loss
 (x) and of log(grad norm) (y), both joined on step: lag > 0 means the
-gradient norm leads the loss; ``lag_r`` is its r. None without both series.
+gradient norm leads the loss; ``lag_r`` is its r, ``lag_n`` its number of
+pairs, ``pairs`` the differenced pairs. Only lags leaving at least
+``PRECEDENCE_MIN_PAIRS`` (30) pairs count, so a short run has no best lag.
+None without both series. A loss logged as a running mean since the epoch's
+start (``loss_resets``) raises no loss spike in the ``window`` points after
+each epoch start.
 
 Complexity: two rolling medians (``windows.moving_average``, O(n log n)),
 block sorts O(n log w), the lagged Pearson by FFT O(n log n), the rest O(n);
@@ -156,11 +161,13 @@ def nonfinite(steps, values):
             "steps": bad.tolist()}
 
 
-def diagnose(loss=None, grad_norm=None, learning_rate=None, **params):
+def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None, **params):
     """Events, status, non-finite summaries and precedence of one run (see the
     module docstring). Each series is (steps, values) or None when the run
-    lacks that role. Raises ValueError naming an unknown or invalid parameter
-    or a malformed series."""
+    lacks that role. `loss_resets`: the steps where a loss logged as a running
+    mean since the epoch's start starts again (metadata.running_mean); no
+    loss spike is raised from the `window` points after each. Raises ValueError
+    naming an unknown or invalid parameter or a malformed series."""
     params = _parameters(params)
     given = {"loss": loss, "grad_norm": grad_norm, "learning_rate": learning_rate}
     series = {role: _series(role, given[role]) for role in ROLES if given[role] is not None}
@@ -173,7 +180,8 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, **params):
             return [], []
         steps, values = series["loss"]
         reference = _Reference(values, params)
-        return (_spike_events("loss_spike", steps, values, reference, params["spike_k"], params),
+        spikes = _spike_events("loss_spike", steps, values, reference, params["spike_k"], params)
+        return (_outside_resets(spikes, steps, loss_resets, params["window"]),
                 _divergence_events(steps, values, reference.level, params))
 
     def of_role(role, analyse):
@@ -186,7 +194,7 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, **params):
     events += loss_spikes + divergence + grad_events + rate_events
     events.sort(key=lambda event: (event["start"], event["kind"], event["end"]))
     summaries = {role: nonfinite(*series[role]) if role in series else None for role in ROLES}
-    return {"status": _status(events, summaries["loss"]),
+    return {"status": _status(events, summaries["loss"]) if series else "no_data",
             "events": events,
             "nonfinite": summaries,
             "params": params,
@@ -545,6 +553,26 @@ def _status(events, loss_nonfinite):
     return "ok"
 
 
+def _outside_resets(spikes, steps, resets, points):
+    """The spikes that do not start within `points` points from a reset step (a running mean's
+    epoch start, where it restarts from one batch's value)."""
+    if resets is None or not len(resets):
+        return spikes
+    reset_index = np.searchsorted(steps, np.asarray(resets, dtype=np.int64), side="left")
+    kept = []
+    for spike in spikes:
+        at = int(np.searchsorted(steps, spike["start"], side="left"))
+        latest = reset_index[np.searchsorted(reset_index, at, side="right") - 1] if at >= reset_index[0] else None
+        if latest is None or at - latest >= points:
+            kept.append(spike)
+    return kept
+
+
+# The best lag of the precedence needs at least this many differenced pairs at that lag (the
+# standard error of r is about 1/sqrt(n - 3): 0.19 at 30 pairs); a shorter run has no best lag.
+PRECEDENCE_MIN_PAIRS = 30
+
+
 def _precedence(loss_spikes, grad_events, series, params):
     grad_starts = np.sort(np.array([event["start"] for event in grad_events], dtype=np.int64))
     leads = []
@@ -552,7 +580,8 @@ def _precedence(loss_spikes, grad_events, series, params):
         before = np.searchsorted(grad_starts, spike["start"], side="right")
         if before and spike["start"] - grad_starts[before - 1] <= params["precede_window"]:
             leads.append(int(spike["start"] - grad_starts[before - 1]))
-    lag = lag_r = None
+    lag = lag_r = lag_n = None
+    pairs = 0
     if "loss" in series and "grad_norm" in series:
         grad_steps, grad_values = series["grad_norm"]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -560,10 +589,14 @@ def _precedence(loss_spikes, grad_events, series, params):
         _, loss_joined, grad_joined = correlation.join(*series["loss"], grad_steps, log_norm)
         lags, r = correlation.lagged_pearson(np.diff(loss_joined), np.diff(grad_joined),
                                              params["max_lag"])
-        lag = correlation.best_lag(lags, r)
+        pairs = max(0, len(loss_joined) - 1)
+        enough = pairs - np.abs(lags) >= PRECEDENCE_MIN_PAIRS
+        lag = correlation.best_lag(lags[enough], r[enough])
         if lag is not None:
             lag_r = float(r[lags == lag][0])
-    return {"lag": lag, "lag_r": lag_r, "matched": len(leads), "of": len(loss_spikes),
+            lag_n = int(pairs - abs(lag))
+    return {"lag": lag, "lag_r": lag_r, "lag_n": lag_n, "pairs": int(pairs),
+            "min_pairs": PRECEDENCE_MIN_PAIRS, "matched": len(leads), "of": len(loss_spikes),
             "median_lead_steps": float(np.median(leads)) if leads else None}
 
 

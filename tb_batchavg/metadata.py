@@ -32,6 +32,9 @@ DEFAULT_BAND = "none"
 DEFAULT_CORR_WINDOW = 200
 DEFAULT_MAX_LAG = 50
 MAX_LAG_LIMIT = 10000
+# A best lag is chosen among the lags that leave at least this many pairs (the standard error of r
+# is about 1/sqrt(n - 3): 0.19 at 30 pairs); a 20-point run has none.
+MIN_BEST_LAG_PAIRS = 30
 
 # Responses -----------------------------------------------------------------
 DEFAULT_MAX_POINTS = 2000
@@ -68,6 +71,16 @@ ROLE_PATTERNS = {
 ROLES = tuple(ROLE_PATTERNS)
 
 _HELD_OUT = re.compile(r"(?:^|[/_])(?:val|valid|validation|eval|test)(?:[/_]|$)", re.I)
+# A run whose path has a component naming a held-out split (Keras writes <log_dir>/validation
+# beside <log_dir>/train; "eval", "test", "val_2" likewise) is evaluated, not trained, per batch.
+_HELD_OUT_RUN = re.compile(r"(?:val|valid|validation|eval|evaluation|test|testing|holdout)(?:[_-]?[0-9]+)?",
+                           re.I)
+# Keras writes one point per epoch under epoch_<metric> (epoch_loss, epoch_learning_rate, ...):
+# not a batch series.
+_EPOCH_TAG = re.compile(r"(?:.*/)?epoch(?:_.*)?", re.I)
+# keras.callbacks.TensorBoard(update_freq=...) writes batch_<metric> as the metric's running mean
+# since the start of the epoch (what Keras hands its callbacks), not the batch's value.
+_KERAS_RUNNING_MEAN = re.compile(r"(?:.*/)?batch_(?!learning_rate$|lr$).+", re.I)
 
 _COMPILED = {
     role: tuple(re.compile(p, re.IGNORECASE) for p in patterns)
@@ -75,20 +88,43 @@ _COMPILED = {
 }
 
 
-def detect_roles(tags):
+def held_out_run(run):
+    """Whether the run's path marks it as a held-out split (a component such as "validation",
+    "eval", "test", "val_2"; see _HELD_OUT_RUN)."""
+    return any(_HELD_OUT_RUN.fullmatch(part) for part in re.split(r"[/\\]", run or ""))
+
+
+def batch_series(tag, count=None):
+    """Whether `tag` may play a role: not a validation/test tag, not a Keras epoch_* summary, and
+    (when its number of points `count` is known) more than one point: a one-point series (an
+    hparams summary such as hparam/loss, a final metric) is no per-batch curve."""
+    return not (_HELD_OUT.search(tag) or _EPOCH_TAG.fullmatch(tag) or (count is not None and count < 2))
+
+
+def keras_running_mean_tag(tag):
+    """Whether `tag` is named as Keras's TensorBoard callback names its running means
+    (batch_loss, batch_accuracy, ...)."""
+    return bool(_KERAS_RUNNING_MEAN.fullmatch(tag))
+
+
+def detect_roles(tags, run=None, counts=None):
     """Maps each role to the tag that plays it, or None.
 
     For each role the patterns are tried in order; among the tags matching the
     first pattern that matches any, the shortest name (then the first in sorted
-    order) wins. A tag plays at most one role; a validation tag (one that
-    is a validation or test split, e.g. "val_loss", "validation/loss") is
-    never picked.
+    order) wins. A tag plays at most one role. Never picked: a validation tag
+    (one that is a validation or test split, e.g. "val_loss", "validation/loss"),
+    a Keras epoch_* tag, a tag with one point (with `counts`, {tag: points}),
+    and any tag of a run whose name marks it as held out (`held_out_run`). The
+    tab still lets a user pick any of them by hand.
     """
-    candidates = sorted(t for t in tags if not _HELD_OUT.search(t))
-    roles = {}
+    roles = {role: None for role in ROLES}
+    if run is not None and held_out_run(run):
+        return roles
+    counts = counts or {}
+    candidates = sorted(t for t in tags if batch_series(t, counts.get(t)))
     taken = set()
     for role in ROLES:
-        roles[role] = None
         for pattern in _COMPILED[role]:
             matches = [t for t in candidates if t not in taken and pattern.fullmatch(t)]
             if matches:
@@ -96,3 +132,73 @@ def detect_roles(tags):
                 taken.add(roles[role])
                 break
     return roles
+
+
+# Running means since the epoch's start -------------------------------------------------------
+RUNNING_MEAN_LOOKBACK = 10  # an epoch start jumps by more than 4x every change of these points before
+RUNNING_MEAN_MIN_RESETS = 2
+
+
+def running_mean(tag, steps, values):
+    """Recognises a series logged as a running mean since the epoch's start (Keras's batch_loss):
+    by its Keras name, or by its reset pattern. Returns None, or
+    {"recognised_by": [...], "resets": [steps of epoch starts], "period": points per epoch | None}.
+
+    The pattern: within an epoch the k-th value moves by |x_k - mean|/k, so the step-to-step
+    changes shrink through each epoch and jump back at its start. Epoch starts are the points
+    whose change exceeds 4 times every change of the RUNNING_MEAN_LOOKBACK points before; the
+    series is a running mean when at least RUNNING_MEAN_MIN_RESETS such starts recur with one
+    period (most gaps equal, to within one point; Keras epochs have equal batch counts) and the
+    changes in the first tenth of its epochs are, at the median, at least 4 times those of their
+    second halves. Per-batch noise (stationary changes) almost never shows both. The first step of
+    the series always counts as a start. numpy is imported here only: this module must import
+    without it.
+    """
+    import numpy as np
+
+    steps = np.asarray(steps)
+    values = np.asarray(values, dtype=np.float64)
+    by_name = keras_running_mean_tag(tag)
+    finite = np.isfinite(values)
+    y, s = values[finite], steps[finite]
+    resets, period = _reset_pattern(np, y)
+    by_pattern = resets is not None
+    if not (by_name or by_pattern):
+        return None
+    starts = [int(s[0])] if len(s) else []
+    if by_pattern:
+        starts = sorted(set(starts) | set(s[resets].tolist()))
+    return {"recognised_by": (["tag name"] if by_name else []) + (["reset pattern"] if by_pattern else []),
+            "resets": starts, "period": period}
+
+
+def _reset_pattern(np, y):
+    """(indices of epoch starts, period in points) of a running-mean pattern in the finite
+    values y, or (None, None)."""
+    m = RUNNING_MEAN_LOOKBACK
+    n = len(y)
+    if n < 4 * m:
+        return None, None
+    d = np.abs(np.diff(y))  # d[i]: change into point i + 1
+    before = np.full(len(d), np.inf)
+    window = np.lib.stride_tricks.sliding_window_view(d, m)[:-1]  # d[i-m..i-1] for i >= m
+    before[m:] = window.max(axis=1)
+    starts = np.flatnonzero(d > 4 * before) + 1
+    if len(starts) < RUNNING_MEAN_MIN_RESETS:
+        return None, None
+    gaps = np.diff(starts)
+    period = int(np.median(gaps))
+    if period < 2 * m or np.count_nonzero(np.abs(gaps - period) <= 1) < max(1, 0.6 * len(gaps)):
+        return None, None
+    early, late = [], []
+    for first in starts:
+        stop = min(first + period, n)
+        if stop - first < period:
+            break
+        early.append(d[first:first + max(1, period // 10)])
+        late.append(d[first + period // 2:stop - 1])
+    if not early:
+        return None, None
+    if not np.median(np.concatenate(early)) >= 4 * np.median(np.concatenate(late)):
+        return None, None
+    return starts, period

@@ -75,6 +75,21 @@ def _utf8(obj):
     return obj
 
 
+class _Held:
+    """A computed whole-run result kept in the ResultCache, which budgets entries by len():
+    its numpy arrays' bytes (a small fixed size for anything else)."""
+
+    __slots__ = ("value", "nbytes")
+
+    def __init__(self, value):
+        self.value = value
+        parts = value if isinstance(value, tuple) else (value,)
+        self.nbytes = 256 + sum(int(getattr(part, "nbytes", 0)) for part in parts)
+
+    def __len__(self):
+        return self.nbytes
+
+
 def _in_range(steps, start, end):
     """Slice of positions whose step lies in [start, end] (None means unbounded)."""
     lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
@@ -212,7 +227,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
     def _series(source, run, tag, parameter, role=None):
         """The series of `tag` (or, if None, of the tag playing `role`), named by `parameter`."""
         if tag is None:
-            tag = metadata.detect_roles(source.tags(run))[role]
+            tag = metadata.detect_roles(source.tags(run), run, source.counts(run))[role]
             if tag is None:
                 raise params.NotFound(
                     "run %r has no %s tag (known patterns: see http_api.md); name one with "
@@ -225,10 +240,25 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
 
     @staticmethod
     def _averaging_fits(avg, series, run, tag):
-        """Refuses (params.WindowTooLong) an averaging window longer than `series`; the EMA has
-        no window."""
-        if avg["method"] != "ema":
+        """None when the averaging window fits `series` (the EMA has no window), else what a
+        window longer than the series is answered with (http_api.md): {"reason":
+        "window_longer_than_series", "window", "length", "unit", "message"}."""
+        if avg["method"] == "ema":
+            return None
+        try:
             params.window_fits(avg["window"], avg["unit"], series.step, run, tag)
+        except params.WindowTooLong as e:
+            return dict(e.detail, message=str(e))
+        return None
+
+    def _whole(self, key, compute):
+        """A whole-run result (numpy arrays), computed once per key and kept in the result cache
+        (within the memory budget) so that a zoomed range is served by slicing it."""
+        held = self._cache.get(key)
+        if held is None:
+            held = _Held(compute())
+            self._cache.put(key, held)
+        return held.value
 
     def _cached(self, key, compute):
         body = self._cache.get(key)
@@ -273,27 +303,20 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         max_points = params.max_points(args)
         version = self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
-        self._averaging_fits(avg, series, run, tag)
+        too_long = self._averaging_fits(avg, series, run, tag)
         key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
         # A band over windows much shorter than the series is computed at the shown points only.
         spot = avg["band"] != "none" and avg["method"] != "ema" and max_points * avg["window"] <= len(series.step)
+        computed = dict(avg, band="none") if spot else avg
+        whole_key = ("averages:whole", run, tag, tuple(sorted(computed.items())), version, sampled)
 
         def compute():
-            result = windows.moving_average(series.step, series.value, **dict(avg, band="none") if spot else avg)
             raw = _in_range(series.step, start, end)
             raw_step, raw_value, raw_wall = series.step[raw], series.value[raw], series.wall_time[raw]
             keep, raw_nonfinite = decimate.extremes_and_nonfinite(raw_value, max_points)
-            shown = _in_range(result.step, start, end)
-            avg_value = result.value[shown]
-            avg_keep = decimate.minmax_indices(avg_value, max_points)
-            if spot:
-                lower, upper = windows.band_at(series.step, series.value, shown.start + avg_keep,
-                                               avg_value[avg_keep], **avg)
-            else:
-                lower, upper = result.lower[shown][avg_keep], result.upper[shown][avg_keep]
             nonfinite = raw_step[raw_nonfinite]
-            return {
+            answer = {
                 "run": run,
                 "tag": tag,
                 "count": int(len(series.step)),
@@ -309,17 +332,40 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                     "value": raw_value[keep].tolist(),
                     "count": int(len(raw_step)),
                 },
-                "average": {
-                    "step": result.step[shown][avg_keep].tolist(),
-                    "wall_time": series.wall_time[result.index[shown][avg_keep]].tolist(),
-                    "value": avg_value[avg_keep].tolist(),
-                    "lower": lower.tolist(),
-                    "upper": upper.tolist(),
-                    "count": int(len(avg_value)),
-                },
+                "running_mean": self._running_mean(run, tag, series, version, sampled, start, end, max_points),
             }
+            if too_long is not None:  # the raw series only, and why (a 200: the tab asks for it)
+                return dict(answer, average=None, **too_long)
+            result = self._whole(whole_key, lambda: windows.moving_average(series.step, series.value, **computed))
+            shown = _in_range(result.step, start, end)
+            avg_value = result.value[shown]
+            avg_keep = decimate.minmax_indices(avg_value, max_points)
+            if spot:
+                lower, upper = windows.band_at(series.step, series.value, shown.start + avg_keep,
+                                               avg_value[avg_keep], **avg)
+            else:
+                lower, upper = result.lower[shown][avg_keep], result.upper[shown][avg_keep]
+            answer["average"] = {
+                "step": result.step[shown][avg_keep].tolist(),
+                "wall_time": series.wall_time[result.index[shown][avg_keep]].tolist(),
+                "value": avg_value[avg_keep].tolist(),
+                "lower": lower.tolist(),
+                "upper": upper.tolist(),
+                "count": int(len(avg_value)),
+            }
+            return answer
 
         return self._cached(key, compute)
+
+    def _running_mean(self, run, tag, series, version, sampled, start=None, end=None, max_points=None):
+        """metadata.running_mean of a series (computed once per data version), with its resets
+        cut to start..end (the first max_points) and counted."""
+        found = self._whole(("running_mean", run, tag, version, sampled),
+                            lambda: metadata.running_mean(tag, series.step, series.value))
+        if found is None:
+            return None
+        resets = [s for s in found["resets"] if (start is None or s >= start) and (end is None or s <= end)]
+        return dict(found, resets=resets[:max_points] if max_points else resets, reset_count=len(resets))
 
     def _correlation(self, request):
         args = request.args
@@ -333,18 +379,20 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         x_tag, x = self._series(source, run, params.text(args, "x", "") or None, "x", "loss")
         y_tag, y = self._series(source, run, params.text(args, "y", "") or None, "y", "grad_norm")
         key = ("correlation", run, x_tag, y_tag, window, max_lag, start, end, max_points, version, sampled)
+        # The whole run's statistics do not depend on start..end: computed once, then sliced.
+        whole_key = ("correlation:whole", run, x_tag, y_tag, window, max_lag, version, sampled)
 
         def compute():
-            c = correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
-            if window > c.n:
-                raise params.WindowTooLong(
-                    "window %d is longer than the joined series of run %r (%d steps where %r and %r are "
-                    "both logged and finite)" % (window, run, c.n, x_tag, y_tag), window, c.n, "pairs")
+            c = self._whole(whole_key, lambda: correlation.correlate(x.step, x.value, y.step, y.value,
+                                                                      window=window, max_lag=max_lag))
             rolling = _in_range(c.rolling_step, start, end)
             rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
             scatter = decimate.stride_indices(len(c.steps), max_points)
-            best = c.best_lag
-            return {
+            lags = np.asarray(c.lags)
+            pairs = c.n - np.abs(lags)  # joined pairs at each lag
+            enough = pairs >= metadata.MIN_BEST_LAG_PAIRS
+            best = correlation.best_lag(lags[enough], np.asarray(c.lag_r)[enough])
+            answer = {
                 "run": run,
                 "x": x_tag,
                 "y": y_tag,
@@ -361,9 +409,12 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                     "value": c.rolling[rolling][rolling_keep].tolist(),
                 },
                 "lag": {
-                    "lags": np.asarray(c.lags).tolist(),
+                    "lags": lags.tolist(),
                     "value": c.lag_r.tolist(),
+                    "pairs": pairs.tolist(),
                     "best": None if best is None else int(best),
+                    "best_n": None if best is None else int(c.n - abs(best)),
+                    "min_pairs": metadata.MIN_BEST_LAG_PAIRS,
                 },
                 "scatter": {
                     "step": c.steps[scatter].tolist(),
@@ -371,6 +422,11 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                     "y": c.y[scatter].tolist(),
                 },
             }
+            if window > c.n:  # no rolling line; the rest covers the run (a 200: the tab asks for it)
+                answer.update(rolling=None, reason="window_longer_than_series", length=int(c.n), unit="pairs",
+                              message="window %d is longer than the joined series of run %r (%d steps where %r "
+                                      "and %r are both logged and finite)" % (window, run, c.n, x_tag, y_tag))
+            return answer
 
         return self._cached(key, compute)
 
@@ -381,7 +437,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         settings = params.diagnostics(args, diagnostics.DEFAULTS)
         max_points = params.max_points(args)
         version = self._open_run(source, run)
-        detected = metadata.detect_roles(source.tags(run))
+        detected = metadata.detect_roles(source.tags(run), run, source.counts(run))
         tags, series = {}, {}
         for role in metadata.ROLES:
             named = params.text(args, role, "") or None
@@ -398,11 +454,17 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                version, sampled)
 
         def compute():
-            result = diagnostics.diagnose(**series, **settings)
+            running = None
+            if "loss" in series:  # a running mean since the epoch's start raises no spike at its resets
+                found = source.series(run, tags["loss"])
+                running = self._running_mean(run, tags["loss"], found, version, sampled)
+            result = diagnostics.diagnose(**series, **settings, loss_resets=running and running["resets"])
+            if running is not None:
+                running["resets"] = running["resets"][:max_points]
             for summary in result["nonfinite"].values():
                 if summary is not None:
                     summary["steps"] = summary["steps"][:max_points]
-            return {"run": run, "tags": tags, "sampled": sampled, **result}
+            return {"run": run, "tags": tags, "sampled": sampled, **result, "running_mean": {"loss": running}}
 
         return self._cached(key, compute)
 
@@ -414,15 +476,16 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
         self._open_run(source, run)
         tag, series = self._series(source, run, params.text(args, "tag"), "tag")
-        self._averaging_fits(avg, series, run, tag)
+        too_long = self._averaging_fits(avg, series, run, tag)
         name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
         with self._computing:  # the body is built whole: working memory as in _cached
-            result = windows.moving_average(series.step, series.value, **avg)
             average = np.full(len(series.step), np.nan)
             has_average = np.zeros(len(series.step), dtype=bool)
-            average[result.index] = result.value
-            has_average[result.index] = True
+            if too_long is None:  # else every row has an empty average, and the answer says why
+                result = windows.moving_average(series.step, series.value, **avg)
+                average[result.index] = result.value
+                has_average[result.index] = True
             if fmt == "json":
                 body = _json(
                     {
@@ -433,7 +496,9 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                         "step": series.step.tolist(),
                         "wall_time": series.wall_time.tolist(),
                         "value": series.value.tolist(),
-                        "average": [v if h else None for v, h in zip(average.tolist(), has_average.tolist())],
+                        "average": None if too_long else
+                        [v if h else None for v, h in zip(average.tolist(), has_average.tolist())],
+                        **(too_long or {}),
                     }
                 )
                 content_type = _JSON
@@ -441,6 +506,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 body = _csv(series, average, has_average)
                 content_type = "text/csv"
         headers = [("Content-Disposition", 'attachment; filename="%s.%s"' % (filename, fmt))]
+        if too_long is not None:
+            headers.append(("X-Batchavg-Reason", too_long["reason"]))
         return body, content_type, headers, None
 
 

@@ -293,10 +293,10 @@ def test_nonfinite_summary():
 
 def test_missing_roles():
     result = diagnose()
-    assert result["status"] == "ok" and result["events"] == []
+    assert result["status"] == "no_data" and result["events"] == []  # nothing checked is not ok
     assert result["nonfinite"] == {"loss": None, "grad_norm": None, "learning_rate": None}
-    assert result["precedence"] == {"lag": None, "lag_r": None, "matched": 0, "of": 0,
-                                    "median_lead_steps": None}
+    assert result["precedence"] == {"lag": None, "lag_r": None, "lag_n": None, "pairs": 0, "min_pairs": 30,
+                                    "matched": 0, "of": 0, "median_lead_steps": None}
 
 
 # Precedence ----------------------------------------------------------------

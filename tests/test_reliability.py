@@ -209,8 +209,8 @@ def bad_input_cases():
         for parameter in choices:
             for value in BAD_CHOICES:
                 add("choice", route, {parameter: value}, 400, names_parameter(parameter))
-        for change in LONGER.get(route, []):
-            length = N - 2 if route == "correlation" else N
+        for change in LONGER.get(route, []) if route == "diagnostics" else []:  # the others answer (below)
+            length = N
             add("longer", route, change, 400, r"^window %d (\(steps\) )?is longer than the (joined )?series of run "
                 r"'%s'.*\b%d (points|steps|steps where)\b" % (change["window"], RUN, length))
         add("query100k", route, {"pad": "x" * 100_000}, 400, "query string")
@@ -235,23 +235,55 @@ def test_bad_input_is_a_json_error_naming_the_problem(client, route, query, stat
     assert b"Traceback" not in response.data
 
 
+@pytest.mark.parametrize("route, change", [(route, change) for route, changes in LONGER.items()
+                                            for change in changes if route != "diagnostics"])
+def test_a_window_longer_than_the_series_is_a_200_with_the_raw_series(client, route, change):
+    """Issue 14 item 4: a window longer than the series is answered (200) with the raw series,
+    `average` null (for the correlation: `rolling` null, the table, lags and scatter kept) and
+    the reason, window, length and unit, so that the tab never makes a request that gets a 4xx."""
+    base = {"run": RUN} if route == "correlation" else {"run": RUN, "tag": "train/loss"}
+    response = client.get(url(route, **base, **change))
+    assert response.status_code == 200, response.data[:300]
+    body = helpers.strict_json(response.data) if change.get("format", "json" if route != "export" else "csv") == "json" \
+        else None
+    length = N - 2 if route == "correlation" else N
+    if route == "export" and body is None:
+        assert response.headers["X-Batchavg-Reason"] == "window_longer_than_series"
+        rows = response.get_data(as_text=True).splitlines()
+        assert len(rows) == N + 1 and all(r.endswith(",") for r in rows[1:])  # no average anywhere
+        return
+    assert (body["reason"], body["window"], body["length"]) == ("window_longer_than_series", change["window"], length)
+    assert body["unit"] == ("pairs" if route == "correlation" else change.get("unit", "points"))
+    assert re.match(r"^window %d (\(steps\) )?is longer than the (joined )?series of run '%s'" % (change["window"], RUN),
+                    body["message"])
+    if route == "correlation":
+        assert body["rolling"] is None and body["n"] == N - 2 and body["lag"]["lags"]
+    elif route == "export":
+        assert body["average"] is None and len(body["value"]) == N
+    else:
+        assert body["average"] is None and body["raw"]["count"] == N and len(body["raw"]["step"]) > 0
+
+
 def test_server_still_answers_after_the_bad_input(client, logdir):
     body = get(client, "averages", run=RUN, tag="train/loss", window=1, max_points=N).json
     np.testing.assert_array_equal(body["raw"]["step"], np.arange(N))
 
 
-def test_a_window_longer_than_the_series_is_refused_and_one_that_fits_answered(client):
-    """Run "short" has 3 points (steps 0..2): a window of 4 is a 400 naming the window, the run,
-    the tag and the series' length; a window of 3 (the whole series) is answered, checked against
-    pandas; EMA has no window; diagnostics refuse only a window asked for."""
+def test_a_window_longer_than_the_series_is_answered_raw_and_one_that_fits_averaged(client):
+    """Run "short" has 3 points (steps 0..2): a window of 4 is a 200 with the raw series, average
+    null and the reason, naming the window, the run, the tag and the series' length; a window of 3
+    (the whole series) is averaged, checked against pandas; EMA has no window; diagnostics refuse
+    only a window asked for."""
     values = pd.Series([1.0, 2.0, 4.0])
-    for route, extra in (("averages", {}), ("export", {}), ("averages", {"method": "median", "edges": "partial"}),
+    for route, extra in (("averages", {}), ("export", {"format": "json"}),
+                         ("averages", {"method": "median", "edges": "partial"}),
                          ("averages", {"method": "block"}), ("averages", {"unit": "steps", "align": "centered"})):
-        body = get(client, route, expect=400, run="short", tag="loss", window=4, **extra).json
+        body = get(client, route, run="short", tag="loss", window=4, **extra).json
         unit = extra.get("unit", "points")
-        assert body == {"error": body["error"], "reason": "window_longer_than_series", "window": 4, "length": 3,
-                        "unit": unit}
-        assert body["error"] == ("window 4 (steps) is longer than the series of run 'short' tag 'loss' "
+        assert (body["reason"], body["window"], body["length"], body["unit"], body["average"]) == (
+            "window_longer_than_series", 4, 3, unit, None)
+        assert (body["raw"]["value"] if route == "averages" else body["value"]) == [1.0, 2.0, 4.0]
+        assert body["message"] == ("window 4 (steps) is longer than the series of run 'short' tag 'loss' "
                                  "(steps 0 to 2: 3 steps)" if unit == "steps" else
                                  "window 4 is longer than the series of run 'short' tag 'loss' (3 points)")
     valid = get(client, "averages", run="short", tag="loss", window=3).json
@@ -272,8 +304,9 @@ def test_a_window_longer_than_the_series_is_refused_and_one_that_fits_answered(c
     assert [r.rsplit(",", 1)[1] for r in rows[1:]][:2] == ["", ""]
     assert float(rows[3].rsplit(",", 1)[1]) == pytest.approx(values.mean())
 
-    body = get(client, "correlation", expect=400, run="short", window=4).json
-    assert (body["error"], body["length"]) == (
+    body = get(client, "correlation", run="short", window=4).json
+    assert body["rolling"] is None and body["pearson"] == pytest.approx(stats.pearsonr([1, 2, 4], [3, 1, 2]).statistic)
+    assert (body["message"], body["length"]) == (
         "window 4 is longer than the joined series of run 'short' (3 steps where 'loss' and 'grad_norm' are both "
         "logged and finite)", 3)
     correlation = get(client, "correlation", run="short", window=3, max_lag=10_000).json
@@ -306,7 +339,7 @@ def test_hostile_run_and_tag_names_are_data_not_markup(client, run):
     error = client.get(url("averages", run=run, tag=HOSTILE_TAG + "x"))
     assert error.status_code == 404 and error.headers["Content-Type"].startswith("application/json")
     assert error.json["error"] == "unknown tag %r in run %r (parameter 'tag')" % (HOSTILE_TAG + "x", run)
-    longer = get(client, "averages", expect=400, run=run, tag=HOSTILE_TAG, window=6).json["error"]
+    longer = get(client, "averages", run=run, tag=HOSTILE_TAG, window=6).json["message"]
     assert longer == "window 6 is longer than the series of run %r tag %r (5 points)" % (run, HOSTILE_TAG)
 
 
@@ -423,7 +456,7 @@ def faulty(tmp_path):
     return tmp_path, keep
 
 
-HEALTHY = {"bad_records": 0, "corrupt_files": [], "errors": []}
+HEALTHY = {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
 
 
 def test_faulty_files_are_skipped_reported_and_the_rest_served(faulty):
