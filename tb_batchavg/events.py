@@ -26,6 +26,8 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2
 from tensorboard.util import tensor_util
 
+from tb_batchavg import records
+
 SCALARS_PLUGIN = "scalars"
 Column = collections.namedtuple("Column", "order step wall_time value")
 
@@ -55,20 +57,26 @@ _FLOAT_DTYPES = {1: "<f4", 2: "<f8"}  # DT_FLOAT, DT_DOUBLE: what a template can
 
 
 def decode(data, starts, lengths, tags):
-    """{tag: Column} of the scalars in the records data[starts[i] : starts[i] + lengths[i]].
+    """({tag: Column}, bad records) of the records data[starts[i] : starts[i] + lengths[i]],
+    whose data CRCs are checked here (records whose CRC fails are skipped and counted).
 
     `order` holds each value's record number (ties keep the order of values in a record);
     `tags` (a Tags) is updated with what the records say of their tags.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
+    stored = records.data_crc(buf, starts, lengths)
     out = collections.defaultdict(list)  # (tag, is a tensor) -> column parts
     unsure = collections.Counter()  # skipped values of tensor tags not known as scalars yet
-    slow = []
+    slow, bad = [], 0
     for length in np.unique(lengths).tolist():
         group = np.flatnonzero(lengths == length)
-        slow.append(_decode_group(buf, data, starts, group, int(length), tags.scalars, out))
+        left, failed = _decode_group(buf, data, starts, stored, group, int(length), tags.scalars, out)
+        slow.append(left)
+        bad += failed
     slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
-    _decode_slowly(data, starts, lengths, slow, tags.scalars, out, unsure)
+    ok = records.check(buf, starts[slow], lengths[slow]) if len(slow) else np.zeros(0, bool)
+    bad += int((~ok).sum())
+    _decode_slowly(data, starts, lengths, slow[ok], tags.scalars, out, unsure)
     tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
     merged = collections.defaultdict(list)
     for (tag, tensor), parts in out.items():
@@ -79,15 +87,16 @@ def decode(data, starts, lengths, tags):
         order = np.concatenate([p[0] for p in parts])
         sort = np.argsort(order, kind="stable")
         columns[tag] = Column(*(np.concatenate([p[k] for p in parts])[sort] for k in range(4)))
-    return columns
+    return columns, bad
 
 
-def _decode_group(buf, data, starts, group, length, scalar_tags, out):
-    """Decodes the records of one length through templates; returns the indices left over."""
+def _decode_group(buf, data, starts, stored, group, length, scalar_tags, out):
+    """Decodes the records of one length through templates, checking their data CRCs (`stored`);
+    returns (the indices left over, the number of records whose CRC failed)."""
     if length == 0:
-        return group
+        return group, 0
     rows_view = np.lib.stride_tricks.sliding_window_view(buf, length)
-    left = []
+    left, bad = [], 0
     for first in range(0, len(group), _ROWS_PER_BATCH):
         batch = group[first : first + _ROWS_PER_BATCH]
         rows = rows_view[starts[batch]]
@@ -105,9 +114,12 @@ def _decode_group(buf, data, starts, group, length, scalar_tags, out):
             match = _matches(rows[candidates], rows[head], layout)
             hits = candidates[match]
             pending[hits] = False
-            _emit(rows[hits], batch[hits], layout, out)
+            crc = records.variant_crc32c(rows[head], rows[hits], np.flatnonzero(layout.variable))
+            sound = records.mask(crc) == stored[batch[hits]]
+            bad += int(len(hits) - sound.sum())
+            _emit(rows[hits[sound]], batch[hits[sound]], layout, out)
         left.append(batch[pending])
-    return np.concatenate(left) if left else np.zeros(0, np.int64)
+    return (np.concatenate(left) if left else np.zeros(0, np.int64)), bad
 
 
 class _Layout:

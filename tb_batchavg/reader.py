@@ -278,15 +278,16 @@ class Run:
                 break
             read_to += len(block)
             data = pending + block
-            scan = records.scan(data)
-            for tag, column in events.decode(data, scan.starts, scan.lengths, state.tags).items():
+            scan = records.scan(data, check_data=False)  # decode checks the data CRCs
+            columns, bad = events.decode(data, scan.starts, scan.lengths, state.tags)
+            for tag, column in columns.items():
                 new[tag].append(column)
             state.offset += scan.consumed
             self.bytes_read += scan.consumed
-            state.bad_records += scan.bad_records
+            state.bad_records += bad
             state.corrupt_at = scan.corrupt_at
             if scan.consumed:
-                state.tail = (state.tail + data[: scan.consumed])[-_FINGERPRINT:]
+                state.tail = (state.tail + data[max(0, scan.consumed - _FINGERPRINT) : scan.consumed])[-_FINGERPRINT:]
             if scan.corrupt_at is not None:
                 break
             pending = data[scan.consumed :]
@@ -357,6 +358,10 @@ def _read_at(path, offset, size):
     cannot, but its filesystems read from a continuation token that holds the byte offset (named
     "opaque_offset" by the local and fsspec filesystems, "byte_offset" by S3).
     """
+    if "://" not in path:  # a local file: Python's own reads are 8 times faster than TensorFlow's
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
     if hasattr(tf.io.gfile, "get_filesystem"):
         token = {"opaque_offset": offset, "byte_offset": offset}
         data, _ = tf.io.gfile.get_filesystem(path).read(path, binary_mode=True, size=size, continue_from=token)

@@ -184,8 +184,9 @@ class Scan:
         self.corrupt_at = corrupt_at  # buffer offset of a header with a bad length CRC, or None
 
 
-def scan(data):
-    """Splits `data` (bytes) into records, checking both CRCs of each.
+def scan(data, check_data=True):
+    """Splits `data` (bytes) into records, checking the header CRC of each and, with
+    `check_data`, the data CRC (else the caller checks it: see `data_crc` and `variant_crc32c`).
 
     Returns a Scan. `consumed` stops before a partial trailing record, and at a corrupt header.
     """
@@ -196,7 +197,7 @@ def scan(data):
     buf = np.frombuffer(data, dtype=np.uint8)
     corrupt_at = None
     if len(heads):
-        header_ok = _check(buf, heads, np.full(len(heads), 8, dtype=np.int64), _u32_at(buf, heads + 8))
+        header_ok = _header_ok(buf, heads)
         if not header_ok.all():
             corrupt_at = int(heads[np.argmin(header_ok)])
             pos = corrupt_at
@@ -205,8 +206,46 @@ def scan(data):
         keep = heads < corrupt_at
         heads, lengths = heads[keep], lengths[keep]
     starts = heads + HEADER_BYTES
-    data_ok = _check(buf, starts, lengths, _u32_at(buf, starts + lengths))
+    if not check_data:
+        return Scan(starts, lengths, pos, 0, corrupt_at)
+    data_ok = _check(buf, starts, lengths, data_crc(buf, starts, lengths))
     return Scan(starts[data_ok], lengths[data_ok], pos, int((~data_ok).sum()), corrupt_at)
+
+
+def _header_ok(buf, heads):
+    """Whether each header's length CRC holds. Records share few lengths, so the CRC of each
+    distinct length field is computed once."""
+    distinct, which = np.unique(_at(buf, heads, "<u8"), return_inverse=True)
+    table = np.frombuffer(distinct.astype("<u8").tobytes(), dtype=np.uint8)
+    expected = mask(crc32c(table, 8 * np.arange(len(distinct)), np.full(len(distinct), 8)))
+    return expected[which.ravel()] == _u32_at(buf, heads + 8)
+
+
+def data_crc(buf, starts, lengths):
+    """The masked data CRC stored after each record body."""
+    return _u32_at(buf, starts + lengths)
+
+
+def check(buf, starts, lengths):
+    """Whether each record's data CRC holds."""
+    return _check(buf, starts, lengths, data_crc(buf, starts, lengths))
+
+
+def variant_crc32c(template, rows, positions):
+    """crc32c of each row of `rows` (2-D uint8), which equals `template` outside `positions`.
+
+    A CRC register is affine in the bytes: crc(row) = crc(template) ^ g(row ^ template), with g
+    the register of a zero-initialised CRC, linear, and the XOR of each byte's own part. So each
+    row costs one table lookup per differing position (each table: a byte at that position
+    followed by the zero bytes after it), not one per byte.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    length = len(template)
+    tables = _feed_zeros(np.tile(_T8, len(positions)), np.repeat(length - 1 - positions, 256)).reshape(-1, 256)
+    register = np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
+    for table, at in zip(tables, positions.tolist()):
+        register ^= table[rows[:, at] ^ template[at]]
+    return register
 
 
 _MAX_PERIOD = 8  # longest repeating pattern of record lengths that framing jumps over
@@ -276,7 +315,16 @@ def _periodic_jump(data, pos, lengths):
     return heads, np.tile(pattern, whole), pos + whole * stride
 
 
+def _at(buf, offsets, dtype):
+    """The little-endian numbers of `dtype` at byte offsets of a uint8 buffer: one gather through
+    a view whose elements start at every byte."""
+    size = np.dtype(dtype).itemsize
+    if len(buf) < size:
+        return np.zeros(0, dtype=dtype)
+    every_byte = np.ndarray((len(buf) - size + 1,), dtype=dtype, buffer=buf, strides=(1,))
+    return every_byte[offsets]
+
+
 def _u32_at(buf, offsets):
     """Little-endian uint32 values at the given byte offsets of a uint8 buffer."""
-    b = buf[offsets[:, None] + np.arange(4)].astype(np.uint32)
-    return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
+    return _at(buf, offsets, "<u4")

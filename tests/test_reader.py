@@ -213,20 +213,20 @@ def test_logdir_spec_names_match_tensorboard(tmp_path):
 
 # Growing, truncated, corrupted and replaced files ---------------------------------------------
 def count_reads(monkeypatch):
-    """Counts records.scan calls (with the bytes each got) and files opened by the reader."""
+    """Counts records.scan calls (with the bytes each got) and reads of files by the reader."""
     calls = {"scan": [], "open": 0}
-    scan, gfile = records.scan, reader.tf.io.gfile.GFile
+    scan, read_at = records.scan, reader._read_at
 
-    def counting_scan(data):
+    def counting_scan(data, **kwargs):
         calls["scan"].append(len(data))
-        return scan(data)
+        return scan(data, **kwargs)
 
-    def counting_open(*args, **kwargs):
+    def counting_read(*args):
         calls["open"] += 1
-        return gfile(*args, **kwargs)
+        return read_at(*args)
 
     monkeypatch.setattr(records, "scan", counting_scan)
-    monkeypatch.setattr(reader.tf.io.gfile, "GFile", counting_open)
+    monkeypatch.setattr(reader, "_read_at", counting_read)
     return calls
 
 
