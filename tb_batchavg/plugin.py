@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import threading
-import time
 import zlib
 from importlib import resources
 
@@ -45,8 +44,8 @@ _COMPUTE_SLOTS = 4
 _GZIP = {"level": 1, "method": zlib.DEFLATED, "wbits": 31, "strategy": zlib.Z_HUFFMAN_ONLY}
 # Rows of a CSV export formed at a time.
 _CSV_ROWS = 1 << 16
-# A run asked for this recently keeps its columns when the memory budget evicts.
-_IN_USE_SECONDS = 5.0
+# The runs route answers within about a second: it waits this long for a first discovery.
+_LISTING_WAIT_SECONDS = 0.8
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -104,14 +103,15 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         flags = context.flags
         logdir = getattr(flags, "logdir", None) or context.logdir or ""
         logdir_spec = getattr(flags, "logdir_spec", None) or ""
-        self._reader = LogdirReader(logdir, logdir_spec)
-        self._provider = context.data_provider
         cache_mb = getattr(flags, "batchavg_cache_mb", None)
         self._budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
+        self._reader = LogdirReader(logdir, logdir_spec, self._budget)
+        self._provider = context.data_provider
         self._cache = ResultCache(self._budget)
         self._computing = threading.BoundedSemaphore(_COMPUTE_SLOTS)
         reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
-        self._reload_seconds = metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds
+        # Reading starts now, while TensorBoard starts, not at the first request.
+        self._reader.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds)
 
     # TensorBoard hooks ---------------------------------------------------------------------
     def get_plugin_apps(self):
@@ -177,22 +177,22 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
 
         return app
 
-    def _source(self, request):
-        """The logdir reader, or the sampled data-provider fallback when no logdir is readable.
+    def _source(self, request, wait=None):
+        """The logdir reader, or the sampled data-provider fallback when no logdir is readable
+        (decided after a first discovery, waited for up to `wait` seconds).
 
         Once the reader holds runs it stays the source: a logdir that vanishes (deleted,
-        unmounted) keeps serving the data already read, its runs' health saying why.
+        unmounted, a store gone) keeps serving the data already read, its health saying why.
         """
-        if self._reader.readable or self._reader.runs() or self._provider is None:
-            self._reader.discover(self._reload_seconds)
+        self._reader.wait_discovered(wait)
+        if self._provider is None or self._reader.readable or self._reader.runs():
             return self._reader, False
         experiment = plugin_util.experiment_id(request.environ)
         return ProviderReader(self._provider, experiment, request.environ), True
 
-    def _open_run(self, source, run, listing=False):
-        """Checks that `run` exists and brings its data up to date; returns its data version.
-        With `listing` (the runs route) the run does not count as used and an evicted run is not
-        read again.
+    def _open_run(self, source, run):
+        """Checks that `run` exists and has been read (waiting for its loading if it is still
+        loading); returns its data version.
 
         The version is taken before any column is, so a cached result is never filed under a
         version newer than the data it was computed from.
@@ -201,27 +201,12 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
             if run not in source.runs():
                 raise params.NotFound("unknown run %r" % run)
             return source.version(run)
-        found = self._reader.get(run)
+        found = self._reader.open(run)
         if found is None:
             raise params.NotFound("unknown run %r" % run)
-        if not listing:
-            found.used_at = time.monotonic()
-        if not (listing and found.evicted is not None):  # listing keeps evicted runs evicted
-            found.reload(self._reload_seconds)
-        if not listing:
-            self._keep_budget(found)
-        return found.version
-
-    def _keep_budget(self, current):
-        """Holds raw columns plus computed results within --batchavg_cache_mb: computed results
-        go first (least recently used), then the columns of the runs least recently asked for,
-        never those of `current` nor of runs asked for in the last _IN_USE_SECONDS (requests may
-        still be reading them)."""
-        raw = self._reader.nbytes()
-        if raw > self._budget:
-            raw -= self._reader.evict_least_recent(
-                raw - self._budget, keep=current, used_before=time.monotonic() - _IN_USE_SECONDS)
-        self._cache.limit(self._budget - raw)
+        version = found.version
+        self._cache.limit(self._budget - self._reader.nbytes())  # results give way to columns
+        return version
 
     @staticmethod
     def _series(source, run, tag, parameter, role=None):
@@ -274,25 +259,30 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
 
     # Routes --------------------------------------------------------------------------------
     def _runs(self, request):
-        source, sampled = self._source(request)
+        source, sampled = self._source(request, wait=_LISTING_WAIT_SECONDS)
         out = []
+        reading = source is self._reader
         for run in source.runs():
-            self._open_run(source, run, listing=True)
-            count = source.counts(run)  # of one reload: a record's tags are counted together
+            held = self._reader.get(run) if reading else None
+            count = held.counts() if reading else source.counts(run)  # of one reload
             tags = sorted(count)
             entry = {
                 "run": run,
                 "tags": tags,
-                "roles": metadata.detect_roles(tags),
+                "roles": metadata.detect_roles(tags, run, count),
                 "count": count,
             }
-            if source is self._reader:
-                held = self._reader.get(run)
+            if reading:
+                entry["state"] = held.state
+                entry["progress"] = held.progress()
                 entry["health"] = held.health()
                 entry["evicted"] = held.evicted is not None
             out.append(entry)
-        body = _json({"runs": out, "sampled": sampled})
-        return body, _JSON, None, None
+        answer = {"runs": out, "sampled": sampled}
+        if reading:
+            answer["loading"] = not self._reader.wait_discovered(0) or any(r["state"] == "loading" for r in out)
+            answer["errors"] = list(self._reader.errors)
+        return _json(answer), _JSON, None, None
 
     def _averages(self, request):
         args = request.args
