@@ -83,6 +83,29 @@ def get_json(client, route, expect=200):
     return strict_json(response.data)
 
 
+def wait_loaded(client, timeout=120):
+    """The `runs` answer once discovery is done and no run is loading (the plugin loads in the
+    background from start-up)."""
+    deadline = time.time() + timeout
+    while True:
+        listing = get_json(client, "runs")
+        if not listing.get("loading"):
+            return listing
+        assert time.time() < deadline, "runs still loading after %ss" % timeout
+        time.sleep(0.05)
+
+
+def wait_for(condition, timeout=60, what="condition"):
+    """Polls `condition()` until it is truthy; returns its value."""
+    deadline = time.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.time() < deadline, "%s not met after %ss" % (what, timeout)
+        time.sleep(0.05)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

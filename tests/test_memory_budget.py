@@ -6,9 +6,9 @@ import os
 import numpy as np
 from werkzeug.test import Client
 
-from tb_batchavg import plugin
+from tb_batchavg import reader as reader_module
 from tb_batchavg.reader import LogdirReader
-from tests.helpers import get_json, make_app, training_like, write_scalars
+from tests.helpers import get_json, make_app, training_like, wait_loaded, write_scalars
 
 STEPS = 20_000  # 3 tags x 20,000 points x 24 bytes = 1.44 MB of columns per run
 
@@ -40,22 +40,25 @@ def test_evicted_run_keeps_its_listing_and_reads_back_identical(tmp_path):
             np.testing.assert_array_equal(getattr(a.series(tag), field), getattr(series, field))
 
 
-def test_budget_evicts_least_recently_used_run_and_answers_stay_the_same(tmp_path, monkeypatch):
-    monkeypatch.setattr(plugin, "_IN_USE_SECONDS", 0.0)  # requests here follow one another
+def test_budget_holds_from_the_start_and_evicts_least_recently_used(tmp_path, monkeypatch):
+    """Background loading reads all three runs (each is listed with its counts) but keeps only
+    what fits; requests then evict the run least recently asked for, and a run read back gives
+    the same answers."""
+    monkeypatch.setattr(reader_module, "IN_USE_SECONDS", 0.0)  # requests here follow one another
     write_runs(str(tmp_path), ["a", "b", "c"])
     # Room for two runs' columns (2.88 MB) but not three.
-    client = Client(make_app(str(tmp_path), "--batchavg_cache_mb", "3.5", "--batchavg_reload_seconds", "0"))
+    app = make_app(str(tmp_path), "--batchavg_cache_mb", "3.5", "--batchavg_reload_seconds", "0")
+    client = Client(app)
+    listing = wait_loaded(client)["runs"]
+    assert [r["count"] for r in listing] == [{t: STEPS for t in training_like(1)}] * 3
+    assert sum(r["evicted"] for r in listing) == 1  # the budget held while loading
     route = "averages?run=%s&tag=train/loss&method=sma&window=50&band=std"
 
     def evicted():
         return {r["run"]: r["evicted"] for r in get_json(client, "runs")["runs"]}
 
-    first = {run: get_json(client, route % run) for run in "ab"}
-    assert evicted() == {"a": False, "b": False, "c": False}  # c never read: nothing held
-    get_json(client, route % "c")  # a is the least recently used
-    assert evicted() == {"a": True, "b": False, "c": False}
-    listing = {r["run"]: r for r in get_json(client, "runs")["runs"]}
-    assert listing["a"]["count"] == {t: STEPS for t in training_like(1)}  # as it was
+    first = {run: get_json(client, route % run) for run in "abc"}
+    assert evicted() == {"a": True, "b": False, "c": False}  # a is the least recently used
     assert evicted()["a"] is True  # listing does not read it back
 
     again = get_json(client, route % "a")  # read again from the files, whole
@@ -69,6 +72,7 @@ def test_runs_in_use_keep_their_columns(tmp_path):
     be reading them. The budget is then exceeded until they age."""
     write_runs(str(tmp_path), ["a", "b"])
     client = Client(make_app(str(tmp_path), "--batchavg_cache_mb", "2", "--batchavg_reload_seconds", "0"))
+    wait_loaded(client)
     for run in "ab":
         get_json(client, "averages?run=%s&tag=train/loss&window=50" % run)
     assert {r["run"]: r["evicted"] for r in get_json(client, "runs")["runs"]} == {"a": False, "b": False}
