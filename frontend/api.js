@@ -3,22 +3,21 @@
 
 import {saveBlob} from './dom.js';
 
-/**
- * A request the server answered with an error (message from its JSON body) or that failed.
- * `body`: the JSON error body, e.g. {error, reason: 'window_longer_than_series', window, length, unit}.
- */
+/** A request the server answered with an error (message from its JSON body) or that failed. */
 export class ApiError extends Error {
   constructor(message, status = 0, body = null) {
     super(message);
     this.status = status;
     this.body = body;
   }
+}
 
-  /** For a window longer than the series: {window, length, unit} (http_api.md, Errors); else null. */
-  get windowTooLong() {
-    const b = this.body;
-    return this.status === 400 && b && b.reason === 'window_longer_than_series' ? b : null;
-  }
+/**
+ * For an answer about a window longer than its series (a 200 with `average` or `rolling` null,
+ * http_api.md): {window, length, unit, message}; else null.
+ */
+export function windowTooLong(data) {
+  return data && data.reason === 'window_longer_than_series' ? data : null;
 }
 
 /** Thrown for a response that a newer request made obsolete: callers ignore it. */
@@ -70,6 +69,9 @@ export async function settle(promise) {
 
 export const api = {
   runs: (signal) => getJSON('runs', null, signal),
+
+  /** TensorBoard's own run order (its /data/runs order), for the run colours. */
+  runOrder: (signal) => getJSON('run_order', null, signal),
 
   /** averaging: {method, window, weight, align, edges, unit, band}; range: {start, end}. */
   averages: ({run, tag, averaging, range, maxPoints}, signal) =>

@@ -1,7 +1,7 @@
 // The tab: owns the settings, the sidebar and the panels; fetches runs and per-run data
 // (discarding stale responses), maps steps to the chosen x axis, and keeps zoom across refreshes.
 
-import {Latest, Stale, api, settle} from './api.js';
+import {Latest, Stale, api, settle, windowTooLong} from './api.js';
 import {XGroup} from './chart.js';
 import {Sidebar} from './controls.js';
 import {el} from './dom.js';
@@ -9,11 +9,16 @@ import {HealthTable, eventMarkers} from './health.js';
 import {CorrelationPanel, MetricPanel} from './panels.js';
 import {lowerBound, theme} from './plot.js';
 import {AXES} from './scale.js';
-import {ROLES, ROLE_NAMES, assignColors, autoWindow, averagingParams, loadSettings, saveSettings} from './state.js';
+import {ROLES, ROLE_NAMES, assignColors, averagingParams, loadSettings, saveSettings, windowFor} from './state.js';
 
 const MAX_POINTS = 2000;
 const RAW_PARAMS = {method: 'sma', window: 1, edges: 'partial', band: 'none'};
-const MIN_CORR_WINDOW = 2;
+const POLL_MS = 1000; // the run list is asked for again this often while a run is loading
+
+/** A run is drawn once the server has read it ("state" absent: a server that loads before answering). */
+export const isReady = (run) => !run.state || run.state === 'ready';
+/** What changes when a run becomes ready or grows: its data must be fetched again. */
+const readyKey = (runs) => JSON.stringify(runs.filter(isReady).map((r) => [r.run, r.count]));
 
 /** Maps steps to wall times of one run by linear interpolation between loaded points. */
 class Clock {
@@ -48,6 +53,10 @@ export class App {
     this.settings = loadSettings();
     this.runs = [];
     this.colors = new Map();
+    this.colorIds = new Map(); // run -> TensorBoard colour id, kept once given (state.assignColors)
+    this.runOrder = []; // TensorBoard's run order (run_order route)
+    this.cadence = new Map(); // run \n tag -> steps per logged point (for windows in steps)
+    this.pollTimer = null;
     this.sampled = false;
     this.runsError = null;
     this.results = new Map(); // run -> {results: {role: ...}, correlation}
@@ -68,6 +77,7 @@ export class App {
       onRefresh: () => this.refresh(),
       onResetZoom: () => this.group.setZoom(null),
       onExport: (run, role) => this.exportCSV(run, role),
+      hasSeries: (run, role) => isReady(run) && Boolean(this.tagFor(run, role)) && (run.count[this.tagFor(run, role)] || 0) > 0,
     });
     const onOptions = () => this.save();
     this.panels = ROLES.map((role) => new MetricPanel({role, group: this.group, settings: this.settings, onOptions,
@@ -115,10 +125,12 @@ export class App {
 
   /** Fetches the run list, then every chart's data; keeps settings and zoom. */
   async refresh() {
+    clearTimeout(this.pollTimer);
     this.sidebar.setStatus('Loading runs…');
     let body;
+    let order;
     try {
-      body = await this.runsLoad.run((signal) => api.runs(signal));
+      [body, order] = await this.runsLoad.run((signal) => Promise.all([api.runs(signal), settle(api.runOrder(signal))]));
     } catch (error) {
       if (error instanceof Stale) return;
       this.runsError = error;
@@ -127,26 +139,62 @@ export class App {
       return;
     }
     this.runsError = null;
-    this.runs = body.runs;
-    this.sampled = body.sampled;
-    const colors = assignColors(this.settings, this.runs.map((r) => r.run));
-    if (this.settings.window === null) {
-      const longest = Math.max(0, ...this.runs.map((r) => (r.roles.loss ? r.count[r.roles.loss] : 0)));
-      this.settings.window = autoWindow(longest);
-    }
-    this.colors = colors;
-    this.sidebar.setRuns(this.runs, colors);
+    if (order.data) this.runOrder = order.data.runs;
+    this.takeRuns(body);
     this.save();
     this.renderBanners();
     this.renderEmpty();
-    this.health.setRuns(this.sidebar.filteredRuns(), colors);
+    this.health.setRuns(this.sidebar.filteredRuns(), this.colors);
+    this.schedulePoll(body);
+    this.loadDiagnostics();
+    await this.loadData();
+  }
+
+  takeRuns(body) {
+    this.runs = body.runs;
+    this.sampled = body.sampled;
+    this.recolor();
+  }
+
+  /** Run colours from TensorBoard's palette and run order, light or dark (state.assignColors). */
+  recolor() {
+    const dark = document.documentElement.dataset.theme === 'dark';
+    this.colors = assignColors(this.colorIds, this.runOrder, this.runs.map((r) => r.run), dark);
+    this.sidebar.setRuns(this.runs, this.colors);
+  }
+
+  /** While a run loads (or the server is still discovering runs), asks for the run list again. */
+  schedulePoll(body) {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+    if (body.loading || body.runs.some((r) => !isReady(r))) this.pollTimer = setTimeout(() => this.poll(), POLL_MS);
+  }
+
+  /** One poll: progress shown in the run list; a run that became ready (or grew) is fetched and drawn. */
+  async poll() {
+    let body;
+    let order;
+    try {
+      [body, order] = await Promise.all([api.runs(), settle(api.runOrder())]);
+    } catch {
+      this.pollTimer = setTimeout(() => this.poll(), POLL_MS);
+      return;
+    }
+    if (order.data) this.runOrder = order.data.runs;
+    const before = readyKey(this.runs);
+    const listed = this.runs.map((r) => r.run).join('\n');
+    this.takeRuns(body);
+    this.schedulePoll(body);
+    if (readyKey(this.runs) === before && listed === this.runs.map((r) => r.run).join('\n')) return;
+    this.renderEmpty();
+    this.health.setRuns(this.sidebar.filteredRuns(), this.colors);
     this.loadDiagnostics();
     await this.loadData();
   }
 
   /** Diagnostics of every run, for the health table and the event markers. */
   async loadDiagnostics() {
-    const runs = this.runs;
+    const runs = this.runs.filter(isReady);
     let results;
     try {
       results = await this.diagnosticsLoad.run((signal) => Promise.all(runs.map(async (run) => {
@@ -202,10 +250,15 @@ export class App {
     return clock.stepsFor(zoom[0] + offset, zoom[1] + offset);
   }
 
+  /** The window of a run's tag: typed, or the run's own default (state.windowFor). */
+  windowOf(run, tag) {
+    return windowFor(this.settings, run.count[tag] || 0, this.cadence.get(`${run.run}\n${tag}`) || 1);
+  }
+
   async loadData() {
-    const runs = this.sidebar.visibleRuns();
-    const averaging = averagingParams(this.settings);
+    const runs = this.sidebar.visibleRuns().filter(isReady);
     const s = this.settings;
+    const used = new Map();
     this.setLoading(true);
     let results;
     try {
@@ -218,25 +271,23 @@ export class App {
             entry.results[role] = {missing: true};
             return;
           }
-          const request = (params) => settle(api.averages({run: run.run, tag, averaging: params, range, maxPoints: MAX_POINTS}, signal));
-          let result = await request(role === 'learning_rate' ? {...averaging, ...RAW_PARAMS} : averaging);
-          const short = result.error && result.error.windowTooLong;
-          if (short) {
-            // The run is shorter than the window (a 400): its raw values only, with a notice (panels.js).
-            result = {...await request({...averaging, ...RAW_PARAMS}), short};
-          }
-          entry.results[role] = {tag, ...result};
+          const window = this.windowOf(run, tag);
+          used.set(`${run.run}\n${tag}`, window);
+          const averaging = role === 'learning_rate' ? {...averagingParams(s, window), ...RAW_PARAMS} : averagingParams(s, window);
+          const result = await settle(api.averages({run: run.run, tag, averaging, range, maxPoints: MAX_POINTS}, signal));
+          // A run shorter than its window: a 200 with its raw values only and the reason (panels.js notices it).
+          const short = windowTooLong(result.data);
+          entry.results[role] = {tag, window: averaging.window, auto: s.window === null, ...result, ...(short ? {short} : {})};
         });
         const x = this.tagFor(run, 'loss');
         const y = this.tagFor(run, 'grad_norm');
         if (x && y) {
-          const request = (window) => settle(api.correlation({run: run.run, x, y, window, maxLag: s.maxLag, range, maxPoints: MAX_POINTS}, signal));
-          jobs.push(request(s.corrWindow).then(async (c) => {
-            const short = c.error && c.error.windowTooLong;
-            // Fewer joined points than the rolling window: the table, lag and scatter (which do not use
-            // it) from the smallest window; the rolling line is left out, with a notice.
-            entry.correlation = short && short.length >= MIN_CORR_WINDOW ? {...await request(MIN_CORR_WINDOW), short} : c;
-          }));
+          jobs.push(settle(api.correlation({run: run.run, x, y, window: s.corrWindow, maxLag: s.maxLag, range, maxPoints: MAX_POINTS}, signal))
+            .then((c) => {
+              // Fewer joined points than the rolling window: no rolling line (notice); table, lag and scatter kept.
+              const short = windowTooLong(c.data);
+              entry.correlation = short ? {...c, short} : c;
+            }));
         }
         await Promise.all(jobs);
         return [run.run, entry];
@@ -249,6 +300,10 @@ export class App {
     this.loaded = true;
     this.setLoading(false);
     this.updateClocks();
+    if (this.learnCadence(used)) {
+      this.loadData(); // auto windows in steps: now that each series' cadence is known
+      return;
+    }
     if (!this.group.zoom) this.fullExtent = this.extent();
     const now = new Date();
     this.sidebar.setStatus(`Updated ${now.toLocaleTimeString()}`);
@@ -259,6 +314,26 @@ export class App {
     this.progress.hidden = !loading;
     this.main.setAttribute('aria-busy', String(loading));
     this.root.dataset.state = loading ? 'loading' : 'ready';
+  }
+
+  /**
+   * Records each series' cadence (steps per logged point) from whole-run responses; true when an
+   * auto window in steps would now differ from the one just used.
+   */
+  learnCadence(used) {
+    if (this.group.zoom) return false;
+    let changed = false;
+    for (const [run, entry] of this.results) {
+      for (const result of Object.values(entry.results)) {
+        const raw = result.data && result.data.raw;
+        if (!raw || raw.count < 2) continue;
+        const key = `${run}\n${result.tag}`;
+        this.cadence.set(key, (raw.step[raw.step.length - 1] - raw.step[0]) / (raw.count - 1));
+        const r = this.runs.find((x) => x.run === run);
+        if (r && used.has(key) && result.tag !== this.tagFor(r, 'learning_rate') && this.windowOf(r, result.tag) !== used.get(key)) changed = true;
+      }
+    }
+    return changed;
   }
 
   /** Step -> wall time maps, and each run's start time (its first logged point). */
@@ -325,8 +400,10 @@ export class App {
     });
     const t = theme();
     const markers = eventMarkers(runs, this.diagnostics, {critical: t.error, warning: t.warning, info: t.muted});
+    const noMatch = this.runs.length > 0 && !this.sidebar.filteredRuns().length;
     return {runs, showRaw: this.settings.showRaw, band: averagingParams(this.settings).band,
-      zoomed: Boolean(this.group.zoom), markers, errorColor: t.error};
+      zoomed: Boolean(this.group.zoom), markers, errorColor: t.error, settings: this.settings,
+      emptyReason: noMatch ? `No run matches the filter “${this.settings.runFilter}”.` : 'No runs selected: tick runs in the sidebar.'};
   }
 
   /** Rebuilds every chart from the loaded data and draws it; records the time taken. */
@@ -402,6 +479,6 @@ export class App {
     if (!run) throw new Error('choose a run');
     const tag = this.tagFor(run, role);
     if (!tag) throw new Error(`run ${runName} has no ${ROLE_NAMES[role].toLowerCase()} tag`);
-    await api.exportCSV({run: runName, tag, averaging: averagingParams(this.settings)});
+    await api.exportCSV({run: runName, tag, averaging: averagingParams(this.settings, this.windowOf(run, tag))});
   }
 }

@@ -21,13 +21,27 @@ export function runMatcher(filter) {
   }
 }
 
+/** A run's loading progress: a bar and a percentage ({bytes_read, bytes_total}, either may be missing). */
+function runProgress(progress) {
+  const read = progress && Number.isFinite(progress.bytes_read) ? progress.bytes_read : 0;
+  const total = progress && Number.isFinite(progress.bytes_total) ? progress.bytes_total : 0;
+  const percent = total > 0 ? Math.min(100, Math.floor((100 * read) / total)) : null;
+  const bar = el('span', {class: 'run-progress-bar'});
+  bar.style.width = `${percent ?? 0}%`;
+  const meter = el('span', {class: 'run-progress', role: 'progressbar', 'aria-label': 'Loading',
+    'aria-valuemin': '0', 'aria-valuemax': '100'}, bar);
+  if (percent !== null) meter.setAttribute('aria-valuenow', String(percent));
+  return el('div', {class: 'run-loading'}, meter,
+    el('span', {class: 'run-progress-text', text: percent === null ? 'loading…' : `loading ${percent}%`}));
+}
+
 function section(title, ...children) {
   const id = uid('section');
   return el('section', {class: 'side-section', 'aria-labelledby': id}, el('h2', {id, text: title}), ...children);
 }
 
 export class Sidebar {
-  /** handlers: {onChange(kind), onRefresh(), onResetZoom(), onExport(run, role)} */
+  /** handlers: {onChange(kind), onRefresh(), onResetZoom(), onExport(run, role), hasSeries(run, role)} */
   constructor(settings, handlers) {
     this.settings = settings;
     this.handlers = handlers;
@@ -106,7 +120,10 @@ export class Sidebar {
         this.changed('data');
         this.renderExportRuns();
       }});
-      return el('li', {}, el('label', {class: 'run-item', title: r.run}, box, swatch, el('span', {class: 'run-name', text: r.run})));
+      const item = el('li', {dataset: {run: r.run, state: r.state || 'ready'}},
+        el('label', {class: 'run-item', title: r.run}, box, swatch, el('span', {class: 'run-name', text: r.run})));
+      if (r.state === 'loading') item.append(runProgress(r.progress));
+      return item;
     }));
     const shown = matching.filter((r) => !hidden.has(r.run)).length;
     this.runCount.textContent = `${shown} of ${this.runs.length} shown`;
@@ -152,46 +169,71 @@ export class Sidebar {
   }
 
   /** A slider and a number box bound to one numeric setting. */
-  sliderPair(label, {toSlider, fromSlider, min, max, step, read, write}) {
+  sliderPair(label, {toSlider, fromSlider, min, max, step, read, write, placeholder = '', extra = null}) {
     const slider = el('input', {type: 'range', min: '0', max: String(SLIDER_STEPS), step: '1', 'aria-label': `${label} slider`});
-    const number = el('input', {type: 'number', min: String(min), max: String(max), step: String(step), class: 'number'});
+    const number = el('input', {type: 'number', min: String(min), max: String(max), step: String(step), class: 'number',
+      placeholder});
+    const shown = () => (read() === null ? '' : String(read()));
     slider.addEventListener('input', () => {
       write(fromSlider(Number(slider.value)));
-      number.value = String(read());
+      number.value = shown();
       this.dataSoon();
     });
-    number.addEventListener('change', () => {
+    // A typed value applies as it is typed (debounced like the slider), Enter or leaving the field at once.
+    const typed = (now) => {
       const value = Number(number.value);
       if (number.value === '' || !Number.isFinite(value)) {
-        number.value = String(read());
+        if (now) number.value = shown();
         return;
       }
-      write(Math.min(max, Math.max(min, value)));
-      number.value = String(read());
+      const clamped = Math.min(max, Math.max(min, value));
+      if (clamped === read() && !now) return;
+      write(clamped);
       slider.value = String(toSlider(read()));
-      this.dataSoon.cancel();
-      this.changed('data');
-    });
-    const sync = () => {
-      number.value = String(read());
-      slider.value = String(toSlider(read()));
+      if (now) {
+        number.value = shown();
+        this.dataSoon.cancel();
+        this.changed('data');
+      } else {
+        this.dataSoon();
+      }
     };
-    const wrapper = field(label, number, slider);
+    number.addEventListener('input', () => typed(false));
+    number.addEventListener('change', () => typed(true));
+    const sync = () => {
+      if (document.activeElement !== number) number.value = shown();
+      slider.value = String(toSlider(read() ?? 1));
+    };
+    number.id = uid('field');
+    const wrapper = field(label, extra ? el('span', {class: 'field-pair'}, number, extra) : number, slider);
+    wrapper.querySelector('label').htmlFor = number.id;
     return {wrapper, sync, number, slider};
   }
 
   buildAveraging() {
     const s = this.settings;
     const logMax = () => Math.log(this.windowMax[s.unit]);
+    // Per run by default (settings.window null: ~1% of each run's own points); a typed or slid window
+    // applies to every run, until "Per run" is pressed again.
+    this.perRun = el('button', {type: 'button', class: 'small', text: 'Per run',
+      title: 'Each run its own window: about 1% of its points', onclick: () => {
+        s.window = null;
+        this.syncWindow();
+        this.dataSoon.cancel();
+        this.changed('data');
+      }});
     this.window = this.sliderPair('Window', {
-      min: LIMITS.window[0], max: LIMITS.window[1], step: 1,
+      min: LIMITS.window[0], max: LIMITS.window[1], step: 1, placeholder: 'per run', extra: this.perRun,
       toSlider: (w) => Math.round((Math.log(Math.max(1, w)) / logMax()) * SLIDER_STEPS),
       fromSlider: (p) => Math.max(1, Math.round(Math.exp((p / SLIDER_STEPS) * logMax()))),
-      read: () => s.window ?? 50,
+      read: () => s.window,
       write: (v) => {
         s.window = Math.round(v);
+        this.perRun.disabled = false;
       },
     });
+    this.windowNote = el('div', {class: 'field-note'});
+    this.window.wrapper.append(this.windowNote);
     this.weight = this.sliderPair('EMA weight', {
       min: LIMITS.weight[0], max: LIMITS.weight[1], step: 0.001,
       toSlider: (w) => Math.round((w / LIMITS.weight[1]) * SLIDER_STEPS),
@@ -215,6 +257,10 @@ export class Sidebar {
   syncWindow() {
     this.windowLabel.textContent = `Window (${this.settings.unit})`;
     this.window.sync();
+    const auto = this.settings.window === null;
+    this.perRun.disabled = auto;
+    this.windowNote.textContent = auto ? 'Per run: about 1% of each run\'s points (the charts say which).' :
+      'Applies to every run.';
   }
 
   /** Shows the controls that apply to the chosen method and disables those it ignores. */
@@ -254,9 +300,9 @@ export class Sidebar {
     this.resetZoomButton = el('button', {type: 'button', text: 'Reset zoom', disabled: true, onclick: () => this.handlers.onResetZoom()});
     this.status = el('div', {class: 'field-note', 'aria-live': 'polite'});
     this.exportRun = select([], '');
-    this.exportRole = select(ROLES.map((r) => [r, ROLE_NAMES[r]]), 'loss');
+    this.exportRole = select(ROLES.map((r) => [r, ROLE_NAMES[r]]), 'loss', {onchange: () => this.renderExportRuns()});
     this.exportNote = el('div', {class: 'field-note', 'aria-live': 'polite'});
-    const exportButton = el('button', {type: 'button', text: 'Download CSV', onclick: async () => {
+    const exportButton = this.exportButton = el('button', {type: 'button', text: 'Download CSV', onclick: async () => {
       this.exportNote.textContent = '';
       try {
         await this.handlers.onExport(this.exportRun.value, this.exportRole.value);
@@ -274,9 +320,13 @@ export class Sidebar {
       this.exportNote);
   }
 
+  /** Export offers only the shown runs that have the chosen series (a run without it cannot be exported). */
   renderExportRuns() {
-    const names = this.visibleRuns().map((r) => r.run);
+    const role = this.exportRole.value;
+    const names = this.visibleRuns().filter((r) => this.handlers.hasSeries(r, role)).map((r) => r.run);
     setOptions(this.exportRun, names.map((n) => [n, n]), this.exportRun.value);
+    this.exportButton.disabled = !names.length;
+    this.exportNote.textContent = names.length ? '' : `No shown run has a ${ROLE_NAMES[role].toLowerCase()} series.`;
   }
 
   setZoomed(zoomed) {

@@ -24,7 +24,10 @@ const KIND_ROLES = {
 };
 
 const SEVERITY_RANK = {critical: 2, warning: 1, info: 0};
-const STATUS_RANK = {diverged: 3, warning: 2, ok: 1};
+const STATUS_RANK = {diverged: 3, warning: 2, ok: 1, no_data: 0};
+const STATUS_TEXT = {no_data: 'no data'};
+const STATUS_TITLE = {no_data: 'No loss, gradient-norm or learning-rate series to check (a held-out run, or no ' +
+  'scalars yet); pick tags by hand under "Tags" to check other series.'};
 const SHOWN_EVENTS = 2; // per collapsed row, which stays one line high
 
 function problems(data) {
@@ -76,8 +79,13 @@ function precedenceText(p) {
   if (p.lag !== null) {
     const lag = `${p.lag > 0 ? '+' : ''}${p.lag}`;
     const r = p.lag_r === null ? '—' : p.lag_r.toFixed(2);
-    short.push(`lag ${lag}`);
-    full.push(`differenced loss and log gradient norm correlate best at lag ${lag} (r ${r}; lag > 0: the gradient norm leads)`);
+    const n = p.lag_n ?? null;
+    short.push(`lag ${lag}${n === null ? '' : ` (n ${n})`}`);
+    full.push(`differenced loss and log gradient norm correlate best at lag ${lag} (r ${r}` +
+      `${n === null ? '' : ` over ${n} pairs`}; lag > 0: the gradient norm leads)`);
+  } else if (p.pairs !== undefined && p.min_pairs !== undefined && p.pairs < p.min_pairs + 1) {
+    short.push(`no lag (n ${p.pairs})`);
+    full.push(`too few differenced pairs (${p.pairs}) for a best lag: it needs at least ${p.min_pairs}`);
   }
   return [short.join(' · '), full.join('; ')];
 }
@@ -190,9 +198,13 @@ export class HealthTable {
       const [precedence, precedenceFull] = precedenceText(data.precedence);
       const counts = [p.critical ? `${p.critical} critical` : '', p.warning ? `${p.warning} warning${p.warning > 1 ? 's' : ''}` : '']
         .filter(Boolean).join(', ') || 'none';
+      const running = data.running_mean && data.running_mean.loss;
       row.append(
-        el('td', {class: 'status-cell'}, el('span', {class: `status ${data.status}`, text: data.status})),
-        el('td', {text: counts}),
+        el('td', {class: 'status-cell'}, el('span', {class: `status ${data.status}`, text: STATUS_TEXT[data.status] || data.status,
+          title: STATUS_TITLE[data.status] || ''})),
+        el('td', {text: counts + (running ? ' · loss is a running mean' : ''),
+          title: running ? `${data.tags.loss} is logged as a running mean since the epoch's start: no spike is raised at its ` +
+            `${running.reset_count} epoch starts.` : ''}),
         el('td', {class: 'precedence', text: precedence, title: precedenceFull}),
         el('td', {}, el('div', {class: this.expanded.has(r.run) ? 'events expanded' : 'events'},
           this.eventButtons(r.run, data.events))));
@@ -210,14 +222,14 @@ export class HealthTable {
     const buttons = shown.map((e) => el('button', {type: 'button', class: `event ${e.severity}`, text: eventText(e),
       title: e.detail, 'aria-label': `${eventText(e)}: ${e.detail}. Zoom the charts to it.`,
       onclick: () => this.onEvent(run, e)}));
-    if (ordered.length > SHOWN_EVENTS) {
-      buttons.push(el('button', {type: 'button', class: 'more', text: all ? 'fewer' : `+${ordered.length - SHOWN_EVENTS} more`,
-        onclick: () => {
-          if (all) this.expanded.delete(run);
-          else this.expanded.add(run);
-          this.render();
-        }}));
-    }
-    return buttons;
+    // "+N more" comes first, outside the clipped chips, so it is always visible and the row never
+    // grows wider than the table (which would scroll the Run column out of view).
+    const more = ordered.length > SHOWN_EVENTS ? el('button', {type: 'button', class: 'more',
+      text: all ? 'fewer' : `+${ordered.length - SHOWN_EVENTS} more`, onclick: () => {
+        if (all) this.expanded.delete(run);
+        else this.expanded.add(run);
+        this.render();
+      }}) : null;
+    return [more, el('div', {class: 'chips'}, buttons)];
   }
 }

@@ -98,6 +98,8 @@ export async function render() {
   const app = new App(root);
   followTheme(parentDoc, () => {
     invalidateTheme();
+    app.recolor(); // TensorBoard's palette has a dark variant
+    app.health.setRuns(app.sidebar.filteredRuns(), app.colors);
     app.render();
   });
   listenForReloads(() => app.refresh());

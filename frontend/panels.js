@@ -13,7 +13,7 @@ import {el, select, setOptions} from './dom.js';
 import {lowerBound, nearestIndex} from './plot.js';
 import {AXES, formatPrecise} from './scale.js';
 import {ScatterChart} from './scatter.js';
-import {LIMITS, ROLE_NAMES} from './state.js';
+import {LIMITS, ROLE_NAMES, Y_SCALES} from './state.js';
 
 /** Chart height: three metric cards fill the window (at 1280x800, below TensorBoard's bar). */
 const chartHeight = () => Math.max(150, Math.min(300, Math.round((window.innerHeight - 12) / 3 - 66)));
@@ -75,8 +75,8 @@ function toggle(label, checked, onchange) {
 /** Fills a list of per-run notices ([{run, color, text}]) shown under a chart; hidden when empty. */
 function showNotices(list, items) {
   list.hidden = !items.length;
-  list.replaceChildren(...items.map(({run, color, text}) =>
-    el('li', {class: 'run-notice', dataset: {run}}, swatch(color), el('span', {text}))));
+  list.replaceChildren(...items.map(({run, color, text, kind = 'short'}) =>
+    el('li', {class: `run-notice ${kind}`, dataset: {run, kind}}, color ? swatch(color) : null, el('span', {text}))));
 }
 
 const NO_POINTS = {x: new Float64Array(0), y: new Float64Array(0), step: [], lower: null, upper: null};
@@ -101,7 +101,21 @@ export class MetricPanel {
     const options = settings.charts[role];
     this.tagLabel = el('span', {class: 'tag-label muted'});
     this.notices = el('ul', {class: 'run-notices', 'aria-live': 'polite', hidden: true});
+    this.scaleNote = el('div', {class: 'scale-note', 'aria-live': 'polite', hidden: true});
     this.notes = el('div', {class: 'notes', 'aria-live': 'polite'});
+    this.yScale = select(Y_SCALES, options.yScale, {class: 'small', 'aria-label': `${ROLE_NAMES[role]} y scale`,
+      title: 'auto: log while every shown value is > 0, else linear', onchange: () => {
+        this.settings.charts[role].yScale = this.yScale.value;
+        this.onOptions();
+        if (this.view) this.update(this.view);
+        this.chart.draw();
+      }});
+    this.resetY = el('button', {type: 'button', class: 'small', text: 'reset y', hidden: true,
+      title: 'Back to the y range that fits the runs (or double-click the y axis)', onclick: () => this.chart.setYZoom(null)});
+    this.chart.onYZoom = (range) => {
+      this.resetY.hidden = !range;
+    };
+    this.chart.onOffscale = (list) => this.showOffscale(list);
     const {node, heading} = card(ROLE_NAMES[role]);
     heading.append(' ', this.tagLabel);
     const png = el('button', {type: 'button', class: 'small', text: 'PNG', title: `Save the ${ROLE_NAMES[role]} chart as PNG`,
@@ -109,16 +123,20 @@ export class MetricPanel {
         this.prepared.map((p) => ({color: p.color, text: p.short ? `${p.run} (raw only)` : p.run})))});
     node.append(
       el('header', {class: 'card-header'}, heading, el('div', {class: 'card-tools'},
-        toggle('log y', options.logY, (v) => this.setOption('logY', v)),
+        this.resetY,
+        this.yScale,
         toggle('ignore outliers', options.ignoreOutliers, (v) => this.setOption('ignoreOutliers', v)),
         png)),
       this.chart.area,
+      this.scaleNote,
       this.notices,
       this.notes);
+    this.offscaleNote = el('div', {class: 'notes offscale', hidden: true});
+    node.insertBefore(this.offscaleNote, this.notices);
     node.dataset.role = role;
     this.element = node;
     this.onOptions = onOptions;
-    this.chart.setOptions(options);
+    this.chart.setOptions({ignoreOutliers: options.ignoreOutliers, logY: options.yScale !== 'linear'});
     this.chart.setMessage('Loading…');
   }
 
@@ -129,6 +147,20 @@ export class MetricPanel {
     this.chart.draw();
   }
 
+  /** Off-scale values (clipped at the chart's edge, marked ▲/▼), per run, under the chart. */
+  showOffscale(list) {
+    const parts = list.map((o) => {
+      const bits = [];
+      if (o.above) bits.push(`${o.above} point${o.above > 1 ? 's' : ''} above the range (up to ${formatPrecise(o.max)}) ▲`);
+      if (o.below) bits.push(`${o.below} below (down to ${formatPrecise(o.min)}) ▼`);
+      return `${o.run ?? ''}: ${bits.join(', ')}`;
+    });
+    const text = parts.length ? `Clipped at the edge: ${parts.join(' · ')}. Drag on the y axis (or shift-drag) to zoom y.` : '';
+    if (this.offscaleNote.textContent !== text) this.offscaleNote.textContent = text;
+    this.offscaleNote.title = text;
+    this.offscaleNote.hidden = !parts.length;
+  }
+
   /** Turns the view's responses into chart series and markers; the caller draws. */
   update(view) {
     this.view = view;
@@ -137,6 +169,7 @@ export class MetricPanel {
     const notices = [];
     this.prepared = [];
     const tags = new Set();
+    const windows = [];
     for (const r of view.runs) {
       const result = r.results[role];
       if (result.missing) continue;
@@ -148,17 +181,29 @@ export class MetricPanel {
       const d = result.data;
       const nonfinite = new Set(d.nonfinite);
       const short = result.short;
+      const cadence = d.raw.count > 1 && d.raw.step.length > 1 ?
+        (d.raw.step[d.raw.step.length - 1] - d.raw.step[0]) / (d.raw.count - 1) : 1;
       if (short) {
-        notices.push({run: r.run, color: r.color,
+        notices.push({run: r.run, color: r.color, kind: 'short',
           text: `${r.run}: ${short.length} ${short.unit}, shorter than the window ${short.window} – showing raw values only`});
+      } else if (this.smoothed && d.params.method !== 'ema') {
+        windows.push({run: r.run, color: r.color, window: result.window, unit: d.params.unit, cadence, auto: result.auto});
+      }
+      if (d.running_mean) {
+        notices.push({run: r.run, color: r.color, kind: 'running-mean',
+          text: `${r.run}: ${result.tag} is a running mean since the epoch's start (recognised by its ` +
+            `${d.running_mean.recognised_by.join(' and ')}), not per-batch values: it smooths itself within each ` +
+            `epoch and jumps back at each epoch start (no spike is raised there). Log per-batch values with ` +
+            `BatchAverages (README: "Keras's batch logs are not batch values").`});
       }
       this.prepared.push({
         run: r.run,
         color: r.color,
         nonfinite,
         short: Boolean(short),
+        nonpositive: d.nonpositive_count || 0,
         raw: {x: r.xOf(d.raw), y: numbers(d.raw.value), step: d.raw.step},
-        average: short ? NO_POINTS : {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
+        average: short || !d.average ? NO_POINTS : {x: r.xOf(d.average), y: numbers(d.average.value), step: d.average.step,
           lower: view.band === 'none' ? null : numbers(d.average.lower),
           upper: view.band === 'none' ? null : numbers(d.average.upper)},
         markers: nonfiniteStretches(d).map(([first, last, count]) => ({
@@ -171,6 +216,17 @@ export class MetricPanel {
         notes.push(`${r.run}: ${d.nonfinite_count} NaN/Inf value${d.nonfinite_count > 1 ? 's' : ''}${where} (first at step ${d.nonfinite[0]})`);
       }
     }
+    // Which window each run uses, in points and in steps, when they differ (per-run default windows).
+    const distinct = new Set(windows.map((w) => `${w.window} ${w.unit}`));
+    if (distinct.size > 1) {
+      const text = windows.map((w) => {
+        const points = w.unit === 'points' ? w.window : Math.max(1, Math.round(w.window / (w.cadence || 1)));
+        const steps = w.unit === 'steps' ? w.window : Math.round(w.window * (w.cadence || 1));
+        return `${w.run} ${points} point${points > 1 ? 's' : ''} (${steps} step${steps > 1 ? 's' : ''})`;
+      }).join(' · ');
+      notices.unshift({run: '', color: null, kind: 'windows',
+        text: `Window per run (${windows[0].auto ? 'about 1% of each run\'s points' : 'typed'}): ${text}`});
+    }
     const missing = view.runs.filter((r) => r.results[role].missing).map((r) => r.run);
     if (missing.length && missing.length < view.runs.length) notes.push(`No ${ROLE_NAMES[role].toLowerCase()} tag in: ${missing.join(', ')}`);
     this.tagLabel.textContent = tags.size ? `· ${[...tags].join(', ')}` : '';
@@ -178,14 +234,28 @@ export class MetricPanel {
     this.notes.title = notes.join('\n');
     showNotices(this.notices, notices);
 
+    // y scale: "auto" is log while every shown value is > 0, else linear, and says why; a forced log
+    // says how many values it cannot show.
+    const mode = this.settings.charts[role].yScale;
+    const nonpositive = this.prepared.filter((p) => p.nonpositive > 0);
+    const count = nonpositive.reduce((n, p) => n + p.nonpositive, 0);
+    const which = nonpositive.map((p) => `${p.run}: ${p.nonpositive}`).join(', ');
+    let scaleNote = '';
+    if (mode === 'auto' && count) scaleNote = `Linear y: ${count} value${count > 1 ? 's' : ''} ≤ 0 (${which}) cannot be shown on a log axis.`;
+    if (mode === 'log' && count) scaleNote = `${count} value${count > 1 ? 's' : ''} ≤ 0 not shown (log y; ${which}).`;
+    this.scaleNote.textContent = scaleNote;
+    this.scaleNote.hidden = !scaleNote;
+    this.chart.setOptions({logY: mode === 'log' || (mode === 'auto' && !count)});
+
     const series = [];
-    const rawStyle = this.smoothed ? {alpha: RAW_ALPHA, width: 1} : {alpha: 1, width: 1.5};
+    const rawStyle = this.smoothed ? {alpha: view.band === 'none' ? RAW_ALPHA : RAW_ALPHA * 0.7, width: 1} : {alpha: 1, width: 1.5};
     for (const p of this.prepared) {
-      // A run shorter than the window has no average: its raw values are drawn even with raw lines off.
-      if (view.showRaw || !this.smoothed || p.short) series.push({color: p.color, ...p.raw, ...rawStyle});
+      // A run without an average (shorter than its window) is drawn raw, fully opaque, even with raw lines off.
+      if (p.short && this.smoothed) series.push({color: p.color, run: p.run, ...p.raw, alpha: 1, width: 1.25, main: true});
+      else if (view.showRaw || !this.smoothed) series.push({color: p.color, run: p.run, ...p.raw, ...rawStyle, main: !this.smoothed});
     }
     if (this.smoothed) {
-      for (const p of this.prepared) if (!p.short) series.push({color: p.color, ...p.average, width: 1.75});
+      for (const p of this.prepared) if (!p.short) series.push({color: p.color, run: p.run, ...p.average, width: 1.75, main: true});
     }
     const markers = this.prepared.flatMap((p) => p.markers).concat(view.markers[role] || []);
     this.chart.setData({series, markers});
@@ -193,7 +263,7 @@ export class MetricPanel {
   }
 
   emptyMessage(view, missing) {
-    if (!view.runs.length) return 'No runs selected: tick runs in the sidebar.';
+    if (!view.runs.length) return view.emptyReason;
     if (missing.length < view.runs.length) {
       return this.prepared.length ? null : 'The requests for this chart failed (see below).';
     }
@@ -346,7 +416,9 @@ export class CorrelationPanel {
     const rows = ok.map((r) => {
       const c = r.correlation.data;
       const bestIndex = c.lag.best === null ? -1 : c.lag.lags.indexOf(c.lag.best);
-      const best = bestIndex < 0 ? '—' : `${c.lag.best} (r ${formatR(c.lag.value[bestIndex])})`;
+      // The best lag is chosen among lags leaving at least min_pairs pairs, and says on how many it rests.
+      const best = bestIndex < 0 ? `— (under ${c.lag.min_pairs ?? 30} pairs)` :
+        `${c.lag.best} (r ${formatR(c.lag.value[bestIndex])}, n ${c.lag.best_n ?? c.n - Math.abs(c.lag.best)})`;
       return el('tr', {dataset: {run: r.run}},
         el('th', {scope: 'row'}, swatch(r.color), el('span', {text: r.run})),
         [String(c.n), formatR(c.pearson), formatR(c.spearman), formatR(c.pearson_diff), formatR(c.spearman_diff), best]
@@ -355,7 +427,7 @@ export class CorrelationPanel {
     this.table.replaceChildren(el('thead', {}, head), el('tbody', {}, rows));
 
     this.prepared = ok.map((r) => {
-      const rolling = r.correlation.short ? {step: [], value: []} : r.correlation.data.rolling; // (from window 2)
+      const rolling = r.correlation.short || !r.correlation.data.rolling ? {step: [], value: []} : r.correlation.data.rolling;
       return {run: r.run, color: r.color, data: {...r.correlation.data, rolling},
         rollingX: Float64Array.from(rolling.step, (step) => r.stepToX(step)),
         rollingY: numbers(rolling.value), rollingStep: rolling.step};
@@ -377,7 +449,7 @@ export class CorrelationPanel {
     this.scatter.setData(chosen ? {x: chosen.data.scatter.y, y: chosen.data.scatter.x, step: chosen.data.scatter.step} : {x: [], y: [], step: []},
       s.scatterLog);
 
-    const message = !view.runs.length ? 'No runs selected.' :
+    const message = !view.runs.length ? view.emptyReason :
       ok.length ? null : 'No run has both a loss and a gradient-norm tag (or the requests failed).';
     for (const chart of [this.rolling, this.lag, this.scatter]) chart.setMessage(message);
   }

@@ -121,6 +121,7 @@ export class Plot {
       ctx.clip();
       this.drawData(ctx, t);
       ctx.restore();
+      if (this.drawFrame) this.drawFrame(ctx, t); // outside the plotting box (e.g. a legend in the margin)
     }
     this.drawOverlay();
   }
@@ -133,6 +134,7 @@ export class Plot {
     const xt = this.xAxis.ticks(x.domain[0], x.domain[1], Math.max(2, Math.floor((b.right - b.left) / 90)));
     const yCount = Math.max(2, Math.floor((b.bottom - b.top) / 30));
     const yt = y.log ? logTicks(y.domain[0], y.domain[1], yCount) : this.yAxis.ticks(y.domain[0], y.domain[1], yCount);
+    const yLabel = yt.format || ((v) => this.yAxis.label(v, yt.step));
     ctx.strokeStyle = t.grid;
     ctx.beginPath();
     for (const v of xt.values) {
@@ -158,7 +160,7 @@ export class Plot {
     for (const v of xt.values) ctx.fillText(this.xAxis.label(v, xt.step), x.map(v), b.bottom + 5);
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (const v of yt.values) ctx.fillText(this.yAxis.label(v, yt.step), b.left - 6, y.map(v));
+    for (const v of yt.values) ctx.fillText(yLabel(v), b.left - 6, y.map(v));
   }
 
   /** Redraws the overlay canvas: crosshair, hover dots, selection, and the tooltip. */
@@ -172,7 +174,7 @@ export class Plot {
    * Fills the tooltip from {title, columns, rows: [{color, cells, dataset}], notes} (all text)
    * and places it beside the pointer; null hides it.
    */
-  showTooltip(content) {
+  showTooltip(content, avoid = []) {
     if (!content || !this.hoverPx) {
       this.tooltip.hidden = true;
       return;
@@ -191,9 +193,15 @@ export class Plot {
       ...(content.notes || []).map((n) => el('div', {class: 'tooltip-note', text: n})));
     this.tooltip.hidden = false;
     const tw = this.tooltip.offsetWidth;
+    const th = this.tooltip.offsetHeight;
     const left = this.hoverPx.x + 16 + tw > this.width ? Math.max(0, this.hoverPx.x - 16 - tw) : this.hoverPx.x + 16;
+    // Top or bottom of the plot, whichever covers fewer of the y positions to keep clear (the hovered
+    // points, markers at the top): a spike or NaN marker just zoomed to stays visible.
+    const top = this.margin.top;
+    const bottom = Math.max(top, this.height - this.margin.bottom - th);
+    const covered = (y0) => avoid.filter((py) => py >= y0 - 6 && py <= y0 + th + 6).length;
     this.tooltip.style.left = `${left}px`;
-    this.tooltip.style.top = `${this.margin.top}px`;
+    this.tooltip.style.top = `${covered(bottom) < covered(top) ? bottom : top}px`;
   }
 
   /** Pointer position relative to the plot area, or null outside the plotting box. */

@@ -59,22 +59,51 @@ export function numberTicks(lo, hi, count, integer = false) {
   return {values: ticksWithStep(lo, hi, step), step};
 }
 
-/** Ticks of a log axis: powers of ten (with 2 and 5 when the range spans few decades). */
+/**
+ * One label format for all the ticks of an axis, so that neighbours never mix notations (0.00105
+ * next to 9.5e-4): exponent notation for all when any tick is below 1e-3 or from 1e5, else plain;
+ * with just enough significant digits to tell neighbours apart.
+ */
+export function tickFormat(values) {
+  const finite = values.filter((v) => Number.isFinite(v) && v !== 0);
+  const exponent = finite.some((v) => Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5);
+  let digits = 1;
+  const text = (v, d) => (v === 0 ? '0' : exponent ? v.toExponential(d - 1).replace(/\.?0+e/, 'e').replace('e+', 'e') :
+    String(Number.parseFloat(v.toPrecision(d))));
+  while (digits < 6 && new Set(values.map((v) => text(v, digits))).size < values.length) digits++;
+  return (v) => text(v, digits);
+}
+
+/**
+ * Ticks of a log axis, evenly spread on it: powers of ten (with 2 and 5 when the range spans few
+ * decades); a range under about a decade gets ticks evenly spaced in log, rounded to 2 significant
+ * digits (never linear ticks, which bunch at the top of a log axis). {values, step: null, format}.
+ */
 export function logTicks(lo, hi, count) {
   const l0 = Math.ceil(Math.log10(lo) - 1e-9);
   const l1 = Math.floor(Math.log10(hi) + 1e-9);
   const decades = Math.log10(hi / lo);
   const every = Math.max(1, Math.ceil((l1 - l0 + 1) / Math.max(2, count)));
   const multiples = decades <= count / 3 ? [1, 2, 5] : [1];
-  const values = [];
+  let values = [];
   for (let e = l0 - 1; e <= l1; e += e < l0 ? 1 : every) {
     for (const m of multiples) {
       const v = clean(m * 10 ** e);
       if (v >= lo && v <= hi) values.push(v);
     }
   }
-  // A range narrower than the 1-2-5 grid: evenly spaced ticks read better than one or none.
-  return values.length >= 2 ? {values, step: null} : numberTicks(lo, hi, count);
+  if (values.length < 3) {
+    const n = Math.max(3, Math.min(count, 6));
+    const a = Math.log10(lo);
+    const step = (Math.log10(hi) - a) / n;
+    const set = new Set();
+    for (let i = 0; i <= n; i++) {
+      const v = Number.parseFloat((10 ** (a + (i + 0.5) * step)).toPrecision(2));
+      if (v >= lo && v <= hi) set.add(v);
+    }
+    values = [...set].sort((p, q) => p - q);
+  }
+  return {values, step: null, format: tickFormat(values)};
 }
 
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,

@@ -38,6 +38,7 @@ export class ScatterChart extends Plot {
   /** xName / yName: what the axes hold (shown on the chart and in the tooltip). */
   constructor({height, label, xName, yName}) {
     super({height, label, xAxis: AXES.number, yAxis: AXES.number});
+    this.margin = {...this.margin, top: 30}; // the step colour bar sits above the points, not on them
     this.xName = xName;
     this.yName = yName;
     this.points = {x: [], y: [], step: []};
@@ -90,6 +91,10 @@ export class ScatterChart extends Plot {
       for (let i = 0; i < coords.length; i += 2) ctx.fillRect(coords[i] - 1.5, coords[i + 1] - 1.5, 3, 3);
     });
     ctx.globalAlpha = 1;
+  }
+
+  drawFrame(ctx, t) {
+    const [s0, s1] = this.stepRange();
     this.drawLegend(ctx, t, s0, s1);
   }
 
@@ -100,19 +105,20 @@ export class ScatterChart extends Plot {
     const gradient = ctx.createLinearGradient(left, 0, left + width, 0);
     VIRIDIS.forEach((_, i) => gradient.addColorStop(i / (VIRIDIS.length - 1), rampColor(i / (VIRIDIS.length - 1))));
     ctx.fillStyle = gradient;
-    ctx.fillRect(left, b.top + 4, width, 6);
+    const top = b.top - 27;
+    ctx.fillRect(left, top, width, 6);
     ctx.fillStyle = t.muted;
     ctx.font = `10px ${t.font}`;
     ctx.textBaseline = 'top';
     ctx.textAlign = 'left';
-    ctx.fillText(AXES.step.label(s0), left, b.top + 12);
+    ctx.fillText(AXES.step.label(s0), left, top + 8);
     ctx.textAlign = 'center';
-    ctx.fillText('step', left + width / 2, b.top + 12);
+    ctx.fillText('step', left + width / 2, top + 8);
     ctx.textAlign = 'right';
-    ctx.fillText(AXES.step.label(s1), left + width, b.top + 12);
+    ctx.fillText(AXES.step.label(s1), left + width, top + 8);
     ctx.fillText(`${this.xName} →`, b.right, b.bottom - 14);
     ctx.textAlign = 'left';
-    ctx.fillText(`↑ ${this.yName}`, b.left + 4, b.top + 2);
+    ctx.fillText(`↑ ${this.yName}`, b.left + 4, b.top - 14);
   }
 
   drawHover(ctx, t) {

@@ -10,7 +10,7 @@ export const ROLE_NAMES = {loss: 'Loss', grad_norm: 'Gradient norm', learning_ra
 export const CHOICES = {
   method: [['sma', 'SMA (moving mean)'], ['ema', 'EMA (TensorBoard)'], ['median', 'Rolling median'], ['block', 'Block means']],
   align: [['trailing', 'Trailing'], ['centered', 'Centered']],
-  edges: [['valid', 'Valid (full windows)'], ['partial', 'Partial (shorter windows)']],
+  edges: [['valid', 'Full windows only'], ['partial', 'Partial at ends']],
   unit: [['points', 'Points'], ['steps', 'Steps']],
   band: [['none', 'None'], ['std', '± std'], ['minmax', 'Min–max']],
   xAxis: [['step', 'Step'], ['relative', 'Relative time'], ['wall', 'Wall time']],
@@ -23,23 +23,30 @@ export const LIMITS = {
   maxLag: [0, 10_000],
 };
 
-// Colour-blind-friendly categorical palette (Tableau 10), then darker and lighter variants.
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1',
-  '#ff9da7', '#9c755f', '#bab0ac', '#2f5a8a', '#c05f00', '#a8323a', '#3f8f89', '#2f7a2a',
-  '#b89a1c', '#7f4f73', '#d9707d', '#6d4f3c', '#85807b'];
-const MAX_REMEMBERED_COLORS = 500;
+// TensorBoard's run palette (its default colour palette setting: light and dark hex), used in its
+// run order so that a run has the colour it has in the other tabs (README, "Colours").
+export const PALETTE = [
+  {light: '#425066', dark: '#8e98a3'}, // Slate
+  {light: '#12b5cb', dark: '#12b5cb'}, // Cyan
+  {light: '#e52592', dark: '#e52592'}, // Pink
+  {light: '#f9ab00', dark: '#f9ab00'}, // Yellow
+  {light: '#9334e6', dark: '#9334e6'}, // Purple
+  {light: '#7cb342', dark: '#7cb342'}, // Light green
+  {light: '#e8710a', dark: '#e8710a'}, // Orange
+];
+export const Y_SCALES = [['auto', 'y: auto'], ['log', 'y: log'], ['linear', 'y: linear']];
 const HEALTH_SORT_KEYS = ['run', 'status', 'problems', 'precedence', 'events'];
 
 function defaults() {
-  // Log y by default: loss, gradient norm and learning rate are positive and span decades
-  // (an exploding run would flatten every other curve on a linear axis).
-  const chart = () => ({logY: true, ignoreOutliers: false});
+  // y "auto": log while every shown value is > 0 (loss, gradient norm and learning rate usually are,
+  // and span decades), linear (saying why) as soon as one is not; "log" forces it, "linear" too.
+  const chart = () => ({yScale: 'auto', ignoreOutliers: false});
   return {
     hiddenRuns: [], // runs the user unticked; runs that appear later are shown
     runFilter: '',
     tags: {loss: '', grad_norm: '', learning_rate: ''}, // '' = the tag detected in each run
     method: 'sma',
-    window: null, // null until the first runs arrive: then ~1% of the longest run
+    window: null, // null: each run's own default window (autoWindow of its points); else typed for all runs
     weight: 0.6,
     align: 'trailing',
     edges: 'valid',
@@ -53,7 +60,6 @@ function defaults() {
     scatterRun: '',
     scatterLog: false,
     healthSort: {key: 'status', descending: true}, // worst runs first
-    colors: {}, // run -> palette index, so a run keeps its colour across filters and reloads
   };
 }
 
@@ -98,14 +104,11 @@ export function loadSettings() {
   for (const role of ROLES) {
     if (saved.tags && isText(saved.tags[role])) settings.tags[role] = saved.tags[role];
     const chart = saved.charts && saved.charts[role];
-    if (chart && isBool(chart.logY)) settings.charts[role].logY = chart.logY;
+    if (chart && Y_SCALES.some(([v]) => v === chart.yScale)) settings.charts[role].yScale = chart.yScale;
+    else if (chart && chart.logY === false) settings.charts[role].yScale = 'linear'; // saved by an older version
     if (chart && isBool(chart.ignoreOutliers)) settings.charts[role].ignoreOutliers = chart.ignoreOutliers;
   }
-  if (saved.colors && typeof saved.colors === 'object') {
-    for (const [run, index] of Object.entries(saved.colors)) {
-      if (Number.isInteger(index) && index >= 0) settings.colors[run] = index;
-    }
-  }
+  if (saved.window === null) settings.window = null;
   return settings;
 }
 
@@ -117,37 +120,46 @@ export function saveSettings(settings) {
   }
 }
 
-/** A round window of about 1% of the longest run's points (at least 5). */
+/** A round window of about 1% of a series' points (at least 5, at most its length). */
 export function autoWindow(points) {
   const target = Math.max(5, points / 100);
   const nice = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(target)));
-  return Math.round(nice.reduce((best, v) => (Math.abs(v - target) < Math.abs(best - target) ? v : best)));
+  const w = Math.round(nice.reduce((best, v) => (Math.abs(v - target) < Math.abs(best - target) ? v : best)));
+  return Math.max(1, Math.min(w, Math.max(1, points)));
 }
 
-/** Gives each new run the lowest unused palette slot; returns run -> colour. */
-export function assignColors(settings, runNames) {
-  const used = new Set(Object.values(settings.colors));
-  let next = 0;
-  for (const run of runNames) {
-    if (run in settings.colors) continue;
-    while (used.has(next)) next++;
-    settings.colors[run] = next;
-    used.add(next);
-  }
-  const names = Object.keys(settings.colors);
-  if (names.length > MAX_REMEMBERED_COLORS) {
-    const current = new Set(runNames);
-    for (const run of names) if (!current.has(run)) delete settings.colors[run];
-  }
-  return new Map(runNames.map((run) => [run, PALETTE[settings.colors[run] % PALETTE.length]]));
+/**
+ * The window of one series: the typed one, or (settings.window null) the auto rule on the series'
+ * own points; with unit=steps that many points times the series' cadence (steps per point, when
+ * known, else 1), so that the window covers about 1% of the series whatever its logging interval.
+ */
+export function windowFor(settings, points, cadence = 1) {
+  if (settings.window !== null) return settings.window;
+  const w = autoWindow(points);
+  return settings.unit === 'steps' ? Math.max(1, Math.round(w * cadence)) : w;
+}
+
+/**
+ * Colours in TensorBoard's way: each run's colour id is its index in TensorBoard's run order
+ * (`order`: the run_order route, TensorBoard's /data/runs order), ids kept once given (as
+ * TensorBoard keeps them while its page is open), runs missing from `order` after it in name
+ * order; colour = palette[id mod 7], its dark variant in dark mode. `ids`: the Map kept between calls.
+ */
+export function assignColors(ids, order, runNames, dark) {
+  for (const run of order) if (!ids.has(run)) ids.set(run, ids.size);
+  for (const run of [...runNames].sort()) if (!ids.has(run)) ids.set(run, ids.size);
+  return new Map(runNames.map((run) => {
+    const c = PALETTE[ids.get(run) % PALETTE.length];
+    return [run, dark ? c.dark : c.light];
+  }));
 }
 
 /** The query parameters of the averaging settings (http_api.md "Averaging parameters"). */
-export function averagingParams(settings) {
+export function averagingParams(settings, window = settings.window) {
   const band = settings.method === 'ema' && settings.band === 'minmax' ? 'std' : settings.band;
   return {
     method: settings.method,
-    window: settings.window,
+    window,
     weight: settings.weight,
     align: settings.align,
     edges: settings.edges,
