@@ -52,6 +52,8 @@ _TENSOR_FIELDS = {
     2: ("double_val", struct.Struct("<d")),
     3: ("int_val", struct.Struct("<i")),
     9: ("int64_val", struct.Struct("<q")),
+    22: ("uint32_val", struct.Struct("<I")),  # TensorBoard's make_ndarray cannot read these two
+    23: ("uint64_val", struct.Struct("<Q")),
 }
 _FLOAT_DTYPES = {1: "<f4", 2: "<f8"}  # DT_FLOAT, DT_DOUBLE: what a template can decode
 

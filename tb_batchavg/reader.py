@@ -59,6 +59,8 @@ Series = collections.namedtuple("Series", "step wall_time value")
 _READ_CHUNK = 8 << 20
 # Bytes before a file's old end read again on growth, to tell an append from a replacement.
 _FINGERPRINT = 64
+# Parsing at least this many bytes leaves temporaries worth handing back to the OS.
+_TRIM_BYTES = 1 << 20
 # A run asked for this recently keeps its columns when the budget evicts: requests may read them.
 IN_USE_SECONDS = 5.0
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
@@ -122,6 +124,7 @@ class Run:
         self.evicted = None  # {tag: points} when the columns were evicted, else None
         self.bytes_read = 0
         self.bytes_total = 0
+        self.bytes_parsed = 0  # over the run's life
         self._health = {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
 
     @property
@@ -187,6 +190,7 @@ class Run:
     def _read_new(self):
         errors = []
         changed = False
+        parsed = self.bytes_parsed
         try:
             names = sorted(n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n))
         except Exception as e:  # any storage error: the data already read stays
@@ -217,7 +221,7 @@ class Run:
         self.loaded = True
         self.evicted = None  # after the columns: a lock-free reader never sees neither
         self._health = self._summarise(errors)
-        if changed:
+        if self.bytes_parsed - parsed > _TRIM_BYTES:
             _release_freed_memory()  # the parsing temporaries are gone by now
         return changed or was_evicted
 
@@ -277,6 +281,7 @@ class Run:
             if not block:
                 break
             read_to += len(block)
+            self.bytes_parsed += len(block)
             data = pending + block
             scan = records.scan(data, check_data=False)  # decode checks the data CRCs
             columns, bad = events.decode(data, scan.starts, scan.lengths, state.tags)
@@ -434,18 +439,22 @@ class LogdirReader:
         """One pass of the background thread: discovery, runs not read yet (within the budget),
         then what was appended to the runs held."""
         self.discover()
+        held = self.nbytes()  # kept up to date here: summing over 10,000 runs per run is slow
         for run in self.run_objects():
             if run.evicted is not None:
                 continue  # listed from what was read; read again when asked for
+            before = run.nbytes
             if not run.loaded:
                 run.load()
-                self.keep_budget()
             elif run.lock.acquire(blocking=False):  # a request may be loading it
                 try:
                     run._read_new()
                 finally:
                     run.lock.release()
-        self.keep_budget()
+            held += run.nbytes - before
+            if held > self.budget:
+                self.keep_budget()
+                held = self.nbytes()
 
     def wait_discovered(self, timeout=None):
         """Waits for a first discovery (by the background thread, or here if there is none)."""

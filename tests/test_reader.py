@@ -193,7 +193,7 @@ def test_run_names_match_tensorboard(mixed_logdir, load_fast):
     app = helpers.make_app(mixed_logdir, "--load_fast=" + load_fast, "--reload_interval=0")
     ours = loaded(mixed_logdir).runs()
     assert tensorboard_runs(app, ours) == ours
-    assert [e["run"] for e in helpers.get_json(Client(app), "runs")["runs"]] == ours
+    assert [e["run"] for e in helpers.wait_loaded(Client(app))["runs"]] == ours
 
 
 def test_logdir_spec_names_match_tensorboard(tmp_path):
@@ -206,7 +206,7 @@ def test_logdir_spec_names_match_tensorboard(tmp_path):
     assert ours.runs() == ["name1/.", "name1/sub", "name2/x/y"]
     app = helpers.make_app(None, "--logdir_spec", spec, "--load_fast=false", "--reload_interval=0")
     assert tensorboard_runs(app, ours.runs()) == ours.runs()
-    assert [e["run"] for e in helpers.get_json(Client(app), "runs")["runs"]] == ours.runs()
+    assert [e["run"] for e in helpers.wait_loaded(Client(app))["runs"]] == ours.runs()
     want, _ = read_with_multiplexer((str(a), "name1"), (str(b), "name2"))
     assert_same(read_with_reader(ours), want)
 
@@ -319,7 +319,7 @@ def test_bad_data_crc_skips_one_record_and_is_counted(tmp_path):
     np.testing.assert_array_equal(r.series("run", "loss").step, np.delete(np.arange(100), 30))
     assert r.get("run").health() == {"bad_records": 1, "corrupt_files": [], "errors": [], "skipped_values": {}}
     client = Client(helpers.make_app(str(tmp_path), "--load_fast=false", "--reload_interval=0"))
-    (entry,) = helpers.get_json(client, "runs")["runs"]
+    (entry,) = helpers.wait_loaded(client)["runs"]
     assert entry["health"] == {"bad_records": 1, "corrupt_files": [], "errors": [], "skipped_values": {}}
     assert entry["count"] == {"loss": 99}
 

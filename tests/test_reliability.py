@@ -93,7 +93,14 @@ def get(client, route, expect=200, **params):
 
 
 def runs_by_name(client):
-    return {e["run"]: e for e in get(client, "runs").json["runs"]}
+    return {e["run"]: e for e in helpers.wait_loaded(client)["runs"]}
+
+
+def settled(client, run, condition):
+    """The run's `runs` entry once `condition(entry)` holds: the plugin reads what changed in
+    the background, within its reload interval."""
+    return helpers.wait_for(lambda: (lambda e: condition(e) and e)(runs_by_name(client).get(run, {})),
+                            what="run %r settled" % run)
 
 
 def f32(values):
@@ -488,6 +495,7 @@ def test_truncated_files_are_completed_when_the_rest_arrives(tmp_path):
     assert runs_by_name(client)["run"]["count"] == {"loss": 29, "grad_norm": 29}
     with open(path, "ab") as f:
         f.write(records[30][7:] + b"".join(records[31:]))
+    settled(client, "run", lambda e: e["count"] == {"loss": 60, "grad_norm": 60})
     assert_served(client, "run", range(60), columns)
     assert runs_by_name(client)["run"]["health"] == HEALTHY
 
@@ -520,6 +528,7 @@ def test_a_run_without_data_yet_lists_and_parameters_are_checked_first(tmp_path)
     assert set(get(client, "diagnostics", run="run").json["nonfinite"].values()) == {None}
     with open(path, "ab") as f:
         f.write(records[1][9:] + b"".join(records[2:]))
+    settled(client, "run", lambda e: e["count"] == {"loss": 20, "grad_norm": 20})
     assert_served(client, "run", range(20), columns)
 
 
@@ -528,71 +537,75 @@ def test_an_unreadable_file_is_reported_and_read_once_readable(tmp_path, monkeyp
     write_file(tmp_path / "run", event_records(range(50), first), name="events.out.tfevents.1.a")
     second = loss_columns(50, offset=50.0)
     locked = write_file(tmp_path / "run", event_records(range(50, 100), second), name="events.out.tfevents.2.b")
-    real_gfile = reader.tf.io.gfile.GFile
+    os.chmod(locked, 0)
+    real_read_at = reader._read_at
 
-    def gfile(path, mode="r"):
-        if path == locked:
-            raise reader.tf.errors.PermissionDeniedError(None, None, "%s; Permission denied" % path)
-        return real_gfile(path, mode)
+    def read_at(path, *args):  # root reads a file whatever its mode: refuse as the OS would
+        if path == locked and not os.stat(path).st_mode & 0o444:
+            raise PermissionError(13, "Permission denied", path)
+        return real_read_at(path, *args)
 
-    monkeypatch.setattr(reader.tf.io.gfile, "GFile", gfile)
+    monkeypatch.setattr(reader, "_read_at", read_at)
     client = plugin_client(tmp_path)
     entry = runs_by_name(client)["run"]
     assert entry["count"] == {"loss": 50, "grad_norm": 50}
     (error,) = entry["health"]["errors"]
     assert "events.out.tfevents.2.b" in error and "Permission denied" in error
     assert_served(client, "run", range(50), first)
-    monkeypatch.undo()
+    os.chmod(locked, 0o644)
     both = {t: np.concatenate((first[t], second[t])) for t in first}
+    settled(client, "run", lambda e: e["count"]["loss"] == 100)
     assert_served(client, "run", range(100), both)
     assert runs_by_name(client)["run"]["health"] == HEALTHY
 
 
-@pytest.mark.parametrize("moment", ["before_stat", "before_open"])
+@pytest.mark.parametrize("moment", ["before_stat", "before_read"])
 def test_a_file_deleted_while_being_read(tmp_path, monkeypatch, moment):
     """The second file of a run vanishes between listing and reading it: what was read of it
-    earlier is kept, the first file is unaffected, the error is reported until the next read."""
+    is kept and the error reported for that reload; the next reload finds it gone and drops
+    it, as a fresh reader would."""
     first = loss_columns(50)
     write_file(tmp_path / "run", event_records(range(50), first), name="events.out.tfevents.1.a")
     second = loss_columns(50, offset=50.0)
     records = event_records(range(50, 100), second)
     doomed = write_file(tmp_path / "run", records[:26], name="events.out.tfevents.2.b")  # steps 50..74
-    client = plugin_client(tmp_path)
-    assert runs_by_name(client)["run"]["count"]["loss"] == 75
+    logs = reader.LogdirReader(str(tmp_path))
+    logs.reload()
+    assert logs.counts("run")["loss"] == 75
     with open(doomed, "ab") as f:
         f.write(b"".join(records[26:]))
-    gfile = reader.tf.io.gfile
-    name = "stat" if moment == "before_stat" else "GFile"
-    real = getattr(gfile, name)
+    name = "_stamp" if moment == "before_stat" else "_read_at"
+    real = getattr(reader, name)
 
     def deleting(path, *args):
         if path == doomed and os.path.exists(doomed):
             os.remove(doomed)
         return real(path, *args)
 
-    monkeypatch.setattr(gfile, name, deleting)
-    entry = runs_by_name(client)["run"]
+    monkeypatch.setattr(reader, name, deleting)
+    logs.reload()
     assert not os.path.exists(doomed)
-    (error,) = entry["health"]["errors"]
+    (error,) = logs.get("run").health()["errors"]
     assert "events.out.tfevents.2.b" in error
-    kept = {t: np.concatenate((first[t], second[t][:25])) for t in first}
-    assert_served(client, "run", range(75), kept)
+    kept = np.concatenate((first["loss"], second["loss"][:25]))
+    np.testing.assert_array_equal(logs.series("run", "loss").value, f32(kept))
     monkeypatch.undo()
-    assert runs_by_name(client)["run"]["health"] == HEALTHY
-    assert_served(client, "run", range(75), kept)
+    logs.reload()
+    assert logs.get("run").health() == HEALTHY
+    np.testing.assert_array_equal(logs.series("run", "loss").value, f32(first["loss"]))
 
 
 @pytest.mark.parametrize("replacement", ["shorter_rewrite", "longer_copy"])
 def test_a_file_replaced_while_being_read(tmp_path, monkeypatch, replacement):
     """Between the size check and the read, the file is atomically replaced (a sync tool, a
-    restarted writer): by a shorter, different file (read again from the start at the next
-    reload; its steps replace the old ones), or by a longer copy of itself (read on from the
-    offset). No record is lost, none is mixed up."""
+    restarted writer): by a shorter, different file, or by a longer copy of itself. No record is
+    lost, none is mixed up: after the next reload the run is what a fresh reader reads."""
     columns = loss_columns(200)
     records = event_records(range(200), columns)
     path = write_file(tmp_path / "run", records[:101])  # steps 0..99
-    client = plugin_client(tmp_path)
-    assert runs_by_name(client)["run"]["count"]["loss"] == 100
+    logs = reader.LogdirReader(str(tmp_path))
+    logs.reload()
+    assert logs.counts("run")["loss"] == 100
     with open(path, "ab") as f:
         f.write(b"".join(records[101:121]))  # steps 100..119: the size grows, a read is due
     if replacement == "shorter_rewrite":
@@ -603,29 +616,32 @@ def test_a_file_replaced_while_being_read(tmp_path, monkeypatch, replacement):
     staged = str(tmp_path / "staged")
     with open(staged, "wb") as f:
         f.write(content)
-    real = reader.tf.io.gfile.GFile
+    real = reader._read_at
 
-    def replacing(name, mode="r"):
+    def replacing(name, *args):
         if name == path and os.path.exists(staged):
             os.replace(staged, path)
-        return real(name, mode)
+        return real(name, *args)
 
-    monkeypatch.setattr(reader.tf.io.gfile, "GFile", replacing)
-    first = runs_by_name(client)["run"]
+    monkeypatch.setattr(reader, "_read_at", replacing)
+    logs.reload()
     monkeypatch.undo()
     assert not os.path.exists(staged)
-    if replacement == "longer_copy":
-        assert first["count"]["loss"] == 200
-    runs_by_name(client)  # the next reload sees the shrunk file and reads it from the start
-    assert_served(client, "run", steps_after, {t: np.asarray(v)[list(steps_after)] for t, v in columns_after.items()})
-    assert runs_by_name(client)["run"]["health"] == HEALTHY
+    logs.reload()
+    fresh = reader.LogdirReader(str(tmp_path))
+    fresh.reload()
+    for tag in ("loss", "grad_norm"):
+        np.testing.assert_array_equal(logs.series("run", tag).step, np.asarray(steps_after))
+        np.testing.assert_array_equal(logs.series("run", tag).value, f32(columns_after[tag])[: len(steps_after)])
+        np.testing.assert_array_equal(logs.series("run", tag).value, fresh.series("run", tag).value)
+    assert logs.get("run").health() == HEALTHY
 
 
 def test_logdir_removed_and_recreated(tmp_path):
     """Through the full TensorBoard app, with its data provider present: while the logdir is gone
     the plugin keeps serving what it read (full resolution, not the provider's sample) and says
-    why in each run's health; once recreated, new files are read (a new training from step 0
-    replaces the old steps, as after a restart) and new runs appear."""
+    why in each run's health; once recreated, the runs are what is there (a new training from
+    step 0 replaces the old file) and new runs appear."""
     logdir = tmp_path / "logs"
     old = loss_columns(100)
     write_file(logdir / "a", event_records(range(100), old), name="events.out.tfevents.1.old")
@@ -633,8 +649,9 @@ def test_logdir_removed_and_recreated(tmp_path):
     client = Client(helpers.make_app(str(logdir), "--load_fast=false", "--reload_interval=0",
                                      "--batchavg_reload_seconds=0"))
     assert_served(client, "a", range(100), old)
-    assert [e["count"]["loss"] for e in get(client, "runs").json["runs"]] == [100, 100]
+    assert [e["count"]["loss"] for e in runs_by_name(client).values()] == [100, 100]
     shutil.rmtree(logdir)
+    settled(client, "b", lambda e: e["health"]["errors"])
     body = get(client, "runs").json
     assert body["sampled"] is False
     for entry in body["runs"]:
@@ -645,7 +662,8 @@ def test_logdir_removed_and_recreated(tmp_path):
     new = loss_columns(30, offset=500.0)
     write_file(logdir / "a", event_records(range(30), new), name="events.out.tfevents.2.new")
     write_file(logdir / "c", event_records(range(30), new), name="events.out.tfevents.2.new")
-    runs = runs_by_name(client)
+    settled(client, "c", lambda e: e.get("count", {}).get("loss") == 30)
+    runs = settled(client, "a", lambda e: e["count"]["loss"] == 30) and runs_by_name(client)
     assert sorted(runs) == ["a", "b", "c"]
     assert runs["a"]["health"] == runs["c"]["health"] == HEALTHY
     assert runs["b"]["count"]["loss"] == 100 and runs["b"]["health"]["errors"]  # still gone: kept
@@ -705,4 +723,4 @@ def test_ten_thousand_tiny_runs(many_runs):
 
 
 def plugin_runs(client):
-    return {e["run"]: e for e in get(Client(client.application), "runs").json["runs"]}
+    return {e["run"]: e for e in helpers.wait_loaded(Client(client.application))["runs"]}

@@ -200,7 +200,7 @@ def check_averages(client, big, run, tag, **options):
 
 # Runs and roles ------------------------------------------------------------------------------------
 def test_runs_lists_tags_roles_counts_and_health(client, big):
-    body = helpers.get_json(client, "runs")
+    body = helpers.wait_loaded(client)
     assert body["sampled"] is False
     by_run = {e["run"]: e for e in body["runs"]}
     assert sorted(by_run) == sorted(["simple", "tf2", "lead", *ROLE_RUNS])
@@ -208,7 +208,7 @@ def test_runs_lists_tags_roles_counts_and_health(client, big):
     assert simple["tags"] == ["train/grad_norm", "train/loss"]
     assert simple["roles"] == {"loss": "train/loss", "grad_norm": "train/grad_norm", "learning_rate": None}
     assert simple["count"] == {t: N for t in simple["tags"]}
-    assert simple["health"] == {"bad_records": 0, "corrupt_files": [], "errors": []}
+    assert simple["health"] == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
     tf2 = by_run["tf2"]
     assert tf2["roles"] == {"loss": "train/loss", "grad_norm": "train/grad_norm",
                             "learning_rate": "train/learning_rate"}
@@ -648,7 +648,8 @@ def test_tensorboard_process_serves_averages_on_every_step(big, servers, load_fa
         with urllib.request.urlopen(url, timeout=120) as response:
             return helpers.strict_json(response.read())
 
-    (run,) = get("runs")["runs"]
+    runs = helpers.wait_for(lambda: (lambda r: not r["loading"] and r)(get("runs")), what="runs loaded")
+    (run,) = runs["runs"]
     assert (run["run"], run["count"]) == ("simple", {t: N for t in columns})
     assert run["roles"]["loss"] == "train/loss"
     sma = get("averages", run="simple", tag="train/loss", window=100, max_points=FULL)
