@@ -376,7 +376,7 @@ export class App {
         const d = entry.results[role].data;
         if (!d) continue;
         for (const series of [d.raw, d.average]) {
-          if (!series.step.length) continue;
+          if (!series || !series.step.length) continue; // average null: a run shorter than its window
           const xs = this.xOf(run, series);
           lo = Math.min(lo, xs[0]);
           hi = Math.max(hi, xs[xs.length - 1]);

@@ -96,9 +96,11 @@ export function logTicks(lo, hi, count) {
     const n = Math.max(3, Math.min(count, 6));
     const a = Math.log10(lo);
     const step = (Math.log10(hi) - a) / n;
+    // Enough significant digits that rounding moves a tick by well under its spacing.
+    const digits = Math.min(6, Math.max(2, Math.ceil(-Math.log10(10 ** step - 1)) + 2));
     const set = new Set();
     for (let i = 0; i <= n; i++) {
-      const v = Number.parseFloat((10 ** (a + (i + 0.5) * step)).toPrecision(2));
+      const v = Number.parseFloat((10 ** (a + (i + 0.5) * step)).toPrecision(digits));
       if (v >= lo && v <= hi) set.add(v);
     }
     values = [...set].sort((p, q) => p - q);
