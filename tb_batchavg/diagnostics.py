@@ -124,9 +124,11 @@ DEFAULTS = {
     "tail_rate": 1e-5,         # false-alarm rate per point the threshold aims at
     "scale_floor": 1e-3,       # floor of the robust SD, relative to the level
     "merge_gap": 2,            # unflagged points bridged inside one event
+    "jump_factor": 10.0,       # a value this many times its trailing median is a spike, however often
     "rise_factor": 10.0,       # grad level / its earlier median level: explosion
     "vanish_fraction": 0.01,   # grad level / its earlier median level: vanishing
-    "divergence_factor": 2.0,  # loss level / its running minimum for divergence
+    "divergence_factor": 2.0,  # loss level / its earlier long-run level for divergence (at least)
+    "loss_floor": 1e-3,        # fraction of the initial loss below which loss values are the floor
     "sustain": 50,             # points a level condition must span
     "lr_change": 0.1,          # relative learning-rate change that counts
     "precede_window": 100,     # steps a grad event may lead a loss spike by
@@ -144,12 +146,36 @@ _SEGMENT_POINTS = 1000
 _JUMP_CONTRAST = 3.0
 # Samples of the gradient-norm level behind its earlier median.
 _EARLIER_SAMPLES = 4096
+# Divergence: the long trailing level is the median over this many blocks of half a window,
+# and the rise must exceed this many robust SDs of the level's own low-frequency variability.
+_LONG_BLOCKS = 20
+_LOW_FREQUENCY_K = 5.0
+# Floor of the robust SD of log(gradient norm): 1%.
+_LOG_SCALE_FLOOR = 0.01
+# A loss level below this fraction of the initial loss has converged: its gradient may vanish.
+_CONVERGED = 0.05
+# A jump of jump_factor over the trailing median is flagged when it is also this many robust SDs
+# high: not where the series itself swings by decades (a chaotic phase).
+_JUMP_Z = 3.0
+# A loss episode is an excursion when this share of the window from its start exceeds
+# base + k s; it then lasts while the loss keeps exceeding base + _CHAIN_K s, each time within
+# _CHAIN_WINDOWS windows of points.
+_EXCURSION_SHARE = 0.05
+_CHAIN_K = 3.0
+_CHAIN_WINDOWS = 2
+# The initial loss: the median of the first this many finite values.
+_INITIAL_POINTS = 3
+# The loss's robust SD is at least this many floors (1% of the initial loss by default), so
+# that a spike rises at least a few percent of the initial loss: visible on the run's plot.
+_SPIKE_FLOORS = 10.0
+# A loss level within this many floors is "near zero" (slingshot precursors).
+_NEAR_ZERO = 10.0
 _TINY = np.finfo(np.float64).tiny
 
 _INTEGER = {"window": 3, "merge_gap": 0, "sustain": 1, "precede_window": 0, "max_lag": 0}
 _POSITIVE = ("spike_k", "explode_k")
-_ABOVE_ONE = ("rise_factor", "divergence_factor")
-_FRACTION = ("tail_rate", "scale_floor", "vanish_fraction", "lr_change")
+_ABOVE_ONE = ("rise_factor", "divergence_factor", "jump_factor")
+_FRACTION = ("tail_rate", "scale_floor", "vanish_fraction", "lr_change", "loss_floor")
 
 
 def nonfinite(steps, values):
@@ -162,12 +188,12 @@ def nonfinite(steps, values):
 
 
 def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None, **params):
-    """Events, status, non-finite summaries and precedence of one run (see the
-    module docstring). Each series is (steps, values) or None when the run
-    lacks that role. `loss_resets`: the steps where a loss logged as a running
-    mean since the epoch's start starts again (metadata.running_mean); no
-    loss spike is raised from the `window` points after each. Raises ValueError
-    naming an unknown or invalid parameter or a malformed series."""
+    """Events, status, non-finite summaries, spike frequencies and precedence of one run (see
+    the module docstring). Each series is (steps, values) or None when the run lacks that
+    role. `loss_resets`: the steps where a loss logged as a running mean since the epoch's
+    start starts again (metadata.running_mean); no loss spike is raised from the `window`
+    points after each. Raises ValueError naming an unknown or invalid parameter or a malformed
+    series."""
     params = _parameters(params)
     given = {"loss": loss, "grad_norm": grad_norm, "learning_rate": learning_rate}
     series = {role: _series(role, given[role]) for role in ROLES if given[role] is not None}
@@ -175,30 +201,32 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
     for role, (steps, values) in series.items():
         events += _nonfinite_events(role, steps, values)
 
-    def of_loss():  # (spikes, divergence)
-        if "loss" not in series:
-            return [], []
-        steps, values = series["loss"]
-        reference = _Reference(values, params)
-        spikes = _spike_events("loss_spike", steps, values, reference, params["spike_k"], params)
-        return (_outside_resets(spikes, steps, loss_resets, params["window"]),
-                _divergence_events(steps, values, reference.level, params))
-
     def of_role(role, analyse):
-        return analyse(*series[role], params) if role in series else []
+        return analyse(*series[role], params) if role in series else None
 
     # The roles' analyses are independent: shared among threads (workers.call).
-    (loss_spikes, divergence), grad_events, rate_events = workers.call(
-        of_loss, lambda: of_role("grad_norm", _gradient_events),
-        lambda: of_role("learning_rate", _learning_rate_events))
-    events += loss_spikes + divergence + grad_events + rate_events
+    loss_part, grad_part, rate_events = workers.call(
+        lambda: of_role("loss", _LossAnalysis),
+        lambda: of_role("grad_norm", _GradientAnalysis),
+        lambda: of_role("learning_rate", _learning_rate_events) or [])
+    loss_spikes, divergence, grad_events, vanishing, precursors = _in_context(
+        loss_part, grad_part, rate_events, series, params)
+    if loss_part is not None:
+        loss_spikes = _outside_resets(loss_spikes, loss_part.steps, loss_resets, params["window"])
+    events += loss_spikes + divergence + grad_events + vanishing + precursors + rate_events
+    events = [{key: value for key, value in event.items() if not key.startswith("_")}
+              for event in events]
     events.sort(key=lambda event: (event["start"], event["kind"], event["end"]))
     summaries = {role: nonfinite(*series[role]) if role in series else None for role in ROLES}
+    alarms = [e for e in loss_spikes + grad_events if e["severity"] != "info"]
     return {"status": _status(events, summaries["loss"]) if series else "no_data",
             "events": events,
             "nonfinite": summaries,
             "params": params,
-            "precedence": _precedence(loss_spikes, grad_events, series, params)}
+            "frequency": _frequency(alarms, series),
+            "precedence": _precedence([e for e in loss_spikes if e["severity"] != "info"],
+                                      [e for e in grad_events if e["severity"] != "info"],
+                                      series, params)}
 
 
 # Parameters and inputs -------------------------------------------------------
@@ -267,11 +295,10 @@ def _log_norm(values):
 # Robust reference and spike test ---------------------------------------------
 
 class _Reference:
-    """Trailing median m, robust SD s and centred level L of a series (module
-    docstring), NaN where undefined; z-scores against a centre that is m
-    unless raised with ``raise_centre``."""
+    """Trailing median m, one-sided robust SD s, centred level L and z = (x - m) / s of a
+    series (module docstring), NaN where undefined. `scale_floor`: an absolute floor of s."""
 
-    def __init__(self, values, params):
+    def __init__(self, values, params, scale_floor=0.0):
         window = params["window"]
         n = len(values)
         half = (window + 1) // 2
@@ -284,23 +311,21 @@ class _Reference:
         count = finite_before[index + 1] - finite_before[np.maximum(index + 1 - window, 0)]
         trailing[count < half] = np.nan
         self.values = values
+        self.half = half
         self.median = np.concatenate(([np.nan], trailing[:-1]))[:n]
         self.level = trailing[np.minimum(index + (window - 1 - (window - 1) // 2), n - 1)]
         with np.errstate(invalid="ignore"):
-            residual = np.abs(values - self.median)
+            residual = values - self.median
+            upper = np.where(residual >= 0, residual, np.nan)
         overall = _finite_median(np.abs(values - _finite_median(values)))
-        floor = params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall)
-        mad = _block_mad(residual, half)
+        floor = np.maximum(params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall),
+                           scale_floor)
+        mad = _block_mad(upper, half, max(1, half // 4))
         self.scale = np.fmax(MAD_TO_SD * mad, floor)
         self.scale[self.scale == 0] = _TINY
         self.scale[np.isnan(mad)] = np.nan  # untested: no robust SD yet
-        self.raise_centre(self.median)
-
-    def raise_centre(self, floor):
-        """Sets the centre to max(m, floor) where m is defined, and the z-scores."""
         with np.errstate(invalid="ignore"):
-            self.centre = np.where(self.median < floor, floor, self.median)
-            self.z = (self.values - self.centre) / self.scale
+            self.z = residual / self.scale
         self.tested = np.isfinite(self.z)
 
     def threshold(self, k, tail_rate):
@@ -313,6 +338,16 @@ class _Reference:
         tails = sorted(_trimmed_tail(np.sort(part), k, tail_rate)
                        for part in np.array_split(z, segments))
         return tails[(segments - 1) // 2]
+
+    def flag(self, k, params, log_ratio):
+        """(K, flagged): z above K, or a jump of jump_factor over the trailing median (log_ratio,
+        however often that happens) with z above k."""
+        threshold = self.threshold(k, params["tail_rate"])
+        with np.errstate(invalid="ignore"):
+            flagged = self.tested & ((self.z > threshold)
+                                     | ((log_ratio >= math.log(params["jump_factor"]))
+                                        & (self.z > _JUMP_Z)))
+        return threshold, flagged
 
 
 def _trimmed_tail(z, k, tail_rate):
@@ -347,10 +382,11 @@ def _sorted_quantile(z, probability):
     return z[below] + (position - below) * (z[above] - z[below])
 
 
-def _block_mad(residual, half):
+def _block_mad(residual, half, minimum=None):
     """Per point i: median of the finite residuals in the two blocks of `half`
-    points before i's block; NaN with fewer than `half` of them."""
+    points before i's block; NaN with fewer than `minimum` (default `half`) of them."""
     n = len(residual)
+    minimum = half if minimum is None else minimum
     if half >= n:  # one block: nothing before it (and no (1, 2 * half) rows for a huge window)
         return np.full(n, np.nan)
     blocks = -(-n // half)
@@ -361,7 +397,7 @@ def _block_mad(residual, half):
     rows[2:, :half] = padded[:-2]
     rows[1:, half:] = padded[:-1]
     median, count = _finite_row_medians(rows)
-    median[count < half] = np.nan
+    median[count < minimum] = np.nan
     return np.repeat(median, half)[:n]
 
 
@@ -380,71 +416,254 @@ def _finite_median(values):
     return float(np.median(finite)) if len(finite) else float("nan")
 
 
-def _spike_events(kind, steps, values, reference, k, params):
-    """Hampel events: tested points with z above the calibrated threshold."""
-    threshold = reference.threshold(k, params["tail_rate"])
-    flagged = reference.tested & (reference.z > threshold)
-    events = []
-    for first, last in zip(*_runs(flagged, params["merge_gap"])):
-        span = slice(first, last + 1)
-        peak = first + int(np.argmax(np.where(flagged[span], values[span], -np.inf)))
-        largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
-        points = int(np.count_nonzero(flagged[span]))
-        z, centre = float(reference.z[peak]), float(reference.centre[peak])
-        if kind == "loss_spike":
-            value = float(values[peak])
-            what = (f"loss jumped to {value:.4g} at step {steps[peak]} ({z:.1f} robust SDs above "
-                    f"the rolling median {centre:.4g}; threshold {threshold:.1f})")
+def _chain_end(values, bar, last, gap):
+    """The last index of the chain of values above `bar` that starts at `last`, each link at
+    most `gap` points after the one before."""
+    n = len(values)
+    size = 8 * gap
+    while last < n - 1:
+        stop = min(n, last + 1 + size)
+        with np.errstate(invalid="ignore"):
+            hits = last + 1 + np.flatnonzero(values[last + 1:stop] > bar)
+        links = np.concatenate(([last], hits))
+        breaks = np.flatnonzero(np.diff(links) > gap)
+        if len(breaks):
+            return int(links[breaks[0]])
+        if len(hits):
+            last = int(hits[-1])
+        if stop == n or stop - 1 - last >= gap:
+            return last
+        size *= 2
+    return last
+
+
+def _internal(kind, steps, first, last, peak, value, severity, detail, **extra):
+    event = _event(kind, steps, first, last, peak, value, severity, detail)
+    event.update({"_first": int(first), "_last": int(last), "_peak": int(peak)}, **extra)
+    return event
+
+
+class _LossAnalysis:
+    """Loss spikes (episodes) and divergence candidates of the loss (module docstring)."""
+
+    def __init__(self, steps, values, params):
+        self.steps, self.values, self.params = steps, values, params
+        window = params["window"]
+        finite = values[np.isfinite(values)]
+        self.initial = float(np.median(finite[:_INITIAL_POINTS])) if len(finite) else math.nan
+        positive = bool(len(finite)) and float(finite.min()) >= 0 and self.initial > 0
+        self.floor = params["loss_floor"] * self.initial if positive else None
+        if self.floor is not None:
+            with np.errstate(invalid="ignore"):
+                self.clipped = np.where(values < self.floor, self.floor, values)
         else:
-            value = float(np.exp(values[peak]))
-            what = (f"gradient norm jumped to {value:.4g} at step {steps[peak]}, "
-                    f"{math.exp(values[peak] - centre):.3g}x its usual level "
-                    f"{math.exp(centre):.4g} "
-                    f"({z:.1f} robust SDs of log gradient norm above it; "
-                    f"threshold {threshold:.1f})")
-        if points > 1:
-            what += f"; {points} points flagged from step {steps[first]} to {steps[last]}"
-        events.append(_event(kind, steps, first, last, peak, value,
-                             "critical" if largest > 2 * threshold else "warning", what))
-    return events
+            self.clipped = values
+        self.reference = reference = _Reference(self.clipped, params,
+                                                _SPIKE_FLOORS * (self.floor or 0.0))
+        if self.floor is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_ratio = np.log(self.clipped / reference.median)
+        else:
+            log_ratio = np.full(len(values), -np.inf)
+        self.threshold, flagged = reference.flag(params["spike_k"], params, log_ratio)
+        self.spikes = self._episodes(flagged)
+        self.divergence = self._divergence()
+
+    def _episodes(self, flagged):
+        reference, params, values = self.reference, self.params, self.values
+        n, k = len(values), params["spike_k"]
+        events, covered = [], -1
+        for first, last in zip(*_runs(flagged, params["merge_gap"])):
+            if first <= covered:
+                continue
+            base, scale = reference.median[first], reference.scale[first]
+            bar = base + k * scale
+            flagged_last = last
+            with np.errstate(invalid="ignore"):
+                ahead = self.clipped[first:min(first + params["window"], n)]
+                excursion = bool(np.count_nonzero(ahead > bar) >= _EXCURSION_SHARE * len(ahead))
+            if excursion:  # the level rose too: the episode lasts while the loss stays above
+                last = _chain_end(self.clipped, base + _CHAIN_K * scale, last,
+                                  _CHAIN_WINDOWS * params["window"])
+            covered = last
+            span = slice(first, last + 1)
+            peak = first + int(np.argmax(np.where(np.isfinite(values[span]), values[span], -np.inf)))
+            largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
+            ratio = float(self.clipped[peak] / base) if self.floor is not None and base > 0 else None
+            value = float(values[peak])
+            what = (f"loss jumped to {value:.4g} at step {self.steps[peak]} "
+                    f"({float(reference.z[peak]):.1f} robust SDs above the rolling median "
+                    f"{base:.4g}" + (f", {ratio:.3g}x" if ratio is not None else "") +
+                    f"; threshold {self.threshold:.1f})")
+            if last > first:
+                what += (f"; {'an excursion' if excursion else 'flagged'} from step "
+                         f"{self.steps[first]} to {self.steps[last]}")
+            critical = largest > 2 * self.threshold or (
+                ratio is not None and ratio >= params["jump_factor"])
+            events.append(_internal("loss_spike", self.steps, first, last, peak, value,
+                                    "critical" if critical else "warning", what,
+                                    _base=float(base), _flagged_last=int(flagged_last)))
+        return events
+
+    def _divergence(self):
+        """Candidates: the loss level stays above its long trailing level x max(divergence_factor,
+        exp(5 sigma_low)) from some point to the end of the log; and the loss non-finite at the
+        end or for `sustain` points."""
+        params, steps, values = self.params, self.steps, self.values
+        n = len(values)
+        events = []
+        if self.floor is not None and n:
+            events += self._level_divergence()
+        first, last = _runs(~np.isfinite(values), 0)
+        lasting = (last - first + 1 >= params["sustain"]) | (last == n - 1)
+        for first, last in zip(first[lasting], last[lasting]):
+            until = "the end of the log" if last == n - 1 else f"step {steps[last]}"
+            what = (f"loss became {_name(values[first])} at step {steps[first]} and stayed "
+                    f"non-finite to {until} ({last - first + 1} points)")
+            if events and last == n - 1 and events[-1]["_last"] == n - 1:
+                events[-1]["detail"] += "; then " + what
+                continue
+            events.append(_internal("divergence", steps, first, last, first, values[first],
+                                    "critical", what))
+        return events
+
+    def _level_divergence(self):
+        params, steps = self.params, self.steps
+        reference = self.reference
+        half = reference.half
+        n = len(steps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = np.log(reference.level)
+        samples = level[half - 1::half]
+        if len(samples) < 4:
+            return []
+        long_level = windows.moving_average(np.arange(len(samples)), samples, method="median",
+                                            window=_LONG_BLOCKS, align="trailing",
+                                            edges="partial", unit="points").value
+        before = np.concatenate(([np.nan], long_level[:-1]))  # samples strictly before
+        deviation = np.abs(samples - before)
+        spread = MAD_TO_SD * windows.moving_average(
+            np.arange(len(samples)), deviation, method="median", window=len(samples),
+            align="trailing", edges="partial", unit="points").value
+        margin = np.fmax(math.log(params["divergence_factor"]), _LOW_FREQUENCY_K * spread)
+        threshold_samples = before + margin
+        taken = (np.arange(n) + 1) // half  # samples taken at or before each point
+        threshold = np.concatenate(([np.nan], threshold_samples))[taken]
+        reference_level = np.concatenate(([np.nan], before))[taken]
+        remaining_min = np.fmin.accumulate(level[::-1])[::-1]
+        with np.errstate(invalid="ignore"):
+            above = np.flatnonzero(remaining_min > threshold)
+        if not len(above) or n - above[0] < params["sustain"]:
+            return []
+        first, last = int(above[0]), n - 1
+        peak = first + int(np.nanargmax(level[first:]))
+        reached = math.exp(reference_level[first])
+        top = float(np.exp(level[peak]))
+        what = (f"averaged loss (rolling median) rose to {top:.4g} at step {steps[peak]}, "
+                f"{top / reached:.3g}x its level {reached:.4g} before step {steps[first]} "
+                f"(threshold {math.exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
+                f"above to the end of the log")
+        return [_internal("divergence", steps, first, last, peak, top, "critical", what,
+                          _final=float(np.exp(np.nanmax(level[-half:])))
+                          if np.isfinite(level[-half:]).any() else math.inf)]
 
 
-# Sustained conditions ----------------------------------------------------------
+class _GradientAnalysis:
+    """Gradient-norm explosions (spikes and sustained rises, merged into episodes) and
+    vanishing candidates (module docstring)."""
+
+    def __init__(self, steps, values, params):
+        self.steps, self.params = steps, params
+        log_norm = _log_norm(values)
+        self.reference = reference = _Reference(log_norm, params, _LOG_SCALE_FLOOR)
+        self.level = level = np.exp(reference.level)
+        self.earlier = earlier = _earlier_median(level, reference.half)
+        with np.errstate(invalid="ignore"):
+            log_ratio = log_norm - reference.median
+        self.threshold, flagged = reference.flag(params["explode_k"], params, log_ratio)
+        jump = math.log(params["jump_factor"])
+        n = len(values)
+        events = []
+        covered = -1
+        for first, last in zip(*_runs(flagged, params["merge_gap"])):
+            if first <= covered:
+                continue
+            base = reference.median[first]
+            flagged_last = last
+            with np.errstate(invalid="ignore"):
+                # the level rises to jump_factor x the base within half a window: it lasts
+                # while the level stays there
+                high = np.flatnonzero(reference.level[last:last + reference.half + 1] >= base + jump)
+                if len(high):
+                    rest = last + int(high[0])
+                    low = np.flatnonzero(~(reference.level[rest:] >= base + jump))
+                    last = rest + int(low[0]) - 1 if len(low) else n - 1
+            covered = last
+            span = slice(first, last + 1)
+            peak = first + int(np.argmax(np.where(np.isfinite(log_norm[span]), log_norm[span], -np.inf)))
+            largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
+            value = float(np.exp(log_norm[peak]))
+            ratio = math.exp(log_norm[peak] - base)
+            what = (f"gradient norm jumped to {value:.4g} at step {steps[peak]}, {ratio:.3g}x its "
+                    f"usual level {math.exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
+                    f"of log gradient norm above it; threshold {self.threshold:.1f})")
+            if last > first:
+                what += f"; from step {steps[first]} to {steps[last]}"
+            critical = largest > 2 * self.threshold or ratio >= params["jump_factor"]
+            events.append(_internal("grad_explosion", steps, first, last, peak, value,
+                                    "critical" if critical else "warning", what,
+                                    _base=float(base), _flagged_last=int(flagged_last),
+                                    _usual=float(earlier[peak])))
+        with np.errstate(invalid="ignore"):
+            rising = level > params["rise_factor"] * earlier
+            vanishing = level < params["vanish_fraction"] * earlier
+        for first, last in _sustained(rising, params):
+            peak = first + int(np.nanargmax(level[first:last + 1]))
+            what = (f"gradient norm's rolling median rose to {level[peak]:.4g} at step "
+                    f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
+                    f"{earlier[peak]:.4g}; above {params['rise_factor']:g}x from step "
+                    f"{steps[first]} to {steps[last]}")
+            events.append(_internal("grad_explosion", steps, first, last, peak, level[peak],
+                                    "critical", what, _flagged_last=int(last), _usual=math.inf))
+        self.explosions = _merge_overlapping(events, steps)
+        self.vanishing = []
+        for first, last in _sustained(vanishing, params):
+            peak = first + int(np.nanargmin(level[first:last + 1]))
+            what = (f"gradient norm's rolling median fell to {level[peak]:.4g} at step "
+                    f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
+                    f"{earlier[peak]:.4g}; below {params['vanish_fraction']:g}x from step "
+                    f"{steps[first]} to {steps[last]}")
+            self.vanishing.append(_internal("vanishing_gradient", steps, first, last, peak,
+                                            level[peak], "warning", what))
+
+
+def _merge_overlapping(events, steps):
+    """Events overlapping in points merged into one: the union of their spans, the detail and
+    peak of the one with the highest value, the highest severity."""
+    events = sorted(events, key=lambda e: e["_first"])
+    merged = []
+    for event in events:
+        if merged and event["_first"] <= merged[-1]["_last"] + 1:
+            into = merged[-1]
+            if event["value"] > into["value"]:
+                keep = {key: into[key] for key in ("_first", "_last", "_flagged_last")}
+                into.update(event)
+                into.update(keep)
+            into["_last"] = max(into["_last"], event["_last"])
+            into["_flagged_last"] = max(into["_flagged_last"], event["_flagged_last"])
+            if event["severity"] == "critical":
+                into["severity"] = "critical"
+            into["start"], into["end"] = int(steps[into["_first"]]), int(steps[into["_last"]])
+        else:
+            merged.append(dict(event))
+    return merged
+
 
 def _sustained(condition, params):
     """(first, last) index pairs of the runs of `condition` spanning >= sustain points."""
     first, last = _runs(condition, params["merge_gap"])
     long_enough = last - first + 1 >= params["sustain"]
     return zip(first[long_enough], last[long_enough])
-
-
-def _gradient_events(steps, values, params):
-    """grad_explosion (spikes of log g above the earlier median level, and
-    sustained rises) and vanishing_gradient events."""
-    log_norm = _log_norm(values)
-    reference = _Reference(log_norm, params)
-    level = np.exp(reference.level)
-    earlier = _earlier_median(level, (params["window"] + 1) // 2)
-    with np.errstate(divide="ignore"):
-        reference.raise_centre(np.log(earlier))
-    with np.errstate(invalid="ignore"):
-        rising = level > params["rise_factor"] * earlier
-        vanishing = level < params["vanish_fraction"] * earlier
-    events = _spike_events("grad_explosion", steps, log_norm, reference, params["explode_k"],
-                           params)
-    for kind, condition, factor, extreme in (
-            ("grad_explosion", rising, params["rise_factor"], np.nanargmax),
-            ("vanishing_gradient", vanishing, params["vanish_fraction"], np.nanargmin)):
-        for first, last in _sustained(condition, params):
-            peak = first + int(extreme(level[first:last + 1]))
-            what = (f"gradient norm's rolling median {'rose' if factor > 1 else 'fell'} to "
-                    f"{level[peak]:.4g} at step {steps[peak]}, {level[peak] / earlier[peak]:.3g}x "
-                    f"its earlier median level {earlier[peak]:.4g}; "
-                    f"{'above' if factor > 1 else 'below'} {factor:g}x from step {steps[first]} "
-                    f"to {steps[last]}")
-            events.append(_event(kind, steps, first, last, peak, level[peak],
-                                 "critical" if factor > 1 else "warning", what))
-    return events
 
 
 def _earlier_median(level, half):
@@ -461,30 +680,138 @@ def _earlier_median(level, half):
     return np.concatenate(([np.nan], expanding))[taken]
 
 
-def _divergence_events(steps, values, level, params):
-    best = np.fmin.accumulate(level)
-    index = np.arange(len(level))
-    with np.errstate(invalid="ignore"):
-        rising = (best > 0) & (level > params["divergence_factor"] * best)
+# The run in context: learning-rate rises, the loss's convergence, episodes across roles ----------
+
+def _in_context(loss, grad, rate_events, series, params):
+    """(loss spikes, divergence, gradient explosions, vanishing, precursors) of the analyses
+    (None for a missing role), judged together (module docstring, "In context")."""
+    loss_spikes = loss.spikes if loss is not None else []
+    divergence = loss.divergence if loss is not None else []
+    explosions = grad.explosions if grad is not None else []
+    rises = [e["start"] for e in rate_events if e.get("_rise")]
+    window = params["window"]
+    # A divergence that started just after a learning-rate rise and stays below the initial
+    # loss level is the rise's expected bump, cut off by the end of the log.
+    if loss is not None and rises:
+        kept = []
+        for event in divergence:
+            after = _after_rise(rises, event, loss.steps, window)
+            if after is not None and event.get("_final", math.inf) < loss.initial:
+                continue
+            kept.append(event)
+        divergence = kept
+    # A loss excursion that runs into the divergence is part of it.
+    for event in divergence:
+        inside = [s for s in loss_spikes if s["_last"] >= event["_first"]]
+        if inside:
+            first = min(s["_first"] for s in inside)
+            if first < event["_first"]:
+                event["_first"], event["start"] = first, int(loss.steps[first])
+            loss_spikes = [s for s in loss_spikes if s["_last"] < event["_first"]]
+    # Spikes after a learning-rate rise are its expected response (a warm restart).
+    for role_events, role_steps in ((loss_spikes, loss.steps if loss is not None else None),
+                                    (explosions, grad.steps if grad is not None else None)):
+        for event in role_events:
+            after = _after_rise(rises, event, role_steps, 2 * window)
+            if after is not None:
+                event["severity"] = "info"
+                event["detail"] += (f"; after the learning-rate rise at step {after} "
+                                    f"(a warm restart or schedule step): expected, not an alarm")
+    # Vanishing only while the loss has not converged (a converged run's gradient shrinks).
+    vanishing = grad.vanishing if grad is not None else []
+    if loss is not None and grad is not None and vanishing:
+        kept = []
+        for event in vanishing:
+            at = np.searchsorted(loss.steps, [event["start"], event["end"]])
+            stretch = loss.reference.level[at[0]:max(at[1], at[0] + 1)]
+            stretch = stretch[np.isfinite(stretch)]
+            if len(stretch) and np.median(stretch) < _CONVERGED * loss.initial:
+                continue
+            kept.append(event)
+        vanishing = kept
+    # A return to the usual level right after a vanishing stretch is a recovery.
+    if vanishing:
+        ends = [v["_last"] for v in vanishing]
+        explosions = [e for e in explosions if not (
+            any(-window <= e["_first"] - end <= window for end in ends)
+            and e["value"] <= params["rise_factor"] * e.get("_usual", math.inf))]
+    precursors = []
+    if loss is not None and grad is not None:
+        _pair_episodes(loss, grad, loss_spikes, explosions, params)
+        precursors = _precursors(loss, grad, loss_spikes, explosions, params)
+    return loss_spikes, divergence, explosions, vanishing, precursors
+
+
+def _after_rise(rises, event, steps, points):
+    """The step of the learning-rate rise that `event` starts within `points` points after."""
+    for rise in rises:
+        at = int(np.searchsorted(steps, rise))
+        if at <= event["_first"] <= at + points:
+            return rise
+    return None
+
+
+def _pair_episodes(loss, grad, loss_spikes, explosions, params):
+    """A gradient explosion that leads a loss episode ends with it (at the latest at its own
+    last flagged point): one episode, seen in both series."""
+    for spike in loss_spikes:
+        if spike["severity"] == "info":
+            continue
+        for event in explosions:
+            if (spike["start"] - params["precede_window"] <= event["start"] <= spike["end"]
+                    and event["end"] > spike["end"]):
+                last = max(int(np.searchsorted(grad.steps, spike["end"], side="right")) - 1,
+                           event["_flagged_last"], event["_peak"])
+                if last < event["_last"]:
+                    event["_last"], event["end"] = last, int(grad.steps[last])
+
+
+def _precursors(loss, grad, loss_spikes, explosions, params):
+    """The quiet stretch before a loss episode that starts from a loss near zero (at most
+    _NEAR_ZERO x the floor) while the gradient norm fell jump_factor-fold or more: the
+    precursor of an epsilon-driven slingshot."""
+    if loss.floor is None:
+        return []
+    near = loss.reference.level <= _NEAR_ZERO * loss.floor
+    starts = np.flatnonzero(np.diff(np.concatenate(([False], near))) > 0)  # run starts
     events = []
-    for first, last in _sustained(rising, params):
-        peak = first + int(np.nanargmax(level[first:last + 1]))
-        reached = int(np.flatnonzero((level == best[peak]) & (index <= peak))[0])
-        what = (f"averaged loss (rolling median) rose to {level[peak]:.4g} at step {steps[peak]}, "
-                f"{level[peak] / best[peak]:.3g}x its best {best[peak]:.4g} (step "
-                f"{steps[reached]}); above {params['divergence_factor']:g}x from step "
-                f"{steps[first]} to {steps[last]}")
-        events.append(_event("divergence", steps, first, last, peak, level[peak],
-                             "critical", what))
-    first, last = _runs(~np.isfinite(values), 0)
-    lasting = (last - first + 1 >= params["sustain"]) | (last == len(values) - 1)
-    for first, last in zip(first[lasting], last[lasting]):
-        until = ("the end of the log" if last == len(values) - 1
-                 else f"step {steps[last]}")
-        what = (f"loss became {_name(values[first])} at step {steps[first]} and stayed "
-                f"non-finite to {until} ({last - first + 1} points)")
-        events.append(_event("divergence", steps, first, last, first, values[first],
-                             "critical", what))
+    previous_end = -1
+    for spike in loss_spikes:
+        first = spike["_first"]
+        quiet_end = previous_end
+        previous_end = spike["_last"]
+        if spike["severity"] == "info" or spike["_base"] > _NEAR_ZERO * loss.floor:
+            continue
+        onset = spike["start"]
+        leading = [e["start"] for e in explosions
+                   if onset - params["precede_window"] <= e["start"] <= onset]
+        onset = min(leading + [onset])
+        stop = int(np.searchsorted(loss.steps, onset)) - 1  # last loss point before the onset
+        if stop < 1 or not near[stop]:
+            continue
+        begin = int(starts[np.searchsorted(starts, stop, side="right") - 1])
+        begin = max(begin, quiet_end + 1)
+        if stop - begin + 1 < params["sustain"]:
+            continue
+        g = np.searchsorted(grad.steps, [loss.steps[begin], onset])
+        g_begin, g_end = int(g[0]), int(g[1]) - 1
+        if g_end - g_begin < 2:
+            continue
+        level = grad.level
+        head = level[g_begin:min(g_begin + grad.reference.half, g_end)]
+        tail = level[max(g_end - grad.reference.half, g_begin):g_end + 1]
+        if not (np.isfinite(head).any() and np.isfinite(tail).any()):
+            continue
+        top, bottom = float(np.nanmax(head)), float(np.nanmin(tail))
+        if not top >= params["jump_factor"] * bottom:
+            continue
+        what = (f"quiet phase before the loss spike at step {spike['peak_step']}: the loss stayed "
+                f"near zero (rolling median at most {_NEAR_ZERO * loss.floor:.3g}) from step "
+                f"{loss.steps[begin]} to {loss.steps[stop]} while the gradient norm fell "
+                f"{top / bottom:.3g}x to {bottom:.3g}; then it jumped. A slingshot: typical of "
+                f"Adam with a tiny epsilon once the loss is about zero")
+        events.append(_internal("slingshot_precursor", loss.steps, begin, stop, stop, bottom,
+                                "info", what))
     return events
 
 
@@ -527,8 +854,9 @@ def _learning_rate_events(steps, values, params):
                 f"between steps {steps[first + 1]} and {steps[last + 1]}")
         what = (f"learning rate {direction} from {before:.4g} to {after:.4g} "
                 f"({after / before if before else math.inf:.3g}x) {when}")
-        events.append(_event("lr_change", steps, first + 1, last + 1, last + 1, after,
-                             "info", what))
+        event = _event("lr_change", steps, first + 1, last + 1, last + 1, after, "info", what)
+        event["_rise"] = bool(after > before)
+        events.append(event)
     rising_stretch = (change >= 0) & ~jump
     masked = np.where(rising_stretch, rate[1:], -np.inf)
     for first, last in zip(*_runs(rising_stretch, 0)):
@@ -551,6 +879,19 @@ def _status(events, loss_nonfinite):
     if any(event["severity"] != "info" for event in events):
         return "warning"
     return "ok"
+
+
+def _frequency(alarms, series):
+    """{kind: {"count", "steps"}}: how many loss-spike and gradient-explosion events of warning
+    or critical severity the run has, over how many steps of its series."""
+    out = {}
+    for kind, role in (("loss_spike", "loss"), ("grad_explosion", "grad_norm")):
+        if role not in series or not len(series[role][0]):
+            continue
+        steps = series[role][0]
+        out[kind] = {"count": sum(e["kind"] == kind for e in alarms),
+                     "steps": int(steps[-1] - steps[0] + 1)}
+    return out
 
 
 def _outside_resets(spikes, steps, resets, points):

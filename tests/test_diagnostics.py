@@ -215,20 +215,42 @@ def test_smooth_decays_give_no_events():
 
 # Pure noise ---------------------------------------------------------------
 
-@pytest.mark.parametrize("noise", ["gaussian", "student_t3"])
+@pytest.mark.parametrize("noise, log_scale", [("gaussian", 0.3), ("student_t3", 0.08)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_noise_raises_at_most_one_spike_per_10000_points(noise, seed):
+def test_noise_raises_at_most_one_spike_per_10000_points(noise, log_scale, seed):
+    # Student-t(3) noise of the log gradient norm at scale 0.08: a 10x jump (an event however
+    # rare, issue 15) needs t > 28.8, 1 point in 21,700 (at scale 0.3, 1 in 435: next test).
     rng = np.random.default_rng(seed)
     n = 100_000
     draw = rng.standard_normal if noise == "gaussian" else (lambda size: rng.standard_t(3, size))
     i = np.arange(n)
     loss = 0.5 + 2.0 * np.exp(-i / 30_000) + 0.05 * draw(n)
-    grad = np.exp(0.3 * draw(n))
+    grad = np.exp(log_scale * draw(n))
     result = diagnose((i, loss), (i, grad))
     kinds = [e["kind"] for e in result["events"] if e["severity"] in WARNING]
     assert kinds.count("loss_spike") <= n // 10_000
     assert kinds.count("grad_explosion") <= n // 10_000
     assert set(kinds) <= {"loss_spike", "grad_explosion"}
+    assert result["status"] != "diverged"
+
+
+def test_frequent_tenfold_jumps_are_all_events_and_only_those():
+    """exp(0.3 t3) of the gradient norm jumps 10x or more over its median at about 1 point in
+    430: each is an event however frequent (issue 15), counted in `frequency`, and an event is
+    at a point at least 5x over the median of its neighbours."""
+    rng = np.random.default_rng(5)
+    n = 100_000
+    i = np.arange(n)
+    log_grad = 0.3 * rng.standard_t(3, n)
+    result = diagnose(grad_norm=(i, np.exp(log_grad)))
+    events = [e for e in result["events"] if e["kind"] == "grad_explosion"]
+    jumps = np.flatnonzero(log_grad >= math.log(10) + np.median(log_grad))
+    found = {e["peak_step"] for e in events}
+    assert len(jumps) > 150
+    assert len(found & set(jumps.tolist())) >= 0.8 * len(jumps)
+    assert all(log_grad[e["peak_step"]] >= math.log(5) for e in events)
+    assert result["frequency"]["grad_explosion"] == {"count": len(events), "steps": n}
+    assert result["status"] == "warning"
 
 
 def test_flat_stretch_does_not_flag_tiny_wiggles():
@@ -352,9 +374,12 @@ def test_reference_matches_brute_force():
     level = [finite_median(values[max(min(i + after, n - 1) - window + 1, 0):
                                   min(i + after, n - 1) + 1], half) for i in range(n)]
     np.testing.assert_allclose(reference.level, level, equal_nan=True)
-    residual = np.abs(values - median)
-    mad = np.array([finite_median(residual[max((i // half - 2) * half, 0):(i // half) * half], half)
-                    for i in range(n)])
+    # one-sided: the median of the residuals >= 0 (dips do not inflate the scale), from at
+    # least a quarter of a block of them
+    residual = values - median
+    upper = np.where(residual >= 0, residual, np.nan)
+    mad = np.array([finite_median(upper[max((i // half - 2) * half, 0):(i // half) * half],
+                                  max(1, half // 4)) for i in range(n)])
     scale = 1.4826 * mad
     robust = scale > 0.01  # above the floor here
     assert robust.sum() > n / 2
@@ -422,7 +447,7 @@ def test_heavy_tail_threshold_tracks_the_student_t_quantile():
     threshold = reference.threshold(DEFAULTS["spike_k"], DEFAULTS["tail_rate"])
     assert 0.7 * target < threshold < 1.5 * target
     gaussian = diagnostics._Reference(rng.standard_normal(200_000), DEFAULTS)
-    assert gaussian.threshold(6.0, DEFAULTS["tail_rate"]) < 7.0
+    assert gaussian.threshold(6.0, DEFAULTS["tail_rate"]) < 7.5
 
 
 # Parameters ----------------------------------------------------------------
