@@ -295,6 +295,10 @@ class LoadClient(threading.Thread):
             if "start" in query and len(steps):
                 require(steps[0] >= query["start"] and steps[-1] <= query["end"], "raw steps outside the range")
             require(same_values(raw["value"], values[steps]), "raw values differ from what was written")
+            if average is None:  # a window longer than the series: the raw series and the reason
+                require(body.get("reason") == "window_longer_than_series", "average null, reason %s",
+                        body.get("reason"))
+                return
             names = ("step", "wall_time", "value", "lower", "upper")
             require(len({len(average[k]) for k in names}) == 1, "average arrays of unequal length")
             require(strictly_increasing(average["step"]), "average steps not strictly increasing")
@@ -315,8 +319,12 @@ class LoadClient(threading.Thread):
             require(body["x"] == "train/loss" and body["y"] == "train/grad_norm", "roles %s %s", body["x"], body["y"])
             self.advance(run, "correlation pairs", body["n"])
             require(len(body["lag"]["lags"]) == len(body["lag"]["value"]) <= 2 * query["max_lag"] + 1, "lag arrays")
-            require(len(body["rolling"]["step"]) == len(body["rolling"]["value"]), "rolling arrays")
-            require(strictly_increasing(body["rolling"]["step"]), "rolling steps not strictly increasing")
+            if body["rolling"] is None:  # a window longer than the joined series: the reason says so
+                require(body.get("reason") == "window_longer_than_series" and body["n"] < query["window"],
+                        "rolling null with n %s, reason %s", body["n"], body.get("reason"))
+            else:
+                require(len(body["rolling"]["step"]) == len(body["rolling"]["value"]), "rolling arrays")
+                require(strictly_increasing(body["rolling"]["step"]), "rolling steps not strictly increasing")
             require(len({len(body["scatter"][k]) for k in ("step", "x", "y")}) == 1, "scatter arrays")
         return "correlation", query, check
 
@@ -324,7 +332,8 @@ class LoadClient(threading.Thread):
         run = LIVE if self.rng.random() < 0.5 else sorted(self.expected)[0]
 
         def check(body):
-            require(body["status"] in ("ok", "warning", "diverged"), "status %s", body["status"])
+            require(body["status"] in ("ok", "warning", "diverged", "no_data"), "status %s", body["status"])
+            require(body["status"] != "no_data" or body["nonfinite"]["loss"] is None, "no_data with a loss")
             loss = body["nonfinite"]["loss"]
             if loss is None:  # no loss tag: only the live run, before its first step is read
                 require(run == LIVE and not self.seen(LIVE), "%s: no loss tag after its data was seen", run)
