@@ -139,6 +139,16 @@ for seed in (0, 1):
            sgdr=True, steps=10000, seed=seed)
 recipe("tfm_bigram_sgdr_adam_s0", model="transformer", task="bigram", optimizer="adam", lr=3e-3,
        sgdr=True, steps=8000, seed=0)
+# Divergence: SGD (momentum 0.9) with the rate raised exponentially 3000-fold over 8000 steps,
+# from 1e-3 (the classifier) or 1e-4 (the regressor), until training breaks down; and the
+# regressor at 0.02 whose rate steps up 15-fold at step 3000.
+for seed in (0, 1):
+    recipe(f"mlp_cls_sgd_ramp_s{seed}", model="mlp_cls", optimizer="sgd", lr=1e-3, momentum=0.9,
+           ramp=3000.0, steps=8000, seed=seed)
+    recipe(f"mlp_reg_sgd_ramp_s{seed}", model="mlp_reg", optimizer="sgd", lr=1e-4, momentum=0.9,
+           ramp=3000.0, steps=8000, seed=seed)
+    recipe(f"mlp_reg_sgd_stepup_s{seed}", model="mlp_reg", optimizer="sgd", lr=0.02,
+           momentum=0.9, step_up=(3000, 15.0), steps=8000, seed=seed)
 # Controls at safe rates.
 for seed in (0, 1):
     recipe(f"mlp_cls_adam1e-3_s{seed}", model="mlp_cls", optimizer="adam", lr=1e-3, steps=10000,
@@ -178,7 +188,14 @@ def train(name):
     batch = 32 if spec["model"] == "transformer" else 64
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch, drop_remainder=True).repeat().prefetch(2)
-    lr = _sgdr(keras, spec["lr"]) if spec.get("sgdr") else spec["lr"]
+    lr = spec["lr"]
+    if spec.get("sgdr"):
+        lr = _sgdr(keras, spec["lr"])
+    elif spec.get("ramp"):
+        lr = keras.optimizers.schedules.ExponentialDecay(spec["lr"], spec["steps"], spec["ramp"])
+    elif spec.get("step_up"):
+        at, factor = spec["step_up"]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay([at], [spec["lr"], spec["lr"] * factor])
     if spec["optimizer"] == "adam":
         optimizer = keras.optimizers.Adam(lr, beta_2=spec.get("beta_2", 0.999),
                                           epsilon=spec.get("epsilon", 1e-7))
