@@ -419,6 +419,7 @@ export class App {
     const elapsed = performance.now() - started;
     this.renders += 1;
     this.root.dataset.drawMs = elapsed.toFixed(1);
+    this.root.dataset.drawnAt = String(performance.now()); // bench/browser.py: input-to-drawn times
     this.root.dataset.renders = String(this.renders);
   }
 

@@ -131,7 +131,7 @@ export class MetricPanel {
       this.scaleNote,
       this.notices,
       this.notes);
-    this.offscaleNote = el('div', {class: 'notes offscale', hidden: true});
+    this.offscaleNote = el('div', {class: 'offscale-note', hidden: true});
     node.insertBefore(this.offscaleNote, this.notices);
     node.dataset.role = role;
     this.element = node;

@@ -25,6 +25,14 @@ PALETTE = {"light": ["#425066", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7c
            "dark": ["#8e98a3", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7cb342", "#e8710a"]}
 
 
+SELECTS_CUT_JS = """() => [...document.querySelectorAll('.sidebar select')].filter((s) => {
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = getComputedStyle(s).font;
+  const text = s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : '';
+  return ctx.measureText(text).width + 28 > s.clientWidth;
+}).map((s) => s.options[s.selectedIndex].text)"""
+
+
 def auto_window(points):  # state.js autoWindow
     target = max(5, points / 100)
     power = 10 ** np.floor(np.log10(target))
@@ -204,7 +212,7 @@ def test_one_diverged_run_does_not_flatten_the_others_and_y_zooms(tab):
     assert hi < 10 and lo > 0.01  # a_long's loss spans about 0.1..3
     offscale = {o["run"]: o for o in tab.eval(chart + ".offscale")}
     assert offscale["c_diverged"]["above"] > 500 and offscale["c_diverged"]["max"] > 1e25
-    assert "c_diverged" in tab.frame.locator("[data-role=loss] .notes.offscale").text_content()
+    assert "c_diverged" in tab.frame.locator("[data-role=loss] .offscale-note").text_content()
     area = tab.frame.locator("[data-role=loss] .plot-area").bounding_box()
     margin = tab.eval(chart + ".margin")
     x = area["x"] + margin["left"] + 200
@@ -309,12 +317,7 @@ def test_small_defects(tab):
     assert tab.frame.locator("[data-role=loss] .plot-message").text_content() == \
         "No run matches the filter “^nothing-matches$”."
     tab.show("^a_long$")
-    cut = tab.eval("""() => [...document.querySelectorAll('.sidebar select')].filter((s) => {
-      const ctx = document.createElement('canvas').getContext('2d');
-      ctx.font = getComputedStyle(s).font;
-      const text = s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : '';
-      return ctx.measureText(text).width + 28 > s.clientWidth;
-    }).map((s) => s.options[s.selectedIndex].text)""")
+    cut = tab.eval(SELECTS_CUT_JS)
     assert cut == []
     scatter = "window.batchavg.correlation.scatter"
     assert tab.eval(scatter + ".margin.top") >= 30  # the colour bar is drawn in the margin above the points
@@ -356,6 +359,8 @@ def test_health_table_fits_at_1024_and_more_keeps_the_run_column(browser, server
         assert fits == [True, 0]
         name = page.frame.locator(".health-table tr[data-run=c_diverged] th").bounding_box()
         assert name["x"] >= 0 and name["width"] > 40
+        cut = page.eval(SELECTS_CUT_JS)
+        assert cut == []  # the sidebar's selects show their whole labels at 1024 px too
     finally:
         page.close()
 
