@@ -43,6 +43,7 @@ class Tags:
         self.scalars = set()
         self.skipped = collections.Counter()
 
+_CHECKED_BYTES = 4096  # left-over records up to this size have their CRC checked in one pass
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
 _ROWS_PER_BATCH = 1 << 18
 # Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
@@ -76,9 +77,24 @@ def decode(data, starts, lengths, tags):
         slow.append(left)
         bad += failed
     slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
-    ok = records.check(buf, starts[slow], lengths[slow]) if len(slow) else np.zeros(0, bool)
-    bad += int((~ok).sum())
-    _decode_slowly(data, starts, lengths, slow[ok], tags.scalars, out, unsure)
+    # Small records are checked together; a large one (an image, a histogram) only if it holds a
+    # scalar: the bytes of the others are never used, and checking them cost more than reading.
+    small = slow[lengths[slow] <= _CHECKED_BYTES]
+    ok = records.check(buf, starts[small], lengths[small]) if len(small) else np.zeros(0, bool)
+    failed = set(small[~ok].tolist())
+    bad += len(failed)
+
+    def sound(i):
+        if lengths[i] <= _CHECKED_BYTES:
+            return True
+        if records.check(buf, starts[i : i + 1], lengths[i : i + 1])[0]:
+            return True
+        nonlocal bad
+        bad += 1
+        return False
+
+    keep = [i for i in slow.tolist() if i not in failed] if failed else slow
+    _decode_slowly(data, starts, lengths, np.asarray(keep, np.int64), tags.scalars, out, unsure, sound)
     tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
     merged = collections.defaultdict(list)
     for (tag, tensor), parts in out.items():
@@ -297,9 +313,9 @@ def _emit(rows, order, layout, out):
         out[tag, tensor].append((order, step, wall, value))
 
 
-def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped):
+def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped, sound=lambda i: True):
     """Protobuf parsing of the given records (in record order); values that are not a real
-    number are counted in `skipped`."""
+    number are counted in `skipped`; a record holding scalars is used if `sound(i)` (its CRC)."""
     parse = event_pb2.Event.FromString
     view = memoryview(data)
     found = collections.defaultdict(lambda: ([], [], [], []))
@@ -309,6 +325,8 @@ def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped):
         except Exception:  # a CRC-valid record that is not an Event: not ours to read
             continue
         if not event.HasField("summary"):
+            continue
+        if any(map(_may_be_scalar, event.summary.value)) and not sound(i):
             continue
         for value in event.summary.value:
             kind = value.WhichOneof("value")
@@ -334,6 +352,15 @@ def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped):
 
 
 _DT_BFLOAT16 = 14
+_DT_STRING = 7
+
+
+def _may_be_scalar(value):
+    """Whether a Summary.Value is a simple value or a one-element tensor that is not a string."""
+    if value.HasField("simple_value"):
+        return True
+    tensor = value.tensor if value.HasField("tensor") else None
+    return tensor is not None and tensor.dtype != _DT_STRING and all(d.size == 1 for d in tensor.tensor_shape.dim)
 
 
 def _tensor_scalar(tensor):
