@@ -133,7 +133,7 @@ def synthetic_run(kind, seed, n):
         grad = np.exp(0.3 * rng.standard_normal(n))
     elif kind == "student_t3":
         loss = trend + 0.05 * rng.standard_t(3, n)
-        grad = np.exp(0.3 * rng.standard_t(3, n))
+        grad = np.exp(0.08 * rng.standard_t(3, n))
     elif kind == "ar1":
         loss = np.exp(_ar1(rng, n, 0.99, 0.14)) * np.exp(0.05 * rng.standard_normal(n))
         grad = np.exp(_ar1(rng, n, 0.99, 0.14) + 0.2 * rng.standard_normal(n))

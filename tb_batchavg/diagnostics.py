@@ -150,6 +150,11 @@ _EARLIER_SAMPLES = 4096
 # and the rise must exceed this many robust SDs of the level's own low-frequency variability.
 _LONG_BLOCKS = 20
 _LOW_FREQUENCY_K = 5.0
+# A divergence after a learning-rate rise is its expected bump when the log ends within this many
+# windows of its start (and it stays below the initial loss).
+_RISE_GRACE = 10
+# A gradient-norm spike is at least this many times its trailing median, whatever its z.
+_GRAD_MIN_RATIO = 3.0
 # Floor of the robust SD of log(gradient norm): 1%.
 _LOG_SCALE_FLOOR = 0.01
 # A loss level below this fraction of the initial loss has converged: its gradient may vanish.
@@ -317,10 +322,13 @@ class _Reference:
         with np.errstate(invalid="ignore"):
             residual = values - self.median
             upper = np.where(residual >= 0, residual, np.nan)
+            lower = np.where(residual <= 0, -residual, np.nan)
         overall = _finite_median(np.abs(values - _finite_median(values)))
         floor = np.maximum(params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall),
                            scale_floor)
-        mad = _block_mad(upper, half, max(1, half // 4))
+        # the smaller one-sided MAD: dips inflate only the lower side, spikes only the upper
+        mad = np.fmin(_block_mad(upper, half, max(1, half // 4)),
+                      _block_mad(lower, half, max(1, half // 4)))
         self.scale = np.fmax(MAD_TO_SD * mad, floor)
         self.scale[self.scale == 0] = _TINY
         self.scale[np.isnan(mad)] = np.nan  # untested: no robust SD yet
@@ -546,10 +554,11 @@ class _LossAnalysis:
             np.arange(len(samples)), deviation, method="median", window=len(samples),
             align="trailing", edges="partial", unit="points").value
         margin = np.fmax(math.log(params["divergence_factor"]), _LOW_FREQUENCY_K * spread)
-        threshold_samples = before + margin
+        best = np.fmin.accumulate(before)  # the best long-run level so far
+        threshold_samples = best + margin
         taken = (np.arange(n) + 1) // half  # samples taken at or before each point
         threshold = np.concatenate(([np.nan], threshold_samples))[taken]
-        reference_level = np.concatenate(([np.nan], before))[taken]
+        reference_level = np.concatenate(([np.nan], best))[taken]
         remaining_min = np.fmin.accumulate(level[::-1])[::-1]
         with np.errstate(invalid="ignore"):
             above = np.flatnonzero(remaining_min > threshold)
@@ -560,7 +569,7 @@ class _LossAnalysis:
         reached = math.exp(reference_level[first])
         top = float(np.exp(level[peak]))
         what = (f"averaged loss (rolling median) rose to {top:.4g} at step {steps[peak]}, "
-                f"{top / reached:.3g}x its level {reached:.4g} before step {steps[first]} "
+                f"{top / reached:.3g}x its best long-run level {reached:.4g} before step {steps[first]} "
                 f"(threshold {math.exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
                 f"above to the end of the log")
         return [_internal("divergence", steps, first, last, peak, top, "critical", what,
@@ -581,6 +590,8 @@ class _GradientAnalysis:
         with np.errstate(invalid="ignore"):
             log_ratio = log_norm - reference.median
         self.threshold, flagged = reference.flag(params["explode_k"], params, log_ratio)
+        with np.errstate(invalid="ignore"):
+            flagged &= log_ratio >= math.log(_GRAD_MIN_RATIO)  # no blips of under 3x
         jump = math.log(params["jump_factor"])
         n = len(values)
         events = []
@@ -690,13 +701,15 @@ def _in_context(loss, grad, rate_events, series, params):
     explosions = grad.explosions if grad is not None else []
     rises = [e["start"] for e in rate_events if e.get("_rise")]
     window = params["window"]
-    # A divergence that started just after a learning-rate rise and stays below the initial
-    # loss level is the rise's expected bump, cut off by the end of the log.
+    # A divergence that started just after a learning-rate rise, at most _RISE_GRACE windows
+    # before the end of the log, and stays below the initial loss is the rise's expected bump
+    # (a warm restart) cut off by the end of the log.
     if loss is not None and rises:
         kept = []
         for event in divergence:
             after = _after_rise(rises, event, loss.steps, window)
-            if after is not None and event.get("_final", math.inf) < loss.initial:
+            if (after is not None and event["_last"] - event["_first"] < _RISE_GRACE * window
+                    and event.get("_final", math.inf) < loss.initial):
                 continue
             kept.append(event)
         divergence = kept
@@ -708,12 +721,15 @@ def _in_context(loss, grad, rate_events, series, params):
             if first < event["_first"]:
                 event["_first"], event["start"] = first, int(loss.steps[first])
             loss_spikes = [s for s in loss_spikes if s["_last"] < event["_first"]]
-    # Spikes after a learning-rate rise are its expected response (a warm restart).
+    # Spikes after a learning-rate rise are its expected response (a warm restart), unless
+    # the loss diverges from there.
+    diverging = min((e["start"] for e in divergence), default=None)
     for role_events, role_steps in ((loss_spikes, loss.steps if loss is not None else None),
                                     (explosions, grad.steps if grad is not None else None)):
         for event in role_events:
             after = _after_rise(rises, event, role_steps, 2 * window)
-            if after is not None:
+            if after is not None and not (diverging is not None and diverging <= after + 2 * window
+                                          * max(1, _spacing(role_steps)) and diverging >= after):
                 event["severity"] = "info"
                 event["detail"] += (f"; after the learning-rate rise at step {after} "
                                     f"(a warm restart or schedule step): expected, not an alarm")
@@ -740,6 +756,11 @@ def _in_context(loss, grad, rate_events, series, params):
         _pair_episodes(loss, grad, loss_spikes, explosions, params)
         precursors = _precursors(loss, grad, loss_spikes, explosions, params)
     return loss_spikes, divergence, explosions, vanishing, precursors
+
+
+def _spacing(steps):
+    """The median step spacing of a series (1 for fewer than two points)."""
+    return int(np.median(np.diff(steps))) if len(steps) > 1 else 1
 
 
 def _after_rise(rises, event, steps, points):
