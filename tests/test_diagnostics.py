@@ -374,12 +374,17 @@ def test_reference_matches_brute_force():
     level = [finite_median(values[max(min(i + after, n - 1) - window + 1, 0):
                                   min(i + after, n - 1) + 1], half) for i in range(n)]
     np.testing.assert_allclose(reference.level, level, equal_nan=True)
-    # one-sided: the median of the residuals >= 0 (dips do not inflate the scale), from at
-    # least a quarter of a block of them
+    # the smaller of the one-sided MADs: the medians of the residuals >= 0 and of those <= 0
+    # (dips inflate only the lower, spikes only the upper), each from at least a quarter of a
+    # block of them
     residual = values - median
-    upper = np.where(residual >= 0, residual, np.nan)
-    mad = np.array([finite_median(upper[max((i // half - 2) * half, 0):(i // half) * half],
-                                  max(1, half // 4)) for i in range(n)])
+
+    def side_mad(side):
+        side = np.where(side >= 0, side, np.nan)
+        return np.array([finite_median(side[max((i // half - 2) * half, 0):(i // half) * half],
+                                       max(1, half // 4)) for i in range(n)])
+
+    mad = np.fmin(side_mad(residual), side_mad(-residual))
     scale = 1.4826 * mad
     robust = scale > 0.01  # above the floor here
     assert robust.sum() > n / 2
