@@ -1,0 +1,161 @@
+"""Cold load of runs written by the real writers: our reader against TensorBoard's Rust data server,
+and, from `tensorboard --logdir`, the tab's averages of every step against the Scalars tab's last step.
+
+    python3 bench/writers.py                 # 1,000,000 steps x 3 tags per writer (cached runs)
+    python3 bench/writers.py --steps 100000  # smaller
+
+Runs come from tests/corpus.py (each written by the writer itself, cached under its cache dir).
+For each writer:
+- `ours`: `LogdirReader(logdir).reload()` in a fresh process (bench/loaders.py), median of repeats;
+- `rust listed`: the Rust data server from its start until `list_scalars` shows every tag's last
+  step, which is when TensorBoard's Scalars route returns the last step; `rust readable`: until
+  `read_scalars` returns every point. Ratio = ours / rust listed (target <= 0.5).
+- `launch`: a `tensorboard --logdir` process started per loader (`--load_fast=true` and `false`);
+  from the spawn, polled side by side: the Scalars route (`/data/plugin/scalars/scalars`) until it
+  returns the last step of the loss tag, and our `averages` route until its count is every step.
+  Both include TensorBoard's start-up. Ratio = ours / Scalars (target <= 1).
+Prints a markdown table to paste into BENCHMARKS.md, and the JSON of every measurement.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for path in (HERE, ROOT):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import loaders  # noqa: E402
+from tests import corpus  # noqa: E402
+from tests import helpers  # noqa: E402
+
+# Writers fast enough for a 1M-step run (Keras and eager TF take about 1 ms a step: hours), and
+# the two "mostly images and histograms" runs (an image, a histogram and a text every 10 steps).
+WRITERS = ("tf2_function", "tf1_scalar_pb", "tbx", "torch", "mixed_tf2", "mixed_tbx")
+MIXED_STEPS = 200_000
+LOSS = "train/loss"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def expected(logdir):
+    """{run: {tag: (points, last step)}} as our reader reads it (checked against TensorBoard's
+    loaders by tests/test_writers.py)."""
+    from tb_batchavg.reader import LogdirReader
+
+    reader = LogdirReader(logdir)
+    reader.reload()
+    return {run: {tag: (len(s.step), int(s.step[-1])) for tag in reader.tags(run) for s in [reader.series(run, tag)]}
+            for run in reader.runs()}
+
+
+def get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def launch(logdir, run, tag, points, last, load_fast, timeout=600):
+    """Seconds from spawning `tensorboard --logdir` until (Scalars route shows `last`, our averages
+    route has `points` points)."""
+    port = helpers.free_port()
+    base = "http://127.0.0.1:%d/data/plugin/" % port
+    query = urllib.parse.urlencode({"run": run, "tag": tag})
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
+           "--load_fast=" + load_fast, "--reload_interval=1"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scalars = ours = None
+    try:
+        while scalars is None or ours is None:
+            if time.perf_counter() - t0 > timeout or proc.poll() is not None:
+                raise RuntimeError("tensorboard (load_fast=%s) did not serve %s in time" % (load_fast, logdir))
+            if scalars is None:
+                body = get_json(base + "scalars/scalars?" + query)
+                if isinstance(body, list) and body and body[-1][1] == last:
+                    scalars = time.perf_counter() - t0
+            if ours is None:
+                body = get_json(base + "batchavg/averages?" + query + "&window=50")
+                if isinstance(body, dict) and body.get("count") == points:
+                    ours = time.perf_counter() - t0
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return scalars, ours
+
+
+def measure(name, steps, repeats):
+    n = MIXED_STEPS if name.startswith("mixed") else steps
+    logdir = corpus.cached(name, n)
+    want = expected(logdir)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(logdir) for f in files)
+    ours = loaders.run_worker("ours", [logdir], repeats, 120.0)[0]
+    if "error" in ours:
+        raise RuntimeError(ours["error"])
+    rust = [loaders.rust_cold(logdir, want) for _ in range(repeats)]
+    (run, tags), = want.items()
+    tag = next(t for t in tags if t.endswith(LOSS) or LOSS in t)
+    points, last = tags[tag]
+    launched = {lf: launch(logdir, run, tag, points, last, lf) for lf in ("true", "false")}
+    return {
+        "writer": name, "steps": n, "bytes": size, "points": sum(p for p, _ in tags.values()),
+        "ours": statistics.median(ours["seconds"]),
+        "rust_listed": statistics.median(r["listed_seconds"] for r in rust),
+        "rust_readable": statistics.median(r["seconds"] for r in rust),
+        "launch": {lf: {"scalars": s, "ours": o} for lf, (s, o) in launched.items()},
+    }
+
+
+def table(rows):
+    lines = [
+        "| writer | steps | file MB | ours | Rust listed | ours / listed | Rust readable | launch: Scalars last step "
+        "(Rust) | launch: our averages | ratio | launch: Scalars (Python loader) | our averages | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fast, slow = r["launch"]["true"], r["launch"]["false"]
+        lines.append(
+            "| %s | %d | %.0f | %.2f s | %.2f s | %.2fx | %.2f s | %.1f s | %.1f s | %.2fx | %.1f s | %.1f s | %.2fx |" % (
+                r["writer"], r["steps"], r["bytes"] / 2**20, r["ours"], r["rust_listed"], r["ours"] / r["rust_listed"],
+                r["rust_readable"], fast["scalars"], fast["ours"], fast["ours"] / fast["scalars"],
+                slow["scalars"], slow["ours"], slow["ours"] / slow["scalars"]))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--writers", default=",".join(WRITERS))
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.writers.split(","):
+        if not corpus.available(name):
+            log("%s: its library is not installed, left out" % name)
+            continue
+        log("%s ..." % name)
+        rows.append(measure(name, args.steps, args.repeats))
+        log(json.dumps(rows[-1]))
+    print(table(rows))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, prefix="writers-") as f:
+        json.dump(rows, f, indent=1)
+    log("measurements: %s" % f.name)
+
+
+if __name__ == "__main__":
+    main()
