@@ -321,14 +321,11 @@ class _Reference:
         self.level = trailing[np.minimum(index + (window - 1 - (window - 1) // 2), n - 1)]
         with np.errstate(invalid="ignore"):
             residual = values - self.median
-            upper = np.where(residual >= 0, residual, np.nan)
-            lower = np.where(residual <= 0, -residual, np.nan)
         overall = _finite_median(np.abs(values - _finite_median(values)))
         floor = np.maximum(params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall),
                            scale_floor)
         # the smaller one-sided MAD: dips inflate only the lower side, spikes only the upper
-        mad = np.fmin(_block_mad(upper, half, max(1, half // 4)),
-                      _block_mad(lower, half, max(1, half // 4)))
+        mad = _block_side_mad(residual, half, max(1, half // 4))
         self.scale = np.fmax(MAD_TO_SD * mad, floor)
         self.scale[self.scale == 0] = _TINY
         self.scale[np.isnan(mad)] = np.nan  # untested: no robust SD yet
@@ -390,12 +387,12 @@ def _sorted_quantile(z, probability):
     return z[below] + (position - below) * (z[above] - z[below])
 
 
-def _block_mad(residual, half, minimum=None):
-    """Per point i: median of the finite residuals in the two blocks of `half`
-    points before i's block; NaN with fewer than `minimum` (default `half`) of them."""
+def _block_side_mad(residual, half, minimum):
+    """Per point i, over the finite signed residuals r in the two blocks of `half` points before
+    i's block: the smaller of median(r >= 0) and median(-r for r <= 0), each only from at least
+    `minimum` values (NaN when neither has them). One sort per block."""
     n = len(residual)
-    minimum = half if minimum is None else minimum
-    if half >= n:  # one block: nothing before it (and no (1, 2 * half) rows for a huge window)
+    if half >= n:
         return np.full(n, np.nan)
     blocks = -(-n // half)
     padded = np.full(blocks * half, np.nan)
@@ -404,19 +401,21 @@ def _block_mad(residual, half, minimum=None):
     rows = np.full((blocks, 2 * half), np.nan)
     rows[2:, :half] = padded[:-2]
     rows[1:, half:] = padded[:-1]
-    median, count = _finite_row_medians(rows)
-    median[count < minimum] = np.nan
-    return np.repeat(median, half)[:n]
-
-
-def _finite_row_medians(rows):
-    """Median of the finite values of each row (NaN for none) and their count."""
-    rows = np.where(np.isfinite(rows), rows, np.nan)
     rows.sort(axis=1)  # NaN sorts last
     count = np.isfinite(rows).sum(axis=1)
-    lower = np.take_along_axis(rows, np.maximum((count - 1) // 2, 0)[:, None], axis=1)[:, 0]
-    upper = np.take_along_axis(rows, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
-    return np.where(count > 0, (lower + upper) / 2, np.nan), count
+    with np.errstate(invalid="ignore"):
+        lower_count = (rows <= 0).sum(axis=1)
+        upper_count = count - (rows < 0).sum(axis=1)
+
+    def at(position):
+        return np.take_along_axis(rows, np.clip(position, 0, 2 * half - 1)[:, None], axis=1)[:, 0]
+
+    first = count - upper_count
+    upper = (at(first + (upper_count - 1) // 2) + at(first + upper_count // 2)) / 2
+    lower = -(at((lower_count - 1) // 2) + at(lower_count // 2)) / 2
+    upper[upper_count < minimum] = np.nan
+    lower[lower_count < minimum] = np.nan
+    return np.repeat(np.fmin(upper, lower), half)[:n]
 
 
 def _finite_median(values):

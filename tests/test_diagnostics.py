@@ -406,18 +406,23 @@ def test_earlier_median_matches_brute_force():
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 50])
-def test_block_mad_matches_brute_force_for_any_block_size(n):
+def test_block_side_mad_matches_brute_force_for_any_block_size(n):
     """Blocks of `half` points from 1 to beyond the series (a window far longer than the run)."""
     rng = np.random.default_rng(n)
-    residual = np.abs(rng.standard_normal(n))
+    residual = rng.standard_normal(n)
     residual[rng.random(n) < 0.2] = np.nan
+    residual[rng.random(n) < 0.1] = 0.0  # zeros count on both sides
     for half in [*range(1, 2 * n + 3), 5_000_000]:
+        minimum = max(1, half // 4)
         expected = []
         for i in range(n):
             chunk = residual[max((i // half - 2) * half, 0):(i // half) * half]
             chunk = chunk[np.isfinite(chunk)]
-            expected.append(np.median(chunk) if len(chunk) >= half else np.nan)
-        np.testing.assert_array_equal(diagnostics._block_mad(residual, half), expected, err_msg=str(half))
+            sides = [np.median(side) for side in (chunk[chunk >= 0], -chunk[chunk <= 0])
+                     if len(side) >= minimum]
+            expected.append(min(sides) if sides else np.nan)
+        np.testing.assert_allclose(diagnostics._block_side_mad(residual, half, minimum), expected,
+                                   err_msg=str(half))
 
 
 def test_a_huge_window_on_a_tiny_run_allocates_nothing_of_the_window_size():
