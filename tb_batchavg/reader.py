@@ -8,7 +8,8 @@ numpy columns `step` (int64), `wall_time` (float64), `value` (float64): 24 bytes
 Rules:
 - Runs are named as TensorBoard names them: the directory relative to its logdir (`.` for the
   logdir itself), prefixed by the group name of a `--logdir_spec` entry. A local logdir is walked
-  following symbolic links, each directory once (by device and inode), so a link cycle ends.
+  following symbolic links, as TensorBoard's data server walks it, except into a directory already
+  on the path (a link cycle), so the walk ends and the runs are TensorBoard's.
 - Scalars are `simple_value`s, and one-element real tensors of tags whose summary metadata names
   the "scalars" plugin (`events`).
 - Each file keeps its own columns, and a run's columns are its files' folded in file-name order,
@@ -315,26 +316,32 @@ def _stamp(path):
     if "://" not in path:
         st = os.stat(path)
         return st.st_size, (st.st_ino, st.st_mtime_ns)
+    if hasattr(tf.io.gfile, "get_filesystem"):  # TensorBoard's own gfile
+        found = _object_stamp(tf.io.gfile.get_filesystem(path), path)
+        if found is not None:
+            return found
     stat = tf.io.gfile.stat(path)
-    mark = getattr(stat, "mtime_nsec", None)  # TensorFlow's gfile
-    if mark is None and hasattr(tf.io.gfile, "get_filesystem"):  # TensorBoard's own gfile
-        mark = _object_stamp(tf.io.gfile.get_filesystem(path), path)
-    return stat.length, mark
+    return stat.length, getattr(stat, "mtime_nsec", None)  # TensorFlow's gfile has mtime_nsec
 
 
 def _object_stamp(filesystem, path):
-    """The version stamp of a cloud object through TensorBoard's own S3 or fsspec filesystem."""
+    """(size, version stamp) of a cloud object through TensorBoard's own S3 or fsspec filesystem,
+    from one look-up (so they describe the same version); None for another filesystem."""
     if hasattr(filesystem, "bucket_and_path"):  # S3, through boto3
         import boto3
 
         bucket, key = filesystem.bucket_and_path(path)
         head = boto3.client("s3", endpoint_url=getattr(filesystem, "_s3_endpoint", None)).head_object(
             Bucket=bucket, Key=key)
-        return head.get("ETag"), str(head.get("LastModified"))
+        return head["ContentLength"], (head.get("ETag"), str(head.get("LastModified")))
     if hasattr(filesystem, "_fs_path"):  # fsspec: gcsfs, s3fs, ...
         fs, inner = filesystem._fs_path(path)
+        # fsspec's listings cache (gcsfs keeps it forever) would answer for an object that was
+        # replaced, or for a store that is gone, without an error: ask the store.
+        fs.invalidate_cache(inner)
         info = fs.info(inner)
-        return tuple(str(info.get(k)) for k in ("generation", "etag", "ETag", "mtime", "LastModified", "updated"))
+        keys = ("generation", "etag", "ETag", "mtime", "LastModified", "updated")
+        return info["size"], tuple(str(info.get(k)) for k in keys)
     return None
 
 
@@ -377,29 +384,36 @@ def _read_at(path, offset, size):
         return f.read(size)
 
 
+_MAX_DIRECTORIES = 100_000  # a walk of a symbolic-link graph with this many paths stops there
+
+
 def _run_directories(root):
-    """The directories under `root` that hold event files. A local root is walked here, following
-    symbolic links but entering each directory (device, inode) once, so link cycles end and a
-    directory linked twice is one run; names that are not UTF-8 are found too (gfile fails on
-    them). A cloud root, which has no links, is walked through gfile."""
+    """The directories under `root` that hold event files. A local root is walked here, as
+    TensorBoard's data server walks it: following symbolic links, but not into a directory that
+    is already on the path from the root (a link cycle), and at most _MAX_DIRECTORIES paths (a
+    graph of links can have exponentially many). Names that are not UTF-8 are found too (gfile
+    fails on them). A cloud root, which has no links, is walked through gfile."""
     if "://" in root:
         return list(io_wrapper.GetLogdirSubdirectories(root))
-    found, seen, stack = [], set(), [root]
-    while stack:
-        directory = stack.pop()
+    found, visited = [], 0
+    stack = [(root, frozenset())]
+    while stack and visited < _MAX_DIRECTORIES:
+        directory, ancestors = stack.pop()
         try:
             st = os.stat(directory)
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
             continue
+        here = (st.st_dev, st.st_ino)
+        if here in ancestors:  # a link back to a directory on the path: a cycle
+            continue
+        visited += 1
+        ancestors = ancestors | {here}
         subdirs, has_events = [], False
         for entry in entries:
             try:
                 if entry.is_dir():
-                    subdirs.append(entry.path)
+                    subdirs.append((entry.path, ancestors))
                 elif io_wrapper.IsTensorFlowEventsFile(entry.name):
                     has_events = True
             except OSError:  # a dangling link, or one looping on itself
@@ -407,6 +421,8 @@ def _run_directories(root):
         if has_events:
             found.append(directory)
         stack.extend(reversed(subdirs))
+    if stack:
+        logger.warning("batchavg: stopped walking %s after %d directories", root, visited)
     return found
 
 
