@@ -163,9 +163,9 @@ _CONVERGED = 0.05
 # high: not where the series itself swings by decades (a chaotic phase).
 _JUMP_Z = 3.0
 # A loss episode is an excursion when this share of the window from its start exceeds
-# base + k s; it then lasts while the loss keeps exceeding base + _CHAIN_K s, each time within
-# _CHAIN_WINDOWS windows of points.
-_EXCURSION_SHARE = 0.05
+# base + _CHAIN_K s (noise does so at a few percent of points, even Student-t(3)); it then lasts
+# while the loss keeps exceeding base + _CHAIN_K s, each time within _CHAIN_WINDOWS windows.
+_EXCURSION_SHARE = 0.1
 _CHAIN_K = 3.0
 _CHAIN_WINDOWS = 2
 # The initial loss: the median of the first this many finite values.
@@ -488,7 +488,8 @@ class _LossAnalysis:
             flagged_last = last
             with np.errstate(invalid="ignore"):
                 ahead = self.clipped[first:min(first + params["window"], n)]
-                excursion = bool(np.count_nonzero(ahead > bar) >= _EXCURSION_SHARE * len(ahead))
+                excursion = bool(np.count_nonzero(ahead > base + _CHAIN_K * scale)
+                                 >= _EXCURSION_SHARE * len(ahead))
             if excursion:  # the level rose too: the episode lasts while the loss stays above
                 last = _chain_end(self.clipped, base + _CHAIN_K * scale, last,
                                   _CHAIN_WINDOWS * params["window"])
