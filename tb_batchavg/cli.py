@@ -10,10 +10,13 @@ port. --no-serve only writes the logs.
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import importlib.metadata
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +65,35 @@ def _plugin_installed():
                for entry in importlib.metadata.entry_points(group="tensorboard_plugins"))
 
 
+class _Stopped(Exception):
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals():
+    """SIGINT, SIGTERM and SIGHUP stop the wrapper, which then stops TensorBoard: handlers are set
+    here whatever was inherited (a shell that ignores SIGINT passes that on)."""
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In TensorBoard's process, before it starts (Linux): SIGTERM when the wrapper dies, even by
+    SIGKILL, so TensorBoard is never left serving on its own."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _forward(stream, sink):
     for line in stream:
         sink.write(line)
@@ -77,7 +109,8 @@ def serve(logdir, host, port):
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", host]
     if port is not None:
         command += ["--port", str(port)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=_die_with_parent)
+    _stop_on_signals()
     try:
         for line in process.stderr:
             match = _SERVING.search(line)
@@ -94,8 +127,8 @@ def serve(logdir, host, port):
         print("Batch Averages tab: %s   (Ctrl-C to stop)" % tab_url(host, match.group(2)),
               flush=True)
         return process.wait()
-    except KeyboardInterrupt:
-        return 0
+    except _Stopped as stop:
+        return 0 if stop.signum == signal.SIGINT else 128 + stop.signum
     finally:
         if process.poll() is None:
             process.terminate()

@@ -120,3 +120,54 @@ def test_demo_serves_the_tab_on_localhost_until_interrupted(demo_logdir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _serving(command, **kwargs):
+    """Starts `command` (the demo wrapper); returns (process, base URL) once it serves."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kwargs)
+    for line in process.stdout:
+        if line.startswith("Batch Averages tab: "):
+            return process, line.split()[3][: -len("#batchavg")]
+    raise AssertionError("the demo never served (exit %s)" % process.wait())
+
+
+def _tensorboard_children(pid):
+    children = open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
+    return [int(c) for c in children]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_demo_wrapper_stops_tensorboard_on_a_signal_even_with_sigint_ignored(demo_logdir, signum):
+    """Started from a shell that ignores SIGINT (as a CI step may be): SIGTERM or SIGINT to the
+    wrapper stops it and TensorBoard with it; nothing is left serving with parent 1."""
+    logdir, _ = demo_logdir
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    process, base = _serving([sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir,
+                              "--steps", str(STEPS), "--port", "0"], preexec_fn=ignore_sigint)
+    try:
+        (child,) = _tensorboard_children(process.pid)
+        process.send_signal(signum)
+        process.wait(30)
+        deadline = time.time() + 30
+        while os.path.exists("/proc/%d" % child) and open("/proc/%d/stat" % child).read().split()[2] != "Z":
+            assert time.time() < deadline, "TensorBoard still running after the wrapper stopped"
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(base + "data/plugins_listing", timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_tensorboard_stops_when_the_wrapper_is_killed(demo_logdir):
+    logdir, _ = demo_logdir
+    process, base = _serving([sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir,
+                              "--steps", str(STEPS), "--port", "0"])
+    (child,) = _tensorboard_children(process.pid)
+    process.kill()
+    process.wait()
+    deadline = time.time() + 30
+    while os.path.exists("/proc/%d" % child) and open("/proc/%d/stat" % child).read().split()[2] != "Z":
+        assert time.time() < deadline, "TensorBoard left serving after its wrapper was killed"
+        time.sleep(0.1)
