@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -70,8 +71,8 @@ def get_json(url):
 
 
 def launch(logdir, run, tag, points, last, load_fast, timeout=600):
-    """Seconds from spawning `tensorboard --logdir` until (Scalars route shows `last`, our averages
-    route has `points` points)."""
+    """Seconds from spawning `tensorboard --logdir` until (the Scalars route shows `last`, our
+    averages route has `points` points), each polled in its own thread (a request may block)."""
     port = helpers.free_port()
     base = "http://127.0.0.1:%d/data/plugin/" % port
     query = urllib.parse.urlencode({"run": run, "tag": tag})
@@ -79,24 +80,33 @@ def launch(logdir, run, tag, points, last, load_fast, timeout=600):
            "--load_fast=" + load_fast, "--reload_interval=1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    scalars = ours = None
-    try:
-        while scalars is None or ours is None:
-            if time.perf_counter() - t0 > timeout or proc.poll() is not None:
-                raise RuntimeError("tensorboard (load_fast=%s) did not serve %s in time" % (load_fast, logdir))
-            if scalars is None:
-                body = get_json(base + "scalars/scalars?" + query)
-                if isinstance(body, list) and body and body[-1][1] == last:
-                    scalars = time.perf_counter() - t0
-            if ours is None:
-                body = get_json(base + "batchavg/averages?" + query + "&window=50")
-                if isinstance(body, dict) and body.get("count") == points:
-                    ours = time.perf_counter() - t0
+    done = {}
+
+    def poll(name, url, ready):
+        while time.perf_counter() - t0 < timeout and proc.poll() is None:
+            body = get_json(url)
+            if body is not None and ready(body):
+                done[name] = time.perf_counter() - t0
+                return
             time.sleep(0.05)
+
+    pollers = [
+        threading.Thread(target=poll, args=("scalars", base + "scalars/scalars?" + query,
+                                            lambda b: isinstance(b, list) and bool(b) and b[-1][1] == last)),
+        threading.Thread(target=poll, args=("ours", base + "batchavg/averages?" + query + "&window=50",
+                                            lambda b: isinstance(b, dict) and b.get("count") == points)),
+    ]
+    try:
+        for t in pollers:
+            t.start()
+        for t in pollers:
+            t.join()
     finally:
         proc.terminate()
         proc.wait()
-    return scalars, ours
+    if len(done) < 2:
+        raise RuntimeError("tensorboard (load_fast=%s) did not serve %s in time: %s" % (load_fast, logdir, done))
+    return done["scalars"], done["ours"]
 
 
 def measure(name, steps, repeats):
