@@ -174,6 +174,24 @@ recipe("mlp_cls_adam1e-3_s2", model="mlp_cls", optimizer="adam", lr=1e-3, steps=
 recipe("mlp_reg_sgd0.08_s2", model="mlp_reg", optimizer="sgd", lr=0.08, momentum=0.9,
        steps=10000, seed=2)
 
+# Held out, second batch: trained after the first held-out batch was scored (and the detectors
+# then changed once), so these were never seen by any version of the detectors before scoring.
+recipe("mlp_cls_eps_adam3e-3_s5", model="mlp_cls", optimizer="adam", lr=3e-3, epsilon=1e-12,
+       beta_2=0.99, steps=19000, seed=5)
+recipe("mlp_cls_sgdr_adam_s3", model="mlp_cls", optimizer="adam", lr=3e-3, sgdr=True, steps=10000,
+       seed=3)
+recipe("mlp_reg_sgdr_sgd_s3", model="mlp_reg", optimizer="sgd", lr=0.04, momentum=0.9, sgdr=True,
+       steps=10000, seed=3)
+recipe("mlp_reg_sgd_ramp_s3", model="mlp_reg", optimizer="sgd", lr=1e-4, momentum=0.9,
+       ramp=3000.0, steps=8000, seed=3)
+recipe("mlp_reg_sgd_stepup_s3", model="mlp_reg", optimizer="sgd", lr=0.02, momentum=0.9,
+       step_up=(3000, 15.0), steps=8000, seed=3)
+recipe("mlp_cls_adam1e-3_s3", model="mlp_cls", optimizer="adam", lr=1e-3, steps=10000, seed=3)
+recipe("mlp_reg_sgd0.15_s1", model="mlp_reg", optimizer="sgd", lr=0.15, momentum=0.9,
+       steps=10000, seed=1)
+recipe("mlp_cls_sgd_ramp_s2", model="mlp_cls", optimizer="sgd", lr=1e-3, momentum=0.9,
+       ramp=3000.0, steps=8000, seed=2)
+
 
 def train(name):
     spec = RECIPES[name]
