@@ -5,77 +5,115 @@ Each series is ``(steps, values)``: steps int64 strictly increasing, values
 float64 that may hold NaN and +-Inf. "Finite" excludes NaN and +-Inf;
 non-finite values are reported (``nonfinite``) and left out of every
 statistic. Windows count points, not steps. Below, ``w = window`` and
-``h = ceil(w / 2)``; every default is in ``DEFAULTS``.
+``h = ceil(w / 2)``; every default is in ``DEFAULTS``. The detectors were
+calibrated on a corpus of real Keras runs labelled by eye
+(tests/data/diagnostics_corpus, docs/diagnostics-corpus.md; scores in
+BENCHMARKS.md, "Diagnostics against labelled real runs").
 
-Robust reference of a series x (the loss, or ``log(max(g, tiny))`` of the
-gradient norm g, so a zero norm counts as the smallest positive float):
+The loss floor. With L0 the median of the first 3 finite losses (the untrained
+model's loss) and every finite loss >= 0, the floor is
+``F = loss_floor * L0`` (1e-3 of it): losses below F count as F, so a loss
+near or at exactly zero has a meaningful reference, and wobbles far below the
+initial loss (1e-9 against 1e-12) are not events. A loss taking negative
+values has no floor (and no level-based divergence, see below).
+
+Robust reference of a series x (the loss clipped at F, or
+``log(max(g, tiny))`` of the gradient norm g):
 
 - ``m_i``: median of the finite x among the w points before i (i-w..i-1, so a
   spike does not inflate its own reference); undefined with fewer than h.
-- ``r_i = |x_i - m_i|``: residual from that trailing median.
-- ``MAD_i``: median of the finite residuals in the two blocks of h points
-  before the block holding i (blocks of h points counted from the first
-  point: the scale is re-estimated every h points from the 2h points before,
-  which costs O(n log w)); undefined with fewer than h residuals.
-- ``s_i = max(1.4826 * MAD_i, scale_floor * max(|m_i|, S))`` with
-  ``S = 1.4826 * median(|x - median(x)|)`` over the whole run: the floor keeps
-  a flat stretch (MAD 0) from flagging every tiny wiggle.
-- ``z_i = (x_i - c_i) / s_i``, "robust SDs" above the centre c (1.4826 * MAD is
-  the SD of Gaussian noise): ``c = m`` for the loss; for log g,
-  ``c = max(m, log E)`` with E the earlier median level below, so a return
-  to the usual level after a vanishing stretch is not an explosion.
-- ``L_i`` (level): median of the finite x over the w points centred on i
-  (i - floor((w-1)/2) .. i + ceil((w-1)/2)), the window truncated at the first
-  point and shifted inward to the last w points at the end; undefined with
-  fewer than h finite. It is the trailing median shifted, at no extra cost.
+- ``r_i = x_i - m_i``: signed residual from that trailing median.
+- ``MAD_i``: the smaller of the two one-sided MADs, median(r >= 0) and
+  median(-r for r <= 0), over the finite residuals in the two blocks of h
+  points before the block holding i (each side from at least h/4 values):
+  a run's own dips inflate only the lower side and its spikes only the upper
+  side, so neither inflates the scale (frequent spikes or deep dips used to
+  hide 10-200x gradient spikes). One sort per block: O(n log w).
+- ``s_i = max(1.4826 * MAD_i, scale_floor * max(|m_i|, S), A)`` with
+  ``S = 1.4826 * median(|x - median(x)|)`` over the run, and an absolute
+  floor A: 10 F for the loss (a loss spike must rise a few percent of the
+  initial loss, enough to see on the run's plot), 0.01 for log g.
+- ``z_i = r_i / s_i``, robust SDs above the trailing median.
+- ``L_i`` (level): median of the finite x over the w points centred on i,
+  truncated at the first point and shifted inward at the end; undefined with
+  fewer than h finite.
 - ``E_i`` (earlier median level, gradient norm only): the median of the
-  finite level ``G = exp(L(log g))`` sampled every ``B = max(h, ceil(n / 4096))``
-  points (at B-1, 2B-1, ...), over the samples taken at or before i.
+  finite level ``G = exp(L(log g))`` sampled every ``B = max(h, ceil(n /
+  4096))`` points, over the samples taken at or before i.
 
-Hampel spike test (one-sided): point i is flagged when ``z_i > K``, K the
-threshold calibrated to the run's own noise tails. Per-batch noise is often
-heavy-tailed (Student-t noise with 3 degrees of freedom exceeds 6 robust SDs
-at 0.3% of points), so a fixed k would flag hundreds of ordinary points per
-100,000. With ``q_a`` the upper-tail quantile of the tested z at probability a
-(``np.quantile(z, 1 - a)``) and the power-law tail extrapolation
+Spike test (one-sided). K is the threshold calibrated to the run's own noise
+tails (below). Point i is flagged when ``z_i > K``, or when it jumps
+``jump_factor`` (10) times its trailing median or more (``x_i - m_i >=
+log 10`` for log g; ``x_i >= 10 m_i`` for the clipped loss) with
+``z_i > 3``: a 10x jump is an event however often it happens (the frequency
+is reported, see ``frequency``); the z > 3 keeps out phases where the series
+itself swings by decades. A gradient-norm point is flagged only if it is at
+least 3x its trailing median (blips of 1.4-2.5x in a quiet run are not
+explosions).
 
-    T(a, b) = q_b * (q_b / q_a) ** (log(b / tail_rate) / log(a / b)),
+K: with ``q_a`` the upper-tail quantile of the tested z at probability a and
+``T(a, b) = q_b * (q_b / q_a) ** (log(b / tail_rate) / log(a / b))`` (a
+power-law tail extrapolation), the tested z, in step order, are cut into
+``S = min(16, N // 1000)`` segments (``K = k`` when N < 1000); in each, with
+``p = max(0.001, 10 / M)`` over its M points with z <= 2K, ``K_seg`` is the
+smallest fixed point of ``K = max(k, T(10p, p))`` iterated up from k; K is the
+lower median of the S values. K is 6-7 for Gaussian noise (k governs) and about
+45 for Student-t(3). The z beyond 2K and the median over segments keep real
+anomalies from setting it.
 
-K is found per segment: the tested z, in step order, are cut into ``S = min(16, N // 1000)``
-consecutive segments of equal size (N tested points; ``K = k`` when N <
-1000, too few for a tail). In each segment, with ``p = max(0.001, 10 / M)``
-and q taken over its M points with z <= 2K, ``K_seg`` is the smallest fixed
-point of ``K = max(k, T(10p, p))``, iterated up from k (it stops when T no
-longer raises K; k when ``q_a <= 0``). The run's K is the lower median of the
-S values. T estimates the z that noise exceeds at a rate of ``tail_rate`` per
-point: it is conservative for light tails (K is 6 to 7 for Gaussian noise,
-so k governs) and about 45 for Student-t(3) noise. Real anomalies must not
-set the threshold: leaving out the z beyond 2K (the "critical" spikes, see
-below) handles scattered spikes, and the median over segments handles a
-stretch of trouble, such as a blow-up at the end of the run.
+Episodes (one event each, with start, end and peak):
 
-Flagged points separated by at most ``merge_gap`` unflagged points form one
-event from its first to its last flagged point; its peak is the flagged
-point with the highest value; severity is "critical" when its largest z
-exceeds 2 K (more than twice the threshold), else "warning".
+- Flagged points separated by at most ``merge_gap`` unflagged points form an
+  event; its peak is its highest value; severity "critical" when its largest
+  z exceeds 2K or its peak is ``jump_factor`` times the trailing median at its
+  start, else "warning".
+- A loss event is an excursion when at least a tenth of the w points from
+  its start exceed ``b + 3 s`` (b, s: m and s at its start, frozen): it then
+  lasts while the loss keeps exceeding ``b + 3 s`` at least once every 2 w
+  points. A slingshot (a chaotic phase of hundreds to thousands of steps
+  after a loss of about 0) is one event, not 2-9 fragments.
+- A gradient event whose level L rises to 10x the base b within h points
+  lasts while L stays there; spike events and the sustained rises below are
+  merged where they overlap. When it starts at most ``precede_window`` steps
+  before a loss episode (or within it), it ends with that episode (or at its
+  own last flagged point, if later): one episode seen in both series.
 
-A sustained condition is a run of points where it holds (gaps of up to
-``merge_gap`` points bridged) spanning at least ``sustain`` points.
+Sustained conditions: a run of points where a condition holds (gaps of up to
+``merge_gap`` bridged) spanning at least ``sustain`` points.
 
 Event kinds (``value`` in brackets):
 
 - ``nonfinite`` (critical): one per run of consecutive non-finite points, per
   role [the first non-finite value, NaN or +-Inf].
-- ``loss_spike``: the Hampel test on the loss with ``spike_k`` [peak loss].
-- ``grad_explosion``: the Hampel test on log g with ``explode_k`` [peak
-  gradient norm]; and (critical) G above ``rise_factor * E`` sustained
-  [highest G].
+- ``loss_spike``: the loss episodes above [peak loss].
+- ``grad_explosion``: the gradient episodes above [peak gradient norm]; and
+  (critical) G above ``rise_factor * E`` sustained [highest G].
 - ``vanishing_gradient`` (warning): G below ``vanish_fraction * E`` sustained
-  [lowest G].
-- ``divergence`` (critical): the loss level A = L(loss) above
-  ``divergence_factor`` times its running minimum (tested where that minimum
-  is > 0) sustained [highest A]; or the loss non-finite for ``sustain``
-  consecutive points or up to the last point [its first value].
+  [lowest G], only while the loss has not converged: the median of the loss
+  level over the stretch is at least 5% of L0 (or there is no loss). A
+  gradient norm decaying by decades as the loss goes to ~0 is convergence.
+  A gradient explosion starting within w points of the end of a vanishing
+  stretch and not above ``rise_factor * E`` is the recovery, and dropped.
+- ``divergence`` (critical): the loss rises and does not come back. With
+  ``A = log L`` of the clipped loss sampled every h points, ``R`` the median
+  of the 20 samples before (1000 points at the default window), the best
+  long-run level ``B = min R so far``, and ``sigma = 1.4826 * median |A - R|``
+  over the samples so far (the loss's own low-frequency variability), the
+  first point i from which A stays above ``B + max(log divergence_factor,
+  5 sigma)`` up to the end of the log, if that is at least ``sustain`` points
+  [highest level]; a rising excursion that runs into it is part of it. Or the
+  loss non-finite for ``sustain`` points or up to the last point [its first
+  value]. A rise that started within w points after a learning-rate rise, ends
+  within 10 w points at the end of the log and stays below L0 is that rise's
+  expected bump (a warm restart cut off by the end of the log), not a
+  divergence.
+- ``slingshot_precursor`` (info): before a loss episode that starts from a
+  loss level at most 10 F (about zero), the quiet stretch where the loss
+  level stayed at most 10 F (since the previous loss episode), if at least
+  ``sustain`` points long and the gradient level fell at least
+  ``jump_factor``-fold across it [the gradient level at its end]. The quiet
+  phase before an epsilon-driven slingshot (Adam with a tiny epsilon, after
+  the loss reached about 0); found once the slingshot happened, not before.
 - ``lr_change`` (info), on the finite learning rates y with changes
   ``d_j = y_j - y_(j-1)``: jumps, where ``|d_j| >= lr_change *
   max(|y_(j-1)|, |y_j|)`` and on each side of j one of the two neighbouring
@@ -87,16 +125,25 @@ Event kinds (``value`` in brackets):
   ``lr_change`` of that maximum and the log does not end at that point
   [peak LR].
 
-status: "no_data" without any series (nothing to check); "diverged" with a divergence event or any non-finite loss; else
-"warning" with any warning or critical event; else "ok" (info events do not
-count).
+Learning-rate context: a loss spike or gradient explosion starting within
+2 w points after a learning-rate jump up (a warm restart, a step up) is the
+rise's expected response: severity "info", unless a divergence starts within
+2 w points after that rise.
 
-precedence (do gradient-norm events lead loss spikes?): for each loss spike,
-the grad_explosion event with the latest start in [start - precede_window,
-start] (steps); ``matched`` of ``of`` loss spikes, and the median lead
-(loss-spike start minus grad-event start, in steps). ``lag`` is the lag with
-the largest |r| of the lagged Pearson (``correlation.lagged_pearson``, lags
--max_lag..max_lag in joined points) of the first differences of the loss
+status: "no_data" without any series (nothing to check); "diverged" with a
+divergence event or any non-finite loss; else "warning" with any warning or
+critical event; else "ok" (info events do not count).
+
+frequency: for ``loss_spike`` and ``grad_explosion``, the number of warning
+or critical events and the steps the series spans ("gradient spikes: 73 in
+4,000 steps").
+
+precedence (do gradient-norm events lead loss episodes?): for each loss
+episode (not info), the gradient explosion (not info) with the latest start in
+[start - precede_window, start] (steps); ``matched`` of ``of`` loss episodes,
+and the median lead (loss start minus gradient start, in steps). ``lag`` is the
+lag with the largest |r| of the lagged Pearson (``correlation.lagged_pearson``,
+lags -max_lag..max_lag in joined points) of the first differences of the loss
 (x) and of log(grad norm) (y), both joined on step: lag > 0 means the
 gradient norm leads the loss; ``lag_r`` is its r, ``lag_n`` its number of
 pairs, ``pairs`` the differenced pairs. Only lags leaving at least
@@ -104,6 +151,15 @@ pairs, ``pairs`` the differenced pairs. Only lags leaving at least
 None without both series. A loss logged as a running mean since the epoch's
 start (``loss_resets``) raises no loss spike in the ``window`` points after
 each epoch start.
+
+What it cannot see (see docs/diagnostics-corpus.md): events in the first h
+points (no reference yet); loss spikes under about 6% of the initial loss
+(by design) or, in a run whose noise is heavy-tailed, under the calibrated K
+(catapults of 4-7x in a chaotic early phase were missed); a slow divergence
+before it has lasted to the end of the log, or one smaller than 2x (or 5
+sigma of the run's own wander); a precursor before its slingshot happens; a
+divergence or precursor of a loss taking negative values; a gradient rise that
+is gradual (over ~100 steps) and under 10x its trailing median.
 
 Complexity: two rolling medians (``windows.moving_average``, O(n log n)),
 block sorts O(n log w), the lagged Pearson by FFT O(n log n), the rest O(n);
