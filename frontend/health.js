@@ -11,6 +11,7 @@ const KIND_NAMES = {
   grad_explosion: 'grad explosion',
   vanishing_gradient: 'vanishing grad',
   divergence: 'divergence',
+  slingshot_precursor: 'slingshot precursor',
   lr_change: 'LR change',
 };
 
@@ -20,6 +21,7 @@ const KIND_ROLES = {
   divergence: 'loss',
   grad_explosion: 'grad_norm',
   vanishing_gradient: 'grad_norm',
+  slingshot_precursor: 'loss',
   lr_change: 'learning_rate',
 };
 
