@@ -49,6 +49,11 @@ setuptools.setup(
             "hypothesis>=6",
             "playwright>=1.40",
             "tensorboardX>=2.6",
+            # tests/test_cloud.py: real local S3 and GCS servers, read through TensorBoard's gfile
+            "moto[server]>=5",
+            "boto3>=1.28",
+            "gcsfs>=2023.1",
+            "gcp-storage-emulator>=2024.1",
         ],
     },
     entry_points={
