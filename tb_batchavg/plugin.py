@@ -179,14 +179,14 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         return app
 
     def _source(self, request, wait=None):
-        """The logdir reader, or the sampled data-provider fallback when no logdir is readable
-        (decided after a first discovery, waited for up to `wait` seconds).
+        """The logdir reader (after a first discovery, waited for up to `wait` seconds), or the
+        sampled data-provider fallback when no logdir is given (e.g. --grpc_data_provider).
 
-        Once the reader holds runs it stays the source: a logdir that vanishes (deleted,
-        unmounted, a store gone) keeps serving the data already read, its health saying why.
+        A logdir that cannot be read (a missing bucket, a store down) stays the source: its
+        errors are listed, and the data already read stays served.
         """
-        self._reader.wait_discovered(wait)
-        if self._provider is None or self._reader.readable or self._reader.runs():
+        if self._provider is None or self._reader.roots:
+            self._reader.wait_discovered(wait)
             return self._reader, False
         experiment = plugin_util.experiment_id(request.environ)
         return ProviderReader(self._provider, experiment, request.environ), True

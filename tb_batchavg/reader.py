@@ -431,7 +431,7 @@ class LogdirReader:
     `budget_bytes` of columns."""
 
     def __init__(self, logdir="", logdir_spec="", budget_bytes=float("inf")):
-        self._roots = parse_logdir_spec(logdir, logdir_spec)
+        self.roots = parse_logdir_spec(logdir, logdir_spec)
         self.budget = budget_bytes
         self._runs = {}
         self._lock = threading.Lock()  # guards _runs; never held while reading files
@@ -446,7 +446,7 @@ class LogdirReader:
     def start(self, interval):
         """Loads every run in a daemon thread, then reads what is appended every `interval`
         seconds. The thread ends when the reader is garbage-collected."""
-        if self._thread is None and self._roots:
+        if self._thread is None and self.roots:
             self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1)),
                                             name="batchavg-reader", daemon=True)
             self._thread.start()
@@ -483,13 +483,16 @@ class LogdirReader:
         with self._discover_lock:
             self._discovered_at = time.monotonic()
             found, errors, readable = {}, [], False
-            for root, prefix in self._roots.items():
+            for root, prefix in self.roots.items():
                 try:
                     subdirs = _run_directories(root)
-                    readable = readable or tf.io.gfile.isdir(root)
+                    is_dir = tf.io.gfile.isdir(root)
                 except Exception as e:  # any storage error
                     errors.append("cannot list %s: %s" % (root, _describe(e)))
                     continue
+                readable = readable or is_dir
+                if not is_dir:  # gcsfs says so of a missing bucket, without an error
+                    errors.append("cannot list %s: no such directory or bucket" % root)
                 for subdir in subdirs:
                     rel = os.path.relpath(subdir, root)
                     found[os.path.join(prefix, rel) if prefix else rel] = subdir
@@ -510,11 +513,8 @@ class LogdirReader:
         """The run `name`, read and marked as used (None if there is no such run). Waits for a
         first discovery, and for the run's own loading; a run that is held does not wait."""
         run = self.get(name)
-        if run is None:
+        if run is None:  # runs created later are found by the background's next discovery
             self.wait_discovered()
-            run = self.get(name)
-        if run is None:  # a run created since the last discovery?
-            self.discover()
             run = self.get(name)
         if run is None:
             return None

@@ -45,7 +45,7 @@ ROLE_RUNS = {  # documented tag-name patterns -> the roles the runs route must d
     "roles/c": (["train/loss", "global_norm", "train/learning_rate", "val_loss", "validation/loss"],
                 ("train/loss", "global_norm", "train/learning_rate")),
     "roles/d": (["train_loss", "train/grad_norm", "epoch_learning_rate", "epoch_val_loss"],
-                ("train_loss", "train/grad_norm", "epoch_learning_rate")),
+                ("train_loss", "train/grad_norm", None)),  # epoch_* is one point per epoch, not a batch series
     "roles/e": (["loss", "grad_norm/l2", "accuracy"], ("loss", "grad_norm/l2", None)),
     "roles/lr_only": (["lr"], (None, None, "lr")),
 }
