@@ -64,7 +64,8 @@ anomalies from setting it.
 Episodes (one event each, with start, end and peak):
 
 - Flagged points separated by at most ``merge_gap`` unflagged points form an
-  event; its peak is its highest value; severity "critical" when its largest
+  event (for the loss, at most ``max(merge_gap, h)``: a burst of loss spikes is
+  one episode); its peak is its highest value; severity "critical" when its largest
   z exceeds 2K or its peak is ``jump_factor`` times the trailing median at its
   start, else "warning".
 - A loss event is an excursion when at least a tenth of the w points from
@@ -536,7 +537,8 @@ class _LossAnalysis:
         reference, params, values = self.reference, self.params, self.values
         n, k = len(values), params["spike_k"]
         events, covered = [], -1
-        for first, last in zip(*_runs(flagged, params["merge_gap"])):
+        # flagged points at most h apart are one burst: one episode
+        for first, last in zip(*_runs(flagged, max(params["merge_gap"], reference.half))):
             if first <= covered:
                 continue
             base, scale = reference.median[first], reference.scale[first]
