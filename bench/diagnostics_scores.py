@@ -9,7 +9,8 @@ synthetic healthy runs (see docs/diagnostics-corpus.md):
   synthetic healthy runs: white, Student-t(3), slowly wandering AR(1) (phi 0.99, log-sd 0.14)
   and SGDR warm restarts.
 
-    .venv/bin/python bench/diagnostics_scores.py [--markdown] [--runs NAME ...] [--synthetic-seeds N]
+    .venv/bin/python bench/diagnostics_scores.py [--runs NAME ...] [--synthetic-seeds N]
+        [--synthetic-steps N] [--extra-ar1-seeds N]
 """
 
 import argparse
@@ -145,6 +146,10 @@ def synthetic_run(kind, seed, n):
     elif kind == "student_t3":
         loss = trend + 0.05 * rng.standard_t(3, n)
         grad = np.exp(0.08 * rng.standard_t(3, n))
+    elif kind == "student_t3_wide":
+        # log gradient norm 0.3 t3: 1 point in 435 is a 10x jump, an event by design
+        loss = trend + 0.05 * rng.standard_t(3, n)
+        grad = np.exp(0.3 * rng.standard_t(3, n))
     elif kind == "ar1":
         loss = np.exp(_ar1(rng, n, 0.99, 0.14)) * np.exp(0.05 * rng.standard_normal(n))
         grad = np.exp(_ar1(rng, n, 0.99, 0.14) + 0.2 * rng.standard_normal(n))
@@ -166,22 +171,27 @@ def synthetic_run(kind, seed, n):
 
 
 SYNTHETIC = ("white", "student_t3", "ar1", "sgdr")
+# Reported beside them: noise whose 10x jumps are events by design (issue 15, principle 1).
+WIDE = ("student_t3_wide",)
 
 
-def synthetic_scores(seeds, n):
+def synthetic_scores(seeds, n, kinds=SYNTHETIC + WIDE, extra_ar1_seeds=0):
     out = {}
-    for kind in SYNTHETIC:
-        alarms, diverged, steps, by_kind = 0, 0, 0, {}
-        for seed in range(seeds):
-            result = diagnose(**synthetic_run(kind, 1000 + seed, n))
+    for kind in kinds:
+        alarms, diverged, steps, by_kind, jumps = 0, 0, 0, {}, 0
+        for seed in range(seeds + (extra_ar1_seeds if kind == "ar1" else 0)):
+            series = synthetic_run(kind, 1000 + seed, n)
+            grad = series["grad_norm"][1]
+            jumps += int(np.count_nonzero(grad >= 10 * np.median(grad)))
+            result = diagnose(**series)
             bad = [e for e in result["events"] if e["severity"] != "info"]
             alarms += len(bad)
             for e in bad:
                 by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
             diverged += result["status"] == "diverged"
             steps += n
-        out[kind] = {"runs": seeds, "steps": steps, "alarms": alarms, "diverged": diverged,
-                     "per_million": alarms / steps * 1e6, "by_kind": by_kind}
+        out[kind] = {"runs": steps // n, "steps": steps, "alarms": alarms, "diverged": diverged,
+                     "per_million": alarms / steps * 1e6, "by_kind": by_kind, "jumps": jumps}
     return out
 
 
@@ -191,7 +201,7 @@ def _ratio(a, b):
     return f"{a / b:.2f}" if b else "-"
 
 
-def report(splits, synthetic, markdown=False):
+def report(splits, synthetic):
     lines = []
     for split in SPLITS:
         if split not in splits:
@@ -226,14 +236,69 @@ def report(splits, synthetic, markdown=False):
     if synthetic:
         lines.append("### long synthetic healthy runs")
         lines.append("")
-        lines.append("| noise | runs x steps | warning/critical events | per million steps | diverged | events by kind |")
-        lines.append("|---|---:|---:|---:|---:|---|")
+        lines.append("| noise | runs x steps | warning/critical events | per million steps | diverged "
+                     "| gradient points 10x the median | events by kind |")
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
         for kind, s in synthetic.items():
             lines.append(f"| {kind} | {s['runs']} x {s['steps'] // s['runs']:,} | {s['alarms']} | "
-                         f"{s['per_million']:.1f} | {s['diverged']} | "
+                         f"{s['per_million']:.1f} | {s['diverged']} | {s['jumps']} | "
                          + (", ".join(f"{k} {v}" for k, v in sorted(s["by_kind"].items())) or "-") + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+SECTION = "## Diagnostics against labelled real runs"
+
+# The blind scores, kept as they were measured (no later version can reproduce them): each
+# held-out batch scored once by the detectors of the commit named, before any change for it.
+FIRST_LOOK = """Blind scores, each held-out batch scored once before any change made for it (kept as measured):
+
+| batch (detectors of) | status agreement | loss_spike recall / precision / max events per episode | grad_explosion | divergence | slingshot_precursor |
+|---|---|---|---|---|---|
+| held-out 1, 10 runs (1366d61) | 9/10 | 13/15 = 0.87 / 18/20 = 0.90 / 5 | 16/16 = 1.00 / 16/18 = 0.89 / 1 | 2/2 / 2/2 / 1 | 12/12 / 12/13 = 0.92 / 1 |
+| held-out 2, 12 runs (99f2aa6) | 11/12 | 8/8 = 1.00 / 14/15 = 0.93 / 4 | 33/33 = 1.00 / 33/33 = 1.00 / 1 | 2/2 / 2/2 / 1 | 7/7 / 7/7 / 1 |
+
+After held-out 1: a loss excursion's gate (a gradual bump from a loss of 0.01 was cut into 5
+events). After held-out 2: loss spikes at most half a window apart became one burst (the
+copy-task slingshots were 3-4 events each). The tables below are the current code's, on every
+split: held-out 1 and 2 are no longer blind for those two changes."""
+
+
+def write_section(text):
+    """Replaces (or appends) the section in BENCHMARKS.md."""
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md")
+    with open(path, encoding="utf-8") as f:
+        body = f.read()
+    pattern = re.compile(r"^%s\n.*?(?=^## |\Z)" % re.escape(SECTION), re.S | re.M)
+    if pattern.search(body):
+        body = pattern.sub(lambda _: text, body)
+    else:
+        body = body.rstrip("\n") + "\n\n" + text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(body)
+
+
+def section(splits, synthetic, seconds):
+    runs = sum(len(split["runs"]) for split in splits.values())
+    agree = sum(r["label"] == r["status"] for split in splits.values() for r in split["runs"])
+    return (f"{SECTION}\n\n"
+            "`.venv/bin/python bench/diagnostics_scores.py --synthetic-seeds 10 --extra-ar1-seeds 30 "
+            "--write` (replaced on each run; see docs/diagnostics-corpus.md for the corpus, its "
+            "labels and splits). Each event kind: labelled episodes found by at least one event "
+            f"(recall), events matching a labelled episode within {TOLERANCE} steps (precision), "
+            "events per found episode; warning and critical events count (and the info "
+            "`slingshot_precursor`); nothing in a run's first 50 steps or in its `ignore` "
+            f"ranges. Status agreement over all {runs} labelled runs: {agree}/{runs}. "
+            f"diagnose() took {seconds:.1f} s over the {runs} runs.\n\n"
+            f"{FIRST_LOOK}\n\n{report(splits, synthetic)}\n"
+            "Targets (issue 15): status agreement >= 90% of labelled runs; recall and precision "
+            ">= 0.8 per kind; <= 2 events per labelled episode; no `diverged` on healthy runs, "
+            "at most 1 per 10M synthetic healthy steps. Student-t rows: the gradient-norm events "
+            "are the points 10x over the median (the column before), events by design (a 10x jump "
+            "is an event however often it happens); at log-scale 0.08 that is 1 point in 21,700, "
+            "at 0.3 (`student_t3_wide`) 1 in 435.\n")
 
 
 def main():
@@ -241,11 +306,18 @@ def main():
     parser.add_argument("--runs", nargs="*")
     parser.add_argument("--synthetic-seeds", type=int, default=10)
     parser.add_argument("--synthetic-steps", type=int, default=250_000)
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    parser.add_argument("--extra-ar1-seeds", type=int, default=0,
+                        help="more AR(1) runs, for the rate of diverged statuses per 10M steps")
     args = parser.parse_args()
     splits = corpus_scores(args.runs)
-    synthetic = synthetic_scores(args.synthetic_seeds, args.synthetic_steps) if args.synthetic_seeds else {}
-    print(report(splits, synthetic, args.markdown))
+    synthetic = (synthetic_scores(args.synthetic_seeds, args.synthetic_steps,
+                                  extra_ar1_seeds=args.extra_ar1_seeds)
+                 if args.synthetic_seeds else {})
+    seconds = sum(r["seconds"] for split in splits.values() for r in split["runs"])
+    if args.write:
+        write_section(section(splits, synthetic, seconds))
+    print(report(splits, synthetic))
 
 
 if __name__ == "__main__":
