@@ -108,6 +108,8 @@ export class LineChart extends Plot {
   setData({series = [], markers = []}) {
     this.series = series;
     this.markers = markers;
+    this.offscale = []; // until drawn (a chart with nothing to draw keeps none)
+    if (this.onOffscale) this.onOffscale(this.offscale);
   }
 
   /** {logY, ignoreOutliers}: log y axis; y range from each series' 5th-95th percentiles. */

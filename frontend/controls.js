@@ -179,7 +179,9 @@ export class Sidebar {
       number.value = shown();
       this.dataSoon();
     });
-    // A typed value applies as it is typed (debounced like the slider), Enter or leaving the field at once.
+    // A typed value applies as it is typed (debounced like the slider), Enter or leaving the field at once
+    // (once: Enter and the change event that may follow it are one commit).
+    let committed = read();
     const typed = (now) => {
       const value = Number(number.value);
       if (number.value === '' || !Number.isFinite(value)) {
@@ -188,9 +190,14 @@ export class Sidebar {
       }
       const clamped = Math.min(max, Math.max(min, value));
       if (clamped === read() && !now) return;
+      if (now && clamped === committed && clamped === read()) {
+        number.value = shown();
+        return;
+      }
       write(clamped);
       slider.value = String(toSlider(read()));
       if (now) {
+        committed = read();
         number.value = shown();
         this.dataSoon.cancel();
         this.changed('data');
@@ -200,7 +207,11 @@ export class Sidebar {
     };
     number.addEventListener('input', () => typed(false));
     number.addEventListener('change', () => typed(true));
+    number.addEventListener('keydown', (event) => { // Enter applies at once (no debounce wait)
+      if (event.key === 'Enter') typed(true);
+    });
     const sync = () => {
+      committed = read();
       if (document.activeElement !== number) number.value = shown();
       slider.value = String(toSlider(read() ?? 1));
     };

@@ -85,7 +85,7 @@ function precedenceText(p) {
     short.push(`lag ${lag}${n === null ? '' : ` (n ${n})`}`);
     full.push(`differenced loss and log gradient norm correlate best at lag ${lag} (r ${r}` +
       `${n === null ? '' : ` over ${n} pairs`}; lag > 0: the gradient norm leads)`);
-  } else if (p.pairs !== undefined && p.min_pairs !== undefined && p.pairs < p.min_pairs + 1) {
+  } else if (p.pairs > 0 && p.min_pairs !== undefined && p.pairs < p.min_pairs + 1) {
     short.push(`no lag (n ${p.pairs})`);
     full.push(`too few differenced pairs (${p.pairs}) for a best lag: it needs at least ${p.min_pairs}`);
   }

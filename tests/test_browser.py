@@ -615,7 +615,11 @@ def add_run(tab, logdir, name, columns):
     (logdir / name).mkdir()
     helpers.write_scalars(str(logdir / name), columns)
     tab.act(lambda: tab.frame.get_by_role("button", name="Refresh").click())
-    tab.frame.wait_for_function("(name) => window.batchavg.runs.some((r) => r.run === name)", arg=name, timeout=30000)
+    # Listed, read (runs load in the background: "state"), and no poll of the run list pending (a run
+    # becoming ready is fetched then, which would overtake the test's own requests).
+    tab.frame.wait_for_function("""(name) => window.batchavg.runs.some((r) => r.run === name &&
+      (!r.state || r.state === 'ready')) && window.batchavg.pollTimer === null &&
+      document.getElementById('batchavg').dataset.state === 'ready'""", arg=name, timeout=30000)
 
 
 def set_number(tab, control, value):

@@ -248,6 +248,9 @@ def test_keras_running_mean_is_named_and_raises_no_spike_and_epoch_tags_play_no_
     rows = dict(tab.eval("""[...document.querySelectorAll('.health-table tbody tr')].map((tr) =>
       [tr.dataset.run, tr.querySelector('.status').textContent])"""))
     assert rows == {"keras/train": "ok", "keras/validation": "no data"}
+    # Charts without data keep no stale off-scale note (from runs shown before).
+    assert tab.frame.locator("[data-role=grad_norm] .offscale-note").is_hidden()
+    assert "lag" not in tab.frame.locator(".health-table tr[data-run='keras/train'] .precedence").text_content()
     tab.page.screenshot(path=str(ARTIFACTS / "issue14_keras.png"))
 
 
