@@ -57,9 +57,11 @@ power-law tail extrapolation), the tested z, in step order, are cut into
 ``S = min(16, N // 1000)`` segments (``K = k`` when N < 1000); in each, with
 ``p = max(0.001, 10 / M)`` over its M points with z <= 2K, ``K_seg`` is the
 smallest fixed point of ``K = max(k, T(10p, p))`` iterated up from k; K is the
-lower median of the S values. K is 6-7 for Gaussian noise (k governs) and about
-45 for Student-t(3). The z beyond 2K and the median over segments keep real
-anomalies from setting it.
+lower median of the S values; for the loss, capped at 50 (or k if larger:
+the gradient norm's frequent spikes are caught by their 10x jumps). K is 6-7 for
+Gaussian noise (k governs) and about 45 for Student-t(3). The z beyond 2K, the
+median over segments and the cap keep real anomalies from setting it (spikes at
+0.3% of points used to lift K to thousands).
 
 Episodes (one event each, with start, end and peak):
 
@@ -69,9 +71,10 @@ Episodes (one event each, with start, end and peak):
   z exceeds 2K or its peak is ``jump_factor`` times the trailing median at its
   start, else "warning".
 - A loss event is an excursion when at least a tenth of the w points from
-  its start exceed ``b + 3 s`` (b, s: m and s at its start, frozen): it then
-  lasts while the loss keeps exceeding ``b + 3 s`` at least once every 2 w
-  points. A slingshot (a chaotic phase of hundreds to thousands of steps
+  its start exceed ``b + c s`` (b, s: m and s at its start, frozen;
+  ``c = max(3, K / 2)``, so that heavy-tailed noise does not carry it on): it
+  then lasts while the loss keeps exceeding ``b + c s`` at least once every
+  2 w points. A slingshot (a chaotic phase of hundreds to thousands of steps
   after a loss of about 0) is one event, not 2-9 fragments.
 - A gradient event whose level L rises to 10x the base b within h points
   lasts while L stays there; spike events and the sustained rises below are
@@ -216,6 +219,11 @@ _GRAD_MIN_RATIO = 3.0
 _LOG_SCALE_FLOOR = 0.01
 # A loss level below this fraction of the initial loss has converged: its gradient may vanish.
 _CONVERGED = 0.05
+# The loss's calibrated threshold K never exceeds this many robust SDs (Student-t(3) noise needs
+# about 42 for tail_rate 1e-5): spikes a few per thousand points would otherwise lift it (to 8,700
+# in a run with 0.3% spikes of 60 robust SDs on Student-t noise) and silence themselves. (The
+# gradient norm's frequent spikes are caught by their 10x jumps instead.)
+_MAX_THRESHOLD = 50.0
 # A jump of jump_factor over the trailing median is flagged when it is also this many robust SDs
 # high: not where the series itself swings by decades (a chaotic phase).
 _JUMP_Z = 3.0
@@ -390,7 +398,7 @@ class _Reference:
             self.z = residual / self.scale
         self.tested = np.isfinite(self.z)
 
-    def threshold(self, k, tail_rate):
+    def threshold(self, k, tail_rate, cap=math.inf):
         """The calibrated threshold K: the lower median over consecutive
         segments of the tested z of each segment's trimmed tail estimate."""
         z = self.z[self.tested]
@@ -399,12 +407,13 @@ class _Reference:
         segments = min(_SEGMENTS, len(z) // _SEGMENT_POINTS)
         tails = sorted(_trimmed_tail(np.sort(part), k, tail_rate)
                        for part in np.array_split(z, segments))
-        return tails[(segments - 1) // 2]
+        # frequent spikes (a few per thousand points) must not lift K out of their own reach
+        return min(tails[(segments - 1) // 2], max(k, cap))
 
-    def flag(self, k, params, log_ratio):
-        """(K, flagged): z above K, or a jump of jump_factor over the trailing median (log_ratio,
-        however often that happens) with z above k."""
-        threshold = self.threshold(k, params["tail_rate"])
+    def flag(self, k, params, log_ratio, cap=math.inf):
+        """(K, flagged): z above K (capped at `cap`), or a jump of jump_factor over the trailing
+        median (log_ratio, however often that happens) with z above _JUMP_Z."""
+        threshold = self.threshold(k, params["tail_rate"], cap)
         with np.errstate(invalid="ignore"):
             flagged = self.tested & ((self.z > threshold)
                                      | ((log_ratio >= math.log(params["jump_factor"]))
@@ -529,7 +538,8 @@ class _LossAnalysis:
                 log_ratio = np.log(self.clipped / reference.median)
         else:
             log_ratio = np.full(len(values), -np.inf)
-        self.threshold, flagged = reference.flag(params["spike_k"], params, log_ratio)
+        self.threshold, flagged = reference.flag(params["spike_k"], params, log_ratio,
+                                                 _MAX_THRESHOLD)
         self.spikes = self._episodes(flagged)
         self.divergence = self._divergence()
 
@@ -545,12 +555,12 @@ class _LossAnalysis:
             bar = base + k * scale
             flagged_last = last
             with np.errstate(invalid="ignore"):
+                # K / 2 for heavy-tailed noise, whose own 3-SD points would carry the chain on
+                chain = base + max(_CHAIN_K, self.threshold / 2) * scale
                 ahead = self.clipped[first:min(first + params["window"], n)]
-                excursion = bool(np.count_nonzero(ahead > base + _CHAIN_K * scale)
-                                 >= _EXCURSION_SHARE * len(ahead))
+                excursion = bool(np.count_nonzero(ahead > chain) >= _EXCURSION_SHARE * len(ahead))
             if excursion:  # the level rose too: the episode lasts while the loss stays above
-                last = _chain_end(self.clipped, base + _CHAIN_K * scale, last,
-                                  _CHAIN_WINDOWS * params["window"])
+                last = _chain_end(self.clipped, chain, last, _CHAIN_WINDOWS * params["window"])
             covered = last
             span = slice(first, last + 1)
             peak = first + int(np.argmax(np.where(np.isfinite(values[span]), values[span], -np.inf)))
@@ -833,12 +843,15 @@ def _after_rise(rises, event, steps, points):
 def _pair_episodes(loss, grad, loss_spikes, explosions, params):
     """A gradient explosion that leads a loss episode ends with it (at the latest at its own
     last flagged point): one episode, seen in both series."""
+    explosions = sorted(explosions, key=lambda e: e["start"])
+    starts = np.array([e["start"] for e in explosions], dtype=np.int64)
     for spike in loss_spikes:
         if spike["severity"] == "info":
             continue
-        for event in explosions:
-            if (spike["start"] - params["precede_window"] <= event["start"] <= spike["end"]
-                    and event["end"] > spike["end"]):
+        low = int(np.searchsorted(starts, spike["start"] - params["precede_window"]))
+        high = int(np.searchsorted(starts, spike["end"], side="right"))
+        for event in explosions[low:high]:
+            if event["end"] > spike["end"]:
                 last = max(int(np.searchsorted(grad.steps, spike["end"], side="right")) - 1,
                            event["_flagged_last"], event["_peak"])
                 if last < event["_last"]:
@@ -853,18 +866,18 @@ def _precursors(loss, grad, loss_spikes, explosions, params):
         return []
     near = loss.reference.level <= _NEAR_ZERO * loss.floor
     starts = np.flatnonzero(np.diff(np.concatenate(([False], near))) > 0)  # run starts
+    starts_sorted = np.sort(np.array([e["start"] for e in explosions], dtype=np.int64))
     events = []
     previous_end = -1
     for spike in loss_spikes:
-        first = spike["_first"]
         quiet_end = previous_end
         previous_end = spike["_last"]
         if spike["severity"] == "info" or spike["_base"] > _NEAR_ZERO * loss.floor:
             continue
         onset = spike["start"]
-        leading = [e["start"] for e in explosions
-                   if onset - params["precede_window"] <= e["start"] <= onset]
-        onset = min(leading + [onset])
+        first_leading = int(np.searchsorted(starts_sorted, onset - params["precede_window"]))
+        if first_leading < len(starts_sorted) and starts_sorted[first_leading] <= onset:
+            onset = int(starts_sorted[first_leading])
         stop = int(np.searchsorted(loss.steps, onset)) - 1  # last loss point before the onset
         if stop < 1 or not near[stop]:
             continue

@@ -175,6 +175,23 @@ def test_many_scattered_spikes_do_not_raise_the_threshold():
     assert all(e["end"] - e["start"] <= half * 4 for e in events)
 
 
+def test_frequent_loss_spikes_on_heavy_tailed_noise_are_found():
+    """0.3% of the points are spikes of about 60 robust SDs on Student-t(3) noise (a loss that
+    goes negative, so no floor and no 10x test): they used to lift the calibrated threshold to
+    thousands and silence themselves; K is capped at 50, and no excursion runs away through the
+    noise's own 3-SD points."""
+    rng = np.random.default_rng(0)
+    n = 300_000
+    i = np.arange(n)
+    loss = 0.5 + 0.05 * rng.standard_t(3, n)
+    spikes = rng.choice(np.arange(1000, n), 900, replace=False)
+    loss[spikes] += 3.0
+    events = [e for e in diagnose((i, loss))["events"] if e["kind"] == "loss_spike"]
+    covered = sum(any(e["start"] <= j <= e["end"] for e in events) for j in spikes)
+    assert covered >= 0.8 * len(spikes)
+    assert max(e["end"] - e["start"] for e in events) <= 4 * (DEFAULTS["window"] + 1) // 2
+
+
 def test_spike_severity_and_value():
     rng = np.random.default_rng(3)
     n = 30_000
