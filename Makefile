@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?=
 
-.PHONY: demo test test-suite test-min bench setup chromium
+.PHONY: demo test lint test-suite test-min bench setup chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,19 @@ chromium:
 demo: setup
 	$(BIN)/tb-batchavg demo $(if $(PORT),--port $(PORT))
 
-test: test-suite test-min
+test: lint test-suite test-min
+
+# npm's tools (eslint; puppeteer-core for the Firefox smoke test), exactly as package-lock.json
+# pins them, with no browser download.
+node_modules/.installed: package.json package-lock.json
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
+# ruff check over tests/, bench/, demo/ (and setup.py); eslint over the frontend and the tests' node scripts.
+RUFF_PATHS := tests bench demo setup.py
+lint: setup node_modules/.installed
+	$(BIN)/ruff check $(RUFF_PATHS)
+	node_modules/.bin/eslint frontend tests eslint.config.js
 
 test-suite: setup chromium
 	$(BIN)/python -m pytest -q
@@ -53,4 +65,4 @@ test-min: $(MIN_VENV)/.installed
 
 bench: setup
 	$(BIN)/pip install -q tbparse
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run

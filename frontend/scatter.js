@@ -73,7 +73,7 @@ export class ScatterChart extends Plot {
     return [steps[0], steps[steps.length - 1]];
   }
 
-  drawData(ctx, t) {
+  drawData(ctx, _t) {
     const {x, y} = this.scales;
     const {x: xs, y: ys, step} = this.points;
     const [s0, s1] = this.stepRange();
