@@ -11,8 +11,8 @@ Each is repeated; the median, the 90th percentile and the largest are reported, 
 issue's target (<= 250 ms at the median), and written into BENCHMARKS.md's section
 "Browser interactions" (replaced on each run). This is a benchmark, not a timed test.
 
-    python3 bench/browser.py                     # 1,000,000 steps, 7 repeats
-    python3 bench/browser.py --steps 100000 --repeats 3 --no-write
+    python -m bench.browser                     # 1,000,000 steps, 7 repeats
+    python -m bench.browser --steps 100000 --repeats 3 --no-write
 """
 
 import argparse
@@ -20,17 +20,13 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from bench import logs
+from tests import helpers
 
-import logs  # noqa: E402
-import helpers  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -172,7 +168,7 @@ def write(results, args, first):
             name, median, _p90(samples), max(samples), len(samples), "PASS" if median <= TARGET_MS else "MISS", TARGET_MS))
     section = "\n".join([
         SECTION, "",
-        "`python3 bench/browser.py` (issue 14, item 12): Debian's Chromium (headless) on the tab, one run of "
+        "`python -m bench.browser` (issue 14, item 12): Debian's Chromium (headless) on the tab, one run of "
         "%s steps x 3 tags, 1440x900, %s, %s; %d repeats after a warm-up. Times run from the input (a drag, a "
         "pointer move, a select, Enter) to the end of the redraw it causes (the tab's `data-drawn-at`; for hover, "
         "the next animation frame), fetches included. First drawing after opening the tab: %.1f s." % (

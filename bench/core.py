@@ -8,21 +8,15 @@ timed in alternation, `repeats` rounds (fewer once a callable's time budget is s
 drift in the shared machine's speed falls on all of them alike; medians are reported.
 """
 
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tb_batchavg import correlation, windows, workers  # noqa: E402
-from tests.helpers import training_like  # noqa: E402
-from timing import spent  # noqa: E402
+from bench.timing import spent
+from tb_batchavg import correlation, windows, workers
+from tests.helpers import training_like
 
 
 def timed_together(functions, repeats, budget_seconds):

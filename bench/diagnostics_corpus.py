@@ -6,7 +6,7 @@ and saved as compact float32 arrays (``<name>.npz``: step, loss, grad_norm, lear
 Labels are written by hand from the plots (``bench/diagnostics_plots.py``), never from the
 detector: see docs/diagnostics-corpus.md.
 
-    nice -n 10 .venv/bin/python bench/diagnostics_corpus.py NAME [NAME ...]   # or "all"
+    nice -n 10 .venv/bin/python -m bench.diagnostics_corpus NAME [NAME ...]   # or "all"
 """
 
 import json

@@ -3,7 +3,7 @@ the detector: points where the gradient norm is at least 10x the median of its 1
 (50 before, 50 after, the point itself left out), grouped when at most 2 points apart. The
 labeller checks each on the zoomed plots (bench/diagnostics_plots.py) before keeping it.
 
-    .venv/bin/python bench/diagnostics_label_aid.py NAME [FACTOR]
+    .venv/bin/python -m bench.diagnostics_label_aid NAME [FACTOR]
 """
 
 import os

@@ -1,6 +1,6 @@
 """PNG plots of a corpus run for labelling by eye (not committed):
 
-    .venv/bin/python bench/diagnostics_plots.py NAME [START END] [--out DIR]
+    .venv/bin/python -m bench.diagnostics_plots NAME [START END] [--out DIR]
 
 Three panels sharing the step axis: loss (log scale), gradient norm (log scale), learning rate;
 START END zoom into a step range. Made before the detector is run on the run.

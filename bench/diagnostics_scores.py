@@ -9,20 +9,18 @@ synthetic healthy runs (see docs/diagnostics-corpus.md):
   synthetic healthy runs: white, Student-t(3), slowly wandering AR(1) (phi 0.99, log-sd 0.14)
   and SGDR warm restarts.
 
-    .venv/bin/python bench/diagnostics_scores.py [--runs NAME ...] [--synthetic-seeds N]
+    .venv/bin/python -m bench.diagnostics_scores [--runs NAME ...] [--synthetic-seeds N]
         [--synthetic-steps N] [--extra-ar1-seeds N]
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tb_batchavg.diagnostics import diagnose  # noqa: E402
+from tb_batchavg.diagnostics import diagnose
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
                       "diagnostics_corpus")
@@ -284,7 +282,7 @@ def section(splits, synthetic, seconds):
     runs = sum(len(split["runs"]) for split in splits.values())
     agree = sum(r["label"] == r["status"] for split in splits.values() for r in split["runs"])
     return (f"{SECTION}\n\n"
-            "`.venv/bin/python bench/diagnostics_scores.py --synthetic-seeds 10 --extra-ar1-seeds 30 "
+            "`.venv/bin/python -m bench.diagnostics_scores --synthetic-seeds 10 --extra-ar1-seeds 30 "
             "--write` (replaced on each run; see docs/diagnostics-corpus.md for the corpus, its "
             "labels and splits). Each event kind: labelled episodes found by at least one event "
             f"(recall), events matching a labelled episode within {TOLERANCE} steps (precision), "

@@ -1,8 +1,8 @@
 """Load test: a real `tensorboard` process on loopback, a writer appending steps live, and N
 concurrent clients issuing mixed requests for D seconds.
 
-    python3 bench/load.py                          # the long form: 32 clients, 60 s
-    python3 bench/load.py --duration 10 --static-steps 20000 --cache-mb 16   # tests/test_load.py
+    python -m bench.load                          # the long form: 32 clients, 60 s
+    python -m bench.load --duration 10 --static-steps 20000 --cache-mb 16   # tests/test_load.py
 
 The server is `python -m tensorboard.main --logdir LOGDIR --host 127.0.0.1` (loopback only) with
 this checkout's plugin, TensorBoard's own loading left at its defaults. The logdir holds static
@@ -55,14 +55,10 @@ import urllib.request
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for path in (HERE, ROOT):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import logs  # noqa: E402
+from bench import logs  # noqa: E402
 from tests.helpers import strict_json, tensorboard_server  # noqa: E402
 
 PREFIX = "/data/plugin/batchavg/"

@@ -10,7 +10,7 @@
   until `list_scalars` first shows every tag's last step).
 
 The three in-process loaders run in a fresh worker process per loader (`python
-bench/loaders.py NAME REPEATS BUDGET LOGDIR...`, the largest logdir first), so the first load's
+-m bench.loaders NAME REPEATS BUDGET LOGDIR...`, the largest logdir first), so the first load's
 resident-memory growth is that loader's own. Modules are imported and TensorBoard's filesystem
 layer is touched (which imports TensorFlow when installed, as a running TensorBoard already has)
 before the clock starts. Event files are in the OS page
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from timing import repeat
+from bench.timing import repeat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,8 +88,6 @@ _LOADERS = {"ours": (_load_ours, _count_ours), "python": (_load_python, _count_p
 
 def _prepare(name, logdir):
     """Imports what `name` needs and touches the filesystem layer, outside the timed region."""
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
     from tensorboard.compat import tf
 
     tf.io.gfile.listdir(logdir)
@@ -111,7 +109,7 @@ def worker(name, logdirs, repeats, budget_seconds):
     _prepare(name, logdirs[0])
     results = []
     for index, logdir in enumerate(logdirs):
-        def measure():
+        def measure(index=index, logdir=logdir):
             load, count = _LOADERS[name]
             gc.collect()
             base, _ = rss_bytes()
@@ -138,7 +136,7 @@ def run_worker(name, logdirs, repeats, budget_seconds):
             import tbparse  # noqa: F401
         except ImportError:
             return [{"error": "tbparse is not installed (pip install tbparse)"} for _ in logdirs]
-    cmd = [sys.executable, os.path.abspath(__file__), name, str(repeats), str(budget_seconds), *logdirs]
+    cmd = [sys.executable, "-m", "bench.loaders", name, str(repeats), str(budget_seconds), *logdirs]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:

@@ -15,17 +15,12 @@ logdir is a directory of hard links (or copies) to cached files, so making one c
 
 import os
 import shutil
-import sys
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tb_batchavg import records  # noqa: E402
-from tests.helpers import training_like  # noqa: E402
+from tb_batchavg import records
+from tests.helpers import training_like
 
 WALL_START = 1_700_000_000.0
 SECONDS_PER_STEP = 0.05

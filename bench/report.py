@@ -193,7 +193,7 @@ def markdown(results):
     points = n * 3
     parts = ["# Benchmarks", ""]
     parts.append(
-        "Produced by `make bench` (or `python3 bench/run.py`); see `bench/README.md` for what each "
+        "Produced by `make bench` (or `python -m bench.run`); see `bench/README.md` for what each "
         "figure measures. Every ratio is against a baseline measured in the same run on the same "
         "machine. Figures are medians; the number of repeats is in parentheses.%s" % (
             " **Quick run: scales reduced, targets evaluated at %d steps, not 1,000,000.**" % n
@@ -206,7 +206,7 @@ def markdown(results):
         ("load average (1, 5, 15 min) before / after", "%s / %s" % (m["load_before"], m.get("load_after"))),
         ("date", m["date"]), ("code (git) at start", m["code"]), ("code (git) at end", m.get("code_after")),
         ("total benchmark time", "%.0f s" % results["elapsed"]),
-        ("command", "`%s`" % " ".join(["python3 bench/run.py"] + results["argv"])),
+        ("command", "`%s`" % " ".join(["python -m bench.run"] + results["argv"])),
         ("event layout", "one Event per step carrying 3 tags" if args["layout"] == "step"
          else "one Event per tag per step"),
     ]))
@@ -222,7 +222,7 @@ def markdown(results):
         c = results["cold"][steps]
         ours = _cold_median(c.get("ours"))
 
-        def versus(entry, key="seconds"):
+        def versus(entry, key="seconds", ours=ours):
             other = _cold_median(entry, key)
             return ratio(other / ours) if other is not None and ours else "n/a"
 

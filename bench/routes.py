@@ -14,20 +14,14 @@ itself. Requests carry `Accept-Encoding: gzip`, as browsers send it.
 
 import gzip
 import itertools
-import os
 import statistics
-import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from werkzeug.test import Client
 
-from werkzeug.test import Client  # noqa: E402
-
-from tests.helpers import make_app  # noqa: E402
-from timing import clocked, repeat  # noqa: E402
+from bench.timing import clocked, repeat
+from tests.helpers import make_app
 
 PREFIX = "/data/plugin/batchavg/"
 GZIP = {"Accept-Encoding": "gzip"}

@@ -1,7 +1,7 @@
 """Benchmark of tb-batchavg beside the alternatives, measured in one run; see bench/README.md.
 
-    python3 bench/run.py            # full: 10k, 100k, 1M steps x 3 tags; 200 runs x 10k steps
-    python3 bench/run.py --quick    # smoke run (< 2 minutes), does not write BENCHMARKS.md
+    python -m bench.run            # full: 10k, 100k, 1M steps x 3 tags; 200 runs x 10k steps
+    python -m bench.run --quick    # smoke run (< 2 minutes), does not write BENCHMARKS.md
 
 Prints the tables and writes BENCHMARKS.md (full runs) with the machine and the targets of
 issue 6 section 2 (PASS/FAIL), evaluated on the largest scale.
@@ -15,18 +15,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for path in (HERE, ROOT):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import core  # noqa: E402
-import loaders  # noqa: E402
-import logs  # noqa: E402
-import report  # noqa: E402
-from timing import repeat  # noqa: E402
+from bench import core, loaders, logs, report  # noqa: E402
+from bench.timing import repeat  # noqa: E402
 
 RUN = "train"
 APPENDED_STEPS = 1000
@@ -91,7 +84,7 @@ def cold_loads(scale_dirs, args):
     for n in ordered:
         log("cold load: Rust data server at %d steps" % n)
         try:
-            runs = repeat(lambda: loaders.rust_cold(scale_dirs[n], expected_tags(n)), args.repeats, args.budget)
+            runs = repeat(lambda n=n: loaders.rust_cold(scale_dirs[n], expected_tags(n)), args.repeats, args.budget)
         except Exception as e:  # reported in the table: the rest of the benchmark still runs
             results[n]["rust"] = {"error": "%s: %s" % (type(e).__name__, e)}
             continue
@@ -119,8 +112,9 @@ def _check_points(name, steps, result):
 
 def route_latencies(work, big_file, n, args):
     """Warm latencies and payloads on the target run, then warm requests during cold loads."""
-    import routes
     from werkzeug.test import Client
+
+    from bench import routes
 
     logdir = os.path.join(work, "routes")
     logs.link_run(logdir, RUN, big_file)
@@ -156,8 +150,9 @@ def route_latencies(work, big_file, n, args):
 
 def runs_latency(work, cache_dir, args):
     """Latency of `runs` over many runs: the first (cold) request, then warm repeats."""
-    import routes
     from werkzeug.test import Client
+
+    from bench import routes
 
     logdir = os.path.join(work, "many")
     for i in range(args.runs):

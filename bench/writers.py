@@ -1,8 +1,8 @@
 """Cold load of runs written by the real writers: our reader against TensorBoard's Rust data server,
 and, from `tensorboard --logdir`, the tab's averages of every step against the Scalars tab's last step.
 
-    python3 bench/writers.py                 # 1,000,000 steps x 3 tags per writer (cached runs)
-    python3 bench/writers.py --steps 100000  # smaller
+    python -m bench.writers                 # 1,000,000 steps x 3 tags per writer (cached runs)
+    python -m bench.writers --steps 100000  # smaller
 
 Runs come from tests/corpus.py (each written by the writer itself, cached under its cache dir).
 For each writer:
@@ -29,16 +29,10 @@ import time
 import urllib.parse
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for path in (HERE, ROOT):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import loaders  # noqa: E402
-from tests import corpus  # noqa: E402
-from tests import helpers  # noqa: E402
+from bench import loaders  # noqa: E402
+from tests import corpus, helpers  # noqa: E402
 
 # Writers fast enough for a 1M-step run (Keras and eager TF take about 1 ms a step: hours), and
 # the two "mostly images and histograms" runs (an image, a histogram and a text every 10 steps).

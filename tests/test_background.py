@@ -9,8 +9,7 @@ import pytest
 from werkzeug.test import Client
 
 from tb_batchavg import reader
-from tests import corpus
-from tests import helpers
+from tests import corpus, helpers
 
 
 @pytest.fixture(scope="module")

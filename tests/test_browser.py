@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-import helpers
+from tests import helpers
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",

@@ -7,7 +7,6 @@ process. Screenshots at 1440x900 and 1024x768, light and dark, go to artifacts/i
 """
 
 import json
-import os
 import urllib.request
 
 import numpy as np
@@ -16,8 +15,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-import helpers
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RENDERED_JS, require_chromium
+from tests import helpers
+from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RENDERED_JS, require_chromium
 
 N = 3000
 KERAS_EPOCH, KERAS_EPOCHS = 100, 6
@@ -299,7 +298,7 @@ def test_centered_windows_in_the_tab_match_pandas(tab):
     at = {s: v for s, v in zip(full["average"]["step"], full["average"]["value"])}
     assert all(at[s] == v for s, v in zip(shown["step"], shown["value"]))
     for label, value in (("Window position", "trailing"), ("Edges", "valid")):
-        tab.act(lambda: tab.frame.get_by_label(label).select_option(value))
+        tab.act(lambda label=label, value=value: tab.frame.get_by_label(label).select_option(value))
     tab.act(lambda: tab.frame.get_by_role("button", name="Per run").click())
 
 

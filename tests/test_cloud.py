@@ -17,13 +17,19 @@ import urllib.request
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing import data_ingester, directory_loader, directory_watcher
-from tensorboard.backend.event_processing import event_file_loader, io_wrapper, plugin_asset_util
+from tensorboard.backend.event_processing import (
+    data_ingester,
+    directory_loader,
+    directory_watcher,
+    event_file_loader,
+    io_wrapper,
+    plugin_asset_util,
+)
 from tensorboard.compat import tensorflow_stub
 from werkzeug.test import Client
 
-import helpers
 from tb_batchavg import reader
+from tests import helpers
 
 # gcsfs's default (its "experimental" zonal-bucket support) asks a gRPC control API for each
 # bucket's layout and waits 60 s for it on an emulator: use the plain GCS filesystem.

@@ -5,8 +5,8 @@ import io
 import pytest
 from werkzeug.test import Client
 
-import helpers
 from tb_batchavg import demo_runs
+from tests import helpers
 
 STEPS = 1200  # long enough for lr_too_high to blow up (it does from about step 900)
 

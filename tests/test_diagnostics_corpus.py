@@ -4,7 +4,6 @@ written back as event files with TensorBoard's own writer and read through the p
 `diagnostics` route; the answers are scored against labels written by eye from the plots
 before the detectors were run. Also long synthetic healthy runs: never `diverged`."""
 
-import importlib.util
 import json
 import os
 
@@ -12,15 +11,12 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-import helpers
+from bench import diagnostics_scores as scores
 from tb_batchavg.diagnostics import diagnose
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "tests", "data", "diagnostics_corpus")
-_spec = importlib.util.spec_from_file_location(
-    "diagnostics_scores", os.path.join(ROOT, "bench", "diagnostics_scores.py"))
-scores = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scores)
 
 with open(os.path.join(CORPUS, "labels.json")) as _f:
     LABELS = json.load(_f)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-import helpers
+from tests import helpers
 
 N = 6000
 SPIKE_STEP = 2500

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-import helpers
 from tb_batchavg import events, records
+from tests import helpers
 
 
 def _records(path):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from tensorboard.compat import tensorflow_stub
 
-import helpers
 from tb_batchavg import reader
+from tests import helpers
 
 
 @pytest.fixture

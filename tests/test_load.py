@@ -2,7 +2,7 @@
 writer appending steps live (its first step a second after the clients start), 32 concurrent
 clients issuing mixed requests for 8 seconds.
 
-The long form (60 s, figures in the README) is `python3 bench/load.py`. Over the real socket
+The long form (60 s, figures in the README) is `python -m bench.load`. Over the real socket
 this also checks what the WSGI-level tests cannot: traversal paths sent unnormalised, and a
 100 KB query string, which TensorBoard's HTTP server refuses itself (414) before the plugin sees
 it, and keeps serving.
@@ -12,7 +12,6 @@ import argparse
 import gc
 import http.client
 import os
-import sys
 import tracemalloc
 import urllib.parse
 
@@ -21,11 +20,8 @@ from tensorboard.backend import application
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-
-import load  # noqa: E402
-import logs  # noqa: E402
-from tb_batchavg.plugin import BatchAvgPlugin  # noqa: E402
+from bench import load, logs
+from tb_batchavg.plugin import BatchAvgPlugin
 
 SHORT_FORM = ["--clients", "32", "--duration", "8", "--static-runs", "1", "--static-steps", "10000",
               "--cache-mb", "16", "--writer-delay", "1"]

@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tb_batchavg import windows
 

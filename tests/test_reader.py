@@ -18,9 +18,8 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-import helpers
-from tb_batchavg import reader
-from tb_batchavg import records
+from tb_batchavg import reader, records
+from tests import helpers
 
 ALL_POINTS = "--samples_per_plugin=scalars=1000000"
 

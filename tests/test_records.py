@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tb_crc  # TensorBoard's pure-Python crc32c
 
-import helpers
 from tb_batchavg import records
+from tests import helpers
 
 
 def frame(payload):

@@ -37,9 +37,9 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-import helpers
 from tb_batchavg import diagnostics, metadata, reader
 from tb_batchavg.plugin import BatchAvgPlugin
+from tests import helpers
 
 PREFIX = "/data/plugin/batchavg/"
 RUN = "train"
@@ -188,7 +188,7 @@ def bad_input_cases():
         label = "%s-%s-%s" % (route, kind, urllib.parse.urlencode(change)[:40] or "-".join(drop))
         cases.append(pytest.param(route, query, status, pattern, id=label))
 
-    for route, (base, required, names, integers, reals, choices) in ROUTES.items():
+    for route, (_, required, names, integers, reals, choices) in ROUTES.items():
         for parameter in required:
             add("missing", route, {}, 400, names_parameter(parameter), drop=(parameter,))
         for parameter in names:

@@ -21,7 +21,8 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider as tb_data_provider
@@ -29,9 +30,9 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-import helpers
 from tb_batchavg import plugin as plugin_module
 from tb_batchavg.plugin import BatchAvgPlugin
+from tests import helpers
 
 N = 100_000
 FULL = 100_000  # max_points: every point

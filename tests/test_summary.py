@@ -119,7 +119,7 @@ def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, 
     got = read_scalars(tf, str(tmp_path))
     assert sorted(got) == ["train/grad_norm", "train/grad_norm/l1", "train/grad_norm/linf",
                            "train/learning_rate", "train/loss"]
-    for tag, (steps, values) in got.items():
+    for steps, _ in got.values():
         np.testing.assert_array_equal(steps, np.arange(len(batches)))
     for tag in ("train/loss", "train/learning_rate"):
         np.testing.assert_allclose(got[tag][1], expected[tag], rtol=1e-5)
@@ -256,7 +256,7 @@ def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, t
 
     got = read_scalars(tf, str(tmp_path))
     assert sorted(got) == ["train/grad_norm", "train/learning_rate", "train/loss"]
-    for tag, (logged_steps, _) in got.items():
+    for logged_steps, _ in got.values():
         np.testing.assert_array_equal(logged_steps, np.arange(steps))
     losses, norms = _replay(keras, tf, model, initial_weights, make_optimizer, x, y, batch_size, steps)
     np.testing.assert_allclose(got["train/loss"][1], losses, rtol=1e-4)

@@ -6,13 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.backend.event_processing import plugin_event_accumulator
-from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator, plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
-import corpus
 from tb_batchavg.reader import LogdirReader
+from tests import corpus
 
 # Points per tag: a few thousand values per run; TF2's eager writer costs about 1 ms a value.
 N = {"tf2_eager": 1000}
