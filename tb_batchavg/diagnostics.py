@@ -521,7 +521,6 @@ class _LossAnalysis:
 
     def __init__(self, steps, values, params):
         self.steps, self.values, self.params = steps, values, params
-        window = params["window"]
         finite = values[np.isfinite(values)]
         self.initial = float(np.median(finite[:_INITIAL_POINTS])) if len(finite) else math.nan
         positive = bool(len(finite)) and float(finite.min()) >= 0 and self.initial > 0
@@ -545,14 +544,13 @@ class _LossAnalysis:
 
     def _episodes(self, flagged):
         reference, params, values = self.reference, self.params, self.values
-        n, k = len(values), params["spike_k"]
+        n = len(values)
         events, covered = [], -1
         # flagged points at most h apart are one burst: one episode
         for first, last in zip(*_runs(flagged, max(params["merge_gap"], reference.half))):
             if first <= covered:
                 continue
             base, scale = reference.median[first], reference.scale[first]
-            bar = base + k * scale
             flagged_last = last
             with np.errstate(invalid="ignore"):
                 # K / 2 for heavy-tailed noise, whose own 3-SD points would carry the chain on
@@ -590,9 +588,9 @@ class _LossAnalysis:
         events = []
         if self.floor is not None and n:
             events += self._level_divergence()
-        first, last = _runs(~np.isfinite(values), 0)
-        lasting = (last - first + 1 >= params["sustain"]) | (last == n - 1)
-        for first, last in zip(first[lasting], last[lasting]):
+        firsts, lasts = _runs(~np.isfinite(values), 0)
+        lasting = (lasts - firsts + 1 >= params["sustain"]) | (lasts == n - 1)
+        for first, last in zip(firsts[lasting], lasts[lasting]):
             until = "the end of the log" if last == n - 1 else f"step {steps[last]}"
             what = (f"loss became {_name(values[first])} at step {steps[first]} and stayed "
                     f"non-finite to {until} ({last - first + 1} points)")
