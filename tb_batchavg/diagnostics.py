@@ -105,7 +105,9 @@ Event kinds (``value`` in brackets):
   over the samples so far (the loss's own low-frequency variability), the
   first point i from which A stays above ``B + max(log divergence_factor,
   5 sigma)`` up to the end of the log, if that is at least ``sustain`` points
-  [highest level]; a rising excursion that runs into it is part of it. Or the
+  [highest level]; a loss episode reaching into it is part of it (its start
+  moves back to that episode's start; spikes within it are not reported
+  apart). Or the
   loss non-finite for ``sustain`` points or up to the last point [its first
   value]. A rise that started within w points after a learning-rate rise, ends
   within 10 w points at the end of the log and stays below L0 is that rise's
@@ -761,7 +763,8 @@ def _earlier_median(level, half):
 
 def _in_context(loss, grad, rate_events, series, params):
     """(loss spikes, divergence, gradient explosions, vanishing, precursors) of the analyses
-    (None for a missing role), judged together (module docstring, "In context")."""
+    (None for a missing role), judged together: learning-rate rises, the loss's convergence,
+    episodes seen in both series (module docstring)."""
     loss_spikes = loss.spikes if loss is not None else []
     divergence = loss.divergence if loss is not None else []
     explosions = grad.explosions if grad is not None else []
@@ -779,7 +782,7 @@ def _in_context(loss, grad, rate_events, series, params):
                 continue
             kept.append(event)
         divergence = kept
-    # A loss excursion that runs into the divergence is part of it.
+    # A loss episode reaching into the divergence is part of it (spikes within it too).
     for event in divergence:
         inside = [s for s in loss_spikes if s["_last"] >= event["_first"]]
         if inside:
