@@ -103,7 +103,7 @@ def launch(logdir, run, tag, points, last, load_fast, timeout=600):
     return done["scalars"], done["ours"]
 
 
-def measure(name, steps, repeats):
+def measure(name, steps, repeats, launch_loaders):
     n = MIXED_STEPS if name.startswith("mixed") else steps
     logdir = corpus.cached(name, n)
     want = expected(logdir)
@@ -115,7 +115,7 @@ def measure(name, steps, repeats):
     (run, tags), = want.items()
     tag = next(t for t in tags if t.endswith(LOSS) or LOSS in t)
     points, last = tags[tag]
-    launched = {lf: launch(logdir, run, tag, points, last, lf) for lf in ("true", "false")}
+    launched = {lf: launch(logdir, run, tag, points, last, lf) for lf in launch_loaders}
     return {
         "writer": name, "steps": n, "bytes": size, "points": sum(p for p, _ in tags.values()),
         "ours": statistics.median(ours["seconds"]),
@@ -132,12 +132,13 @@ def table(rows):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        fast, slow = r["launch"]["true"], r["launch"]["false"]
-        lines.append(
-            "| %s | %d | %.0f | %.2f s | %.2f s | %.2fx | %.2f s | %.1f s | %.1f s | %.2fx | %.1f s | %.1f s | %.2fx |" % (
-                r["writer"], r["steps"], r["bytes"] / 2**20, r["ours"], r["rust_listed"], r["ours"] / r["rust_listed"],
-                r["rust_readable"], fast["scalars"], fast["ours"], fast["ours"] / fast["scalars"],
-                slow["scalars"], slow["ours"], slow["ours"] / slow["scalars"]))
+        cells = [r["writer"], "%d" % r["steps"], "%.0f" % (r["bytes"] / 2**20), "%.2f s" % r["ours"],
+                 "%.2f s" % r["rust_listed"], "%.2fx" % (r["ours"] / r["rust_listed"]), "%.2f s" % r["rust_readable"]]
+        for lf in ("true", "false"):
+            times = r["launch"].get(lf)
+            cells += (["%.1f s" % times["scalars"], "%.1f s" % times["ours"], "%.2fx" % (times["ours"] / times["scalars"])]
+                      if times else ["not run"] * 3)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -146,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--writers", default=",".join(WRITERS))
+    parser.add_argument("--launch", default="true,false", help="TensorBoard loaders to launch (--load_fast values)")
     args = parser.parse_args(argv)
     rows = []
     for name in args.writers.split(","):
@@ -153,7 +155,7 @@ def main(argv=None):
             log("%s: its library is not installed, left out" % name)
             continue
         log("%s ..." % name)
-        rows.append(measure(name, args.steps, args.repeats))
+        rows.append(measure(name, args.steps, args.repeats, args.launch.split(",")))
         log(json.dumps(rows[-1]))
     print(table(rows))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, prefix="writers-") as f:
