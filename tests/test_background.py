@@ -11,6 +11,9 @@ from werkzeug.test import Client
 from tb_batchavg import reader
 from tests import corpus, helpers
 
+# Writes its logs with TensorFlow.
+pytestmark = pytest.mark.tf
+
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):

@@ -541,14 +541,14 @@ def test_draw_time_of_ten_runs_by_three_charts(tab):
     first = float(tab.eval("document.getElementById('batchavg').dataset.drawMs"))
     assert math.isfinite(first) and first > 0
     held = tab.eval(HELD_SERIES_JS, SHARED_CHARTS)
-    before = [sorted(tab.eval(SERIES_DRAWN_JS, i)) for i in range(len(SHARED_CHARTS))]
+    before = [sorted(map(tuple, tab.eval(SERIES_DRAWN_JS, i))) for i in range(len(SHARED_CHARTS))]
     again = []
     for _ in range(5):
         again.append(tab.eval("() => { const t = performance.now(); window.batchavg.render(); return performance.now() - t; }"))
     points = 0
     for index, role in enumerate(SHARED_CHARTS):
-        drawn = sorted(tab.eval(SERIES_DRAWN_JS, index))
-        expected = sorted((run, kind, n) for run, kind, n in held[role] if n > 0)
+        drawn = sorted(map(tuple, tab.eval(SERIES_DRAWN_JS, index)))
+        expected = sorted(tuple(series) for series in held[role] if series[2] > 0)
         assert {run for run, _, _ in expected} == set(TEN_RUNS), role
         assert drawn == expected, role
         assert drawn == before[index], role  # a redraw draws the same series

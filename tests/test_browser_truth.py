@@ -12,11 +12,13 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from playwright.sync_api import sync_playwright
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tests import helpers
 from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RENDERED_JS, require_chromium
+
+# Drives Debian's Chromium (make chromium).
+pytestmark = pytest.mark.browser
 
 N = 3000
 KERAS_EPOCH, KERAS_EPOCHS = 100, 6
@@ -85,6 +87,8 @@ def server(logdir):
 @pytest.fixture(scope="module")
 def browser():
     require_chromium()
+    from playwright.sync_api import sync_playwright  # here: collection needs no Playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

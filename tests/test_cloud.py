@@ -31,6 +31,9 @@ from werkzeug.test import Client
 from tb_batchavg import reader
 from tests import helpers
 
+# Local S3 and GCS servers (moto, gcp-storage-emulator).
+pytestmark = pytest.mark.cloud
+
 # gcsfs's default (its "experimental" zonal-bucket support) asks a gRPC control API for each
 # bucket's layout and waits 60 s for it on an emulator: use the plain GCS filesystem.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"

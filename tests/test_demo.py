@@ -18,6 +18,9 @@ from tb_batchavg import cli, demo_runs
 from tb_batchavg.metadata import detect_roles
 from tb_batchavg.reader import LogdirReader
 
+# Writes its logs with TensorFlow.
+pytestmark = pytest.mark.tf
+
 STEPS = 120
 
 

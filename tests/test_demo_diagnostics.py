@@ -8,6 +8,9 @@ from werkzeug.test import Client
 from tb_batchavg import demo_runs
 from tests import helpers
 
+# Writes its logs with TensorFlow.
+pytestmark = pytest.mark.tf
+
 STEPS = 1200  # long enough for lr_too_high to blow up (it does from about step 900)
 
 

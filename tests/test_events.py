@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 from tb_batchavg import events, records
@@ -53,7 +52,10 @@ def test_simple_values_with_varied_steps_and_same_length_tags(tmp_path):
     assert fast["loss_b"].value.tolist() == [-float(i) for i in range(len(steps))]
 
 
+@pytest.mark.tf
 def test_tf2_float_and_double_tensors_histograms_and_metadata(tmp_path):
+    import tensorflow as tf
+
     writer = tf.summary.create_file_writer(str(tmp_path))
     with writer.as_default():
         for step in range(300):

@@ -16,12 +16,16 @@ import tracemalloc
 import urllib.parse
 
 import numpy as np
+import pytest
 from tensorboard.backend import application
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
 from bench import load, logs
 from tb_batchavg.plugin import BatchAvgPlugin
+
+# A real tensorboard process under load for several seconds.
+pytestmark = pytest.mark.slow
 
 SHORT_FORM = ["--clients", "32", "--duration", "8", "--static-runs", "1", "--static-steps", "10000",
               "--cache-mb", "16", "--writer-delay", "1"]
@@ -69,9 +73,13 @@ def test_short_load_against_a_live_tensorboard():
     assert report["writer_steps"] >= 1000 and report["final_checks"] >= 40
     assert set(report["by_kind"]) == set(load.KINDS)  # every kind of request was made
     assert report["requests"] >= options.clients
+    # Every answer went through its kind's checks and passed them, and the checks compared values.
+    assert report["checked"] == {kind: figures["requests"] for kind, figures in report["by_kind"].items()}
+    assert report["values_compared"] >= report["writer_steps"]
+    # The only 4xx are the bad requests and the live run asked for before its first step was read
+    # (a window longer than a series is answered 200, with a reason).
     assert (report["status"].get("400", 0) + report["status"].get("404", 0)
-            == report["by_kind"]["bad"]["requests"] + report["window_longer"] + report["before_data"])
-    assert 0 < report["p50_ms"] <= report["p99_ms"]
+            == report["by_kind"]["bad"]["requests"] + report["before_data"])
     assert report["rss_baseline_mb"] <= report["rss_peak_mb"] <= report["memory_bound_mb"]
 
 

@@ -152,6 +152,7 @@ def mixed_logdir(tmp_path_factory):
     return str(root)
 
 
+@pytest.mark.tf
 def test_reader_matches_tensorboard_python_loader(mixed_logdir):
     want, mux_runs = read_with_multiplexer((mixed_logdir, None))
     r = loaded(mixed_logdir)
@@ -162,11 +163,13 @@ def test_reader_matches_tensorboard_python_loader(mixed_logdir):
     assert len(got["multi"]["loss"][0]) == 150
 
 
+@pytest.mark.tf
 def test_reader_matches_tensorboard_data_server(mixed_logdir):
     want = read_with_reader(loaded(mixed_logdir))
     assert_same(read_with_data_server(mixed_logdir, want), want)
 
 
+@pytest.mark.tf
 def test_nonfinite_values_are_kept(mixed_logdir):
     r = loaded(mixed_logdir)
     for run, tag in ((".", "train/loss"), ("tf2/train", "batch_loss")):
@@ -187,6 +190,7 @@ def tensorboard_runs(app, expected, timeout=60):
         time.sleep(0.2)
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("load_fast", ["false", "true"])
 def test_run_names_match_tensorboard(mixed_logdir, load_fast):
     app = helpers.make_app(mixed_logdir, "--load_fast=" + load_fast, "--reload_interval=0")
@@ -263,6 +267,7 @@ def test_growing_file_at_every_kind_of_cut(tmp_path, monkeypatch):
     assert (calls["scan"], calls["open"], r.get("run").version) == ([], 0, version)
 
 
+@pytest.mark.tf
 def test_growing_tf2_file_reads_only_appended_bytes(tmp_path, monkeypatch):
     import tensorflow as tf
 
@@ -421,6 +426,7 @@ def test_file_replaced_by_a_shorter_one(tmp_path):
     np.testing.assert_array_equal(series.value, -np.arange(100.0))
 
 
+@pytest.mark.tf  # ram:// is TensorFlow's filesystem
 def test_logdir_on_another_filesystem_through_gfile(tmp_path):
     """A logdir on a non-local filesystem (TensorFlow's in-memory ram://) is listed, read and
     tailed through TensorBoard's gfile layer."""

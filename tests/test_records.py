@@ -58,6 +58,7 @@ def test_masked_crc_of_matches_tensorboard_reference():
         assert records.masked_crc_of(data) == tb_crc.masked_crc32c(data)
 
 
+@pytest.mark.tf
 def test_scan_reads_every_record_of_real_files(tmp_path):
     """Files written by tensorboard's writer and by tf.summary: the same records TF's reader yields."""
     import tensorflow as tf

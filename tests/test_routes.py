@@ -200,6 +200,7 @@ def check_averages(client, big, run, tag, **options):
 
 
 # Runs and roles ------------------------------------------------------------------------------------
+@pytest.mark.tf
 def test_runs_lists_tags_roles_counts_and_health(client, big):
     body = helpers.wait_loaded(client)
     assert body["sampled"] is False
@@ -269,11 +270,13 @@ def matrix(cases, both_modes):
             for mode in ("true", "false") for i, case in enumerate(cases) if mode == "true" or i in both_modes]
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("load_fast, options", matrix(POINT_CASES, both_modes={0, 6, 8, 10}))
 def test_averages_on_every_point_match_pandas(apps, big, load_fast, options):
     check_averages(apps(load_fast), big, "simple", "train/loss", **options)
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("load_fast, options", matrix(STEP_CASES, both_modes={0}))
 def test_averages_over_uneven_steps_match_pandas(apps, big, load_fast, options):
     """The tf.summary run: TF2 scalar tensors at uneven steps, windows counted in steps."""
@@ -292,6 +295,7 @@ def test_json_writes_non_finite_numbers_as_null_and_floats_exactly():
     assert decoded["scalars"] == [0.1, 7, None]
 
 
+@pytest.mark.tf
 def test_nonfinite_steps_are_reported(client, big):
     body = helpers.get_json(client, query("averages", run="simple", tag="train/loss", max_points=50))
     nonfinite = sorted(LOSS_NONFINITE)
@@ -301,6 +305,7 @@ def test_nonfinite_steps_are_reported(client, big):
     assert (body["nonfinite"], body["nonfinite_count"]) == ([1500, 2500], 2)
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("options", [dict(), dict(align="centered", window=101, band="std"), dict(method="ema")])
 def test_step_range_is_cut_after_averaging(client, big, options):
     full = check_averages(client, big, "simple", "train/loss", **options)
@@ -317,6 +322,7 @@ def test_step_range_is_cut_after_averaging(client, big, options):
     assert (empty["raw"]["step"], empty["average"]["step"], empty["raw"]["count"]) == ([], [], 0)
 
 
+@pytest.mark.tf
 def test_max_points_keeps_the_planted_spike(client, big):
     _, columns = big[1]["simple"]
     _, value, _, _ = window_reference(np.arange(N), columns["train/loss"], "sma", 50)
@@ -330,6 +336,7 @@ def test_max_points_keeps_the_planted_spike(client, big):
         assert (raw["count"], average["count"]) == (N, N - 49)
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("run, options", [
     ("simple", dict(band="std")),
     ("simple", dict(band="minmax", align="centered", edges="partial")),
@@ -352,6 +359,7 @@ def test_bands_of_a_reduced_response_match_pandas(client, big, run, options):
         assert_close(average[name], want[at], "%s %s" % (name, options))
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("route", ["averages", "correlation", "diagnostics"])
 def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client, route):
     """Computed bodies are cached gzipped: a browser (Accept-Encoding: gzip) gets them as they
@@ -376,6 +384,7 @@ def joined(big, run, x_tag, y_tag):
     return steps[both], x[both], y[both]
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("run, x, y, window, max_lag", [
     ("simple", None, None, 200, 50),
     ("tf2", None, None, 1000, 5),
@@ -412,6 +421,7 @@ def test_correlation_matches_scipy_and_pandas(client, big, run, x, y, window, ma
     assert_close(scatter["y"], ys[position], "scatter y", rtol=0, atol=0)
 
 
+@pytest.mark.tf
 def test_correlation_lag_finds_a_planted_lead(client):
     """In run "lead" the gradient norm at point i is the loss at point i + 3: y leads x by 3."""
     body = helpers.get_json(client, query("correlation", run="lead", max_lag=10))
@@ -420,6 +430,7 @@ def test_correlation_lag_finds_a_planted_lead(client):
     assert abs(body["pearson"]) < 0.2
 
 
+@pytest.mark.tf
 def test_correlation_reduced_for_the_browser(client, big):
     steps, xs, ys = joined(big, "simple", "train/loss", "train/grad_norm")
     body = helpers.get_json(client, query("correlation", run="simple", max_points=300, start=10_000, end=60_000))
@@ -429,6 +440,7 @@ def test_correlation_reduced_for_the_browser(client, big):
 
 
 # Export ----------------------------------------------------------------------------------------
+@pytest.mark.tf
 def test_export_csv_every_point(client, big):
     steps, columns = big[1]["simple"]
     values = columns["train/loss"]
@@ -453,6 +465,7 @@ def test_export_csv_every_point(client, big):
     assert {rows[i][3] for i in keep[np.isnan(value)]} == {"nan"}  # a window of NaN only
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("options, filename", [
     (dict(method="ema", weight=0.9), "tf2_train_loss_ema0.9.json"),
     (dict(method="block", window=7, unit="steps"), "tf2_train_loss_block7.json"),
@@ -531,6 +544,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("route, params, status, parameter", ERRORS,
                          ids=["%s-%s" % (e[0], urllib.parse.urlencode(e[1])[:60]) for e in ERRORS])
 def test_errors_are_json_and_name_the_parameter(client, route, params, status, parameter):
@@ -566,6 +580,7 @@ def small_client(tmp_path_factory):
 
 
 # Static files ----------------------------------------------------------------------------------
+@pytest.mark.tf
 def test_static_files(client):
     response = client.get("/data/plugin/batchavg/index.js")
     assert response.status_code == 200
@@ -639,6 +654,7 @@ def servers(one_run_logdir):
         yield dict(zip(modes, pool.map(stack.enter_context, starting)))
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("load_fast", ["true", "false"])
 def test_tensorboard_process_serves_averages_on_every_step(big, servers, load_fast):
     steps, columns = big[1]["simple"]

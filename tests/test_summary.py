@@ -77,6 +77,7 @@ def _mlp_forward(weights, x):
     return np.tanh(x @ w1 + b1) @ w2 + b2
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("mode", ["eager", "function"])
 @pytest.mark.parametrize("default_writer", [False, True])
 def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, mode, default_writer):
@@ -131,6 +132,7 @@ def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, 
                                  "learning_rate": "train/learning_rate"}
 
 
+@pytest.mark.tf
 def test_log_batch_inside_a_graph_loop_writes_tags_without_scope_prefixes(tf, tmp_path):
     from tb_batchavg.summary import log_batch
 
@@ -151,6 +153,7 @@ def test_log_batch_inside_a_graph_loop_writes_tags_without_scope_prefixes(tf, tm
     np.testing.assert_allclose(got["grad_norm"][1], np.sqrt(3) * np.arange(4), rtol=1e-6)
 
 
+@pytest.mark.tf
 def test_gradient_norm_sums_repeated_rows_of_sparse_gradients(tf, keras):
     from tb_batchavg.summary import gradient_norm
 
@@ -221,6 +224,7 @@ KERAS_CASES = {
 }
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("case", sorted(KERAS_CASES))
 def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, tmp_path, case):
     from tb_batchavg.summary import BatchAverages
@@ -274,6 +278,7 @@ def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, t
     assert "compute_loss" not in vars(model) and "apply" not in vars(model.optimizer)
 
 
+@pytest.mark.tf
 def test_keras_callback_norm_option_continues_across_fits_and_leaves_no_hook(tf, keras, tmp_path):
     from tb_batchavg.summary import BatchAverages
 

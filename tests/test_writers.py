@@ -12,6 +12,9 @@ from tensorboard.util import tensor_util
 from tb_batchavg.reader import LogdirReader
 from tests import corpus
 
+# Writes its logs with TensorFlow.
+pytestmark = pytest.mark.tf
+
 # Points per tag: a few thousand values per run; TF2's eager writer costs about 1 ms a value.
 N = {"tf2_eager": 1000}
 SIMPLE_VALUE_WRITERS = ("tf1_simple", "tbx", "tbx_display_name", "torch", "mixed_tbx")
