@@ -1,6 +1,6 @@
 """Cold load of a logdir by four loaders, each timed until every point is held or readable.
 
-- `ours`: `tb_batchavg.reader.LogdirReader(logdir).reload()`;
+- `ours`: `tb_batchavg.ingest.reader.LogdirReader(logdir).reload()`;
 - `python`: TensorBoard's Python loader as `tensorboard --load_fast=false --samples_per_plugin
   scalars=0` runs it (`plugin_event_multiplexer.EventMultiplexer`, scalars kept in full);
 - `tbparse`: `tbparse.SummaryReader(logdir).scalars` (a pandas DataFrame);
@@ -41,7 +41,7 @@ def rss_bytes(pid="self"):
 
 
 def _load_ours(logdir):
-    from tb_batchavg.reader import LogdirReader
+    from tb_batchavg.ingest.reader import LogdirReader
 
     reader = LogdirReader(logdir)
     reader.reload()
@@ -92,7 +92,7 @@ def _prepare(name, logdir):
 
     tf.io.gfile.listdir(logdir)
     if name == "ours":
-        import tb_batchavg.reader  # noqa: F401
+        import tb_batchavg.ingest.reader  # noqa: F401
     elif name == "python":
         from tensorboard.backend.event_processing import plugin_event_multiplexer  # noqa: F401
     else:

@@ -2,7 +2,7 @@
 
 TensorBoard's Python writer needs minutes for a 1,000,000-step run. Here each Event is still
 serialised by protobuf (`event_pb2`), but framing and CRCs are done for many records at once, with
-the reader's own vectorised crc32c (`tb_batchavg.records`). The files are ordinary event files:
+the reader's own vectorised crc32c (`tb_batchavg.ingest.records`). The files are ordinary event files:
 TensorBoard's loaders, its Rust data server and tbparse read them, checking the CRCs (the
 benchmark checks every loader's point count).
 
@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from tb_batchavg import records
+from tb_batchavg.ingest import records
 from tests.helpers import training_like
 
 WALL_START = 1_700_000_000.0

@@ -167,7 +167,7 @@ def runs_latency(work, cache_dir, args):
 
 def incremental_reload(work, big_file, n, args):
     """Cold load of a private copy, then reloads each after APPENDED_STEPS more steps."""
-    from tb_batchavg.reader import LogdirReader
+    from tb_batchavg.ingest.reader import LogdirReader
 
     logdir = os.path.join(work, "growing")
     path = logs.copy_run(logdir, RUN, big_file)

@@ -48,7 +48,7 @@ def log(message):
 def expected(logdir):
     """{run: {tag: (points, last step)}} as our reader reads it (checked against TensorBoard's
     loaders by tests/test_writers.py)."""
-    from tb_batchavg.reader import LogdirReader
+    from tb_batchavg.ingest.reader import LogdirReader
 
     reader = LogdirReader(logdir)
     reader.reload()

@@ -7,6 +7,11 @@ starts TensorBoard from this Python environment (`python -m tensorboard.main`) o
 --host (127.0.0.1: this machine only), prints the URL of the Batch Averages tab and serves until
 Ctrl-C. Without --port TensorBoard takes 6006 or the next free port; --port 0 takes any free
 port. --no-serve only writes the logs.
+
+    tb-batchavg report LOGDIR [--format table|json|markdown|html] [--fail-on warning|diverged]
+                       [--runs REGEX] [--workers N] [--engine local|ray] [--address ADDR] [settings]
+
+diagnoses every run of LOGDIR as the tab's diagnostics route does (`tb_batchavg.report`).
 """
 
 import argparse
@@ -48,7 +53,47 @@ def _parser():
                       help="batches per run (default: %(default)s)")
     demo.add_argument("--no-serve", dest="serve", action="store_false",
                       help="only write the logs")
+    _report_parser(commands)
     return parser
+
+
+def _report_parser(commands):
+    """`tb-batchavg report`: tb_batchavg.report. The diagnostics settings are the `diagnostics`
+    route's parameters, parsed as the route parses them (strings here)."""
+    from tb_batchavg import metadata
+    from tb_batchavg import report as _report
+
+    report = commands.add_parser(
+        "report", help="the diagnostics of every run of a logdir (exit 1 on --fail-on)",
+        description="Diagnoses every run under LOGDIR as the Batch Averages tab's diagnostics "
+        "do (statuses, events, numbers: the diagnostics route's answer, run by run) and prints "
+        "a health report. Exits 1 when a run meets --fail-on, 2 on a bad setting or an "
+        "unreadable logdir, else 0. Progress goes to stderr.")
+    report.add_argument("logdir", metavar="LOGDIR", help="a local path, gs://... or s3://...")
+    report.add_argument("--format", choices=_report.FORMATS, default="table",
+                        help="output format (default: %(default)s); json: README, 'tb-batchavg report'")
+    report.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")
+    report.add_argument("--fail-on", choices=tuple(_report.FAIL_ON), default=None,
+                        help="exit 1 when a run has this status or worse (warning: warning or diverged)")
+    report.add_argument("--runs", metavar="REGEX", help="only the runs whose name matches REGEX (re.search)")
+    report.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="worker processes (default: one per core; 1: in this process)")
+    report.add_argument("--engine", choices=_report.ENGINES, default="local",
+                        help="local processes, or Ray tasks (pip install 'tb-batchavg[ray]')")
+    report.add_argument("--address", metavar="ADDR", default=None,
+                        help="with --engine ray: the cluster (ray.init(address=ADDR)); default: a local Ray")
+    settings = report.add_argument_group(
+        "diagnostics settings", "the diagnostics route's parameters (http_api.md); default: the route's")
+    from tb_batchavg.report import diagnostics as _diagnostics
+
+    for name, default in _diagnostics.DEFAULTS.items():
+        settings.add_argument("--" + name.replace("_", "-"), dest=name, metavar="N",
+                              help="default %s" % default)
+    for role in metadata.ROLES:
+        settings.add_argument("--" + role.replace("_", "-"), dest=role, metavar="TAG",
+                              help="the %s tag (default: detected as the route detects it)" % role.replace("_", " "))
+    settings.add_argument("--max-points", dest="max_points", metavar="N",
+                          help="non-finite steps and resets listed per run (default %d)" % metadata.DEFAULT_MAX_POINTS)
 
 
 def tab_url(host, port):
@@ -165,6 +210,10 @@ def demo(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        from tb_batchavg import report
+
+        return report.main(args)
     return {"demo": demo}[args.command](args)
 
 

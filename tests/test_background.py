@@ -8,7 +8,7 @@ import sys
 import pytest
 from werkzeug.test import Client
 
-from tb_batchavg import reader
+from tb_batchavg.ingest import reader
 from tests import corpus, helpers
 
 # Writes its logs with TensorFlow.

@@ -12,7 +12,7 @@ import pytest
 from tensorboard import context
 from tensorboardX import SummaryWriter
 
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg.ingest.reader import LogdirReader
 from tests import helpers
 
 

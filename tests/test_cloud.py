@@ -28,7 +28,7 @@ from tensorboard.backend.event_processing import (
 from tensorboard.compat import tensorflow_stub
 from werkzeug.test import Client
 
-from tb_batchavg import reader
+from tb_batchavg.ingest import reader
 from tests import helpers
 
 # Local S3 and GCS servers (moto, gcp-storage-emulator).

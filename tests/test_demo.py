@@ -16,7 +16,7 @@ import pytest
 
 from tb_batchavg import cli, demo_runs
 from tb_batchavg.metadata import detect_roles
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg.ingest.reader import LogdirReader
 
 # Writes its logs with TensorFlow.
 pytestmark = pytest.mark.tf

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from tb_batchavg import events, records
+from tb_batchavg.ingest import events, records
 from tests import helpers
 
 

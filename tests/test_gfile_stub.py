@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorboard.compat import tensorflow_stub
 
-from tb_batchavg import reader
+from tb_batchavg.ingest import reader
 from tests import helpers
 
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from werkzeug.test import Client
 
-from tb_batchavg import reader as reader_module
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg import plugin as plugin_module
+from tb_batchavg.ingest.reader import LogdirReader
 from tests.helpers import get_json, make_app, training_like, wait_loaded, write_scalars
 
 STEPS = 20_000  # 3 tags x 20,000 points x 24 bytes = 1.44 MB of columns per run
@@ -27,7 +27,7 @@ def test_evicted_run_keeps_its_listing_and_reads_back_identical(tmp_path):
     counts, version = a.counts(), a.version
     assert a.nbytes == 3 * STEPS * 24 and reader.nbytes() == 2 * a.nbytes
 
-    freed = reader.evict_least_recent(1, keep=reader.get("b"))
+    freed = reader.evict_least_recent(1, keep="b")
     assert freed == 3 * STEPS * 24
     assert a.nbytes == 0 and a.columns == {} and a.series("train/loss") is None
     assert a.counts() == counts and a.tags() == sorted(counts)  # still listed as it was
@@ -44,7 +44,7 @@ def test_budget_holds_from_the_start_and_evicts_least_recently_used(tmp_path, mo
     """Background loading reads all three runs (each is listed with its counts) but keeps only
     what fits; requests then evict the run least recently asked for, and a run read back gives
     the same answers."""
-    monkeypatch.setattr(reader_module, "IN_USE_SECONDS", 0.0)  # requests here follow one another
+    monkeypatch.setattr(plugin_module, "IN_USE_SECONDS", 0.0)  # requests here follow one another
     write_runs(str(tmp_path), ["a", "b", "c"])
     # Room for two runs' columns (2.88 MB) but not three.
     app = make_app(str(tmp_path), "--batchavg_cache_mb", "3.5", "--batchavg_reload_seconds", "0")

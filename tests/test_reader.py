@@ -18,7 +18,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_batchavg import reader, records
+from tb_batchavg.ingest import reader, records
 from tests import helpers
 
 ALL_POINTS = "--samples_per_plugin=scalars=1000000"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tb_crc  # TensorBoard's pure-Python crc32c
 
-from tb_batchavg import records
+from tb_batchavg.ingest import records
 from tests import helpers
 
 

@@ -37,7 +37,8 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from tb_batchavg import diagnostics, metadata, reader
+from tb_batchavg import diagnostics, metadata
+from tb_batchavg.ingest import reader
 from tb_batchavg.plugin import BatchAvgPlugin
 from tests import helpers
 
@@ -50,7 +51,7 @@ HOSTILE_TAG = '<img src=x onerror=alert(1)>"\n\\'
 WALL_START = 1_700_000_000.0
 
 
-# Event files, framed independently of tb_batchavg.records -----------------------------------------
+# Event files, framed independently of tb_batchavg.ingest.records -----------------------------------------
 def framed(payload):
     """One TFRecord: length, masked CRC of the length, payload, masked CRC of the payload."""
     header = struct.pack("<Q", len(payload))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tb_batchavg.metadata import detect_roles
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg.ingest.reader import LogdirReader
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator, plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg.ingest.reader import LogdirReader
 from tests import corpus
 
 # Writes its logs with TensorFlow.
