@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+import time
 import zlib
 from importlib import resources
 
@@ -27,8 +28,8 @@ from tb_batchavg import metadata
 from tb_batchavg import params
 from tb_batchavg import windows
 from tb_batchavg.cache import ResultCache
-from tb_batchavg.provider import ProviderReader
-from tb_batchavg.reader import LogdirReader
+from tb_batchavg.ingest.provider import ProviderReader
+from tb_batchavg.ingest.reader import LogdirReader
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ _GZIP = {"level": 1, "method": zlib.DEFLATED, "wbits": 31, "strategy": zlib.Z_HU
 _CSV_ROWS = 1 << 16
 # The runs route answers within about a second: it waits this long for a first discovery.
 _LISTING_WAIT_SECONDS = 0.8
+# A run asked for this recently keeps its columns when the budget evicts: requests may read them.
+IN_USE_SECONDS = 5.0
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -105,13 +108,14 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         logdir_spec = getattr(flags, "logdir_spec", None) or ""
         cache_mb = getattr(flags, "batchavg_cache_mb", None)
         self._budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
-        self._reader = LogdirReader(logdir, logdir_spec, self._budget)
+        self._reader = LogdirReader(logdir, logdir_spec)
         self._provider = context.data_provider
         self._cache = ResultCache(self._budget)
         self._computing = threading.BoundedSemaphore(_COMPUTE_SLOTS)
         reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
         # Reading starts now, while TensorBoard starts, not at the first request.
-        self._reader.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds)
+        self._reader.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds,
+                           fit=self._fit)
 
     # TensorBoard hooks ---------------------------------------------------------------------
     def get_plugin_apps(self):
@@ -198,16 +202,25 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         The version is taken before any column is, so a cached result is never filed under a
         version newer than the data it was computed from.
         """
-        if source is not self._reader:
-            if run not in source.runs():
-                raise params.NotFound("unknown run %r" % run)
-            return source.version(run)
-        found = self._reader.open(run)
-        if found is None:
+        version = source.open(run)
+        if version is None:
             raise params.NotFound("unknown run %r" % run)
-        version = found.version
-        self._cache.limit(self._budget - self._reader.nbytes())  # results give way to columns
+        self._fit(keep=run)
         return version
+
+    def _fit(self, held=None, keep=None):
+        """Keeps columns and results within the budget: evicts the columns of the runs least
+        recently used (other than `keep` and those asked for in the last IN_USE_SECONDS) until
+        the columns fit, then limits the results to what the columns leave. `held` is the bytes
+        the columns hold, if known. Returns whether columns were evicted."""
+        held = self._reader.nbytes() if held is None else held
+        freed = 0
+        if held > self._budget:
+            freed = self._reader.evict_least_recent(held - self._budget, keep=keep,
+                                                    used_before=time.monotonic() - IN_USE_SECONDS)
+            held = self._reader.nbytes()
+        self._cache.limit(self._budget - held)  # results give way to columns
+        return freed > 0
 
     @staticmethod
     def _series(source, run, tag, parameter, role=None):
@@ -262,10 +275,8 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
     def _runs(self, request):
         source, sampled = self._source(request, wait=_LISTING_WAIT_SECONDS)
         out = []
-        reading = source is self._reader
         for run in source.runs():
-            held = self._reader.get(run) if reading else None
-            count = held.counts() if reading else source.counts(run)  # of one reload
+            count = source.counts(run)  # of one reload
             tags = sorted(count)
             entry = {
                 "run": run,
@@ -273,16 +284,15 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
                 "roles": metadata.detect_roles(tags, run, count),
                 "count": count,
             }
-            if reading:
-                entry["state"] = held.state
-                entry["progress"] = held.progress()
-                entry["health"] = held.health()
-                entry["evicted"] = held.evicted is not None
+            if not sampled:  # a sampled source has no loading, health or eviction (http_api.md)
+                state = source.state(run)
+                entry.update(state=state["state"], progress=state["progress"], health=source.health(run),
+                             evicted=state["evicted"])
             out.append(entry)
         answer = {"runs": out, "sampled": sampled}
-        if reading:
-            answer["loading"] = not self._reader.wait_discovered(0) or any(r["state"] == "loading" for r in out)
-            answer["errors"] = list(self._reader.errors)
+        if not sampled:
+            answer["loading"] = source.loading()
+            answer["errors"] = list(source.errors)
         return _json(answer), _JSON, None, None
 
     def _run_order(self, request):

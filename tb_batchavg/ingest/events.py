@@ -26,7 +26,7 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2
 from tensorboard.util import tensor_util
 
-from tb_batchavg import records
+from tb_batchavg.ingest import records
 
 SCALARS_PLUGIN = "scalars"
 Column = collections.namedtuple("Column", "order step wall_time value")

@@ -3,7 +3,7 @@
 With `--grpc_data_provider` (or any setup without a readable logdir) the plugin cannot read
 event files itself; it asks `context.data_provider.read_scalars` instead. That data is the
 provider's sample (1,000 points per tag by default), so every response says `"sampled": true`.
-Same interface as `reader.LogdirReader`'s runs, tags and series; as there, steps are strictly
+A `Source`, as `reader.LogdirReader` is; as there, steps are strictly
 increasing (TensorBoard's Python loader can keep several points of one step: the last one wins).
 """
 
@@ -11,14 +11,18 @@ import numpy as np
 from tensorboard import context as tb_context
 from tensorboard.data import provider as tb_provider
 
-from tb_batchavg.reader import Series
+from tb_batchavg.ingest.source import Series
 
 _SCALARS_PLUGIN = "scalars"
 _ALL_POINTS = 10**7  # more than any provider keeps: ask for everything it has
 
 
 class ProviderReader:
-    """Reads scalar series of one experiment through a `tensorboard.data.provider.DataProvider`."""
+    """Reads scalar series of one experiment through a `tensorboard.data.provider.DataProvider`.
+    It holds no columns: nothing loads, nothing is evicted, and there is no health to report."""
+
+    sampled = True
+    errors = ()
 
     def __init__(self, data_provider, experiment_id, environ=None):
         self._provider = data_provider
@@ -42,6 +46,18 @@ class ProviderReader:
     def version(self, run):
         """Changes whenever the provider's data of the run changes."""
         return tuple(sorted((t, ts.max_step, ts.max_wall_time) for t, ts in self._list().get(run, {}).items()))
+
+    def open(self, run):
+        return self.version(run) if run in self._list() else None
+
+    def health(self, run):
+        return None
+
+    def state(self, run):
+        return None
+
+    def loading(self):
+        return False
 
     def counts(self, run):
         """{tag: points} of the run's tags with data."""

@@ -30,8 +30,8 @@ Rules:
 - Runs load in the background (`start`): discovery, then each run in name order, then every few
   seconds the bytes appended to runs held in memory. Readers of a run that is ready never wait on
   a lock held by loading or discovery: a reload replaces `columns` whole, then bumps `version`.
-- Columns are held within a byte budget: past it, the runs least recently asked for are evicted
-  (`evict`); such a run lists the tags and counts it had, and is read again when asked for.
+- Columns can be evicted (`evict_least_recent`, as the server's store keeps its memory budget):
+  such a run lists the tags and counts it had, and is read again when asked for.
 """
 
 import collections
@@ -48,12 +48,11 @@ from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.compat import tf
 
-from tb_batchavg import events
-from tb_batchavg import records
+from tb_batchavg.ingest import events
+from tb_batchavg.ingest import records
+from tb_batchavg.ingest.source import Series
 
 logger = logging.getLogger(__name__)
-
-Series = collections.namedtuple("Series", "step wall_time value")
 
 # Bytes read and parsed at a time: small enough that the copies of bytes (which hold the GIL)
 # stay short while other requests are answered, large enough for vectorised parsing.
@@ -62,8 +61,6 @@ _READ_CHUNK = 8 << 20
 _FINGERPRINT = 64
 # Parsing at least this many bytes leaves temporaries worth handing back to the OS.
 _TRIM_BYTES = 1 << 20
-# A run asked for this recently keeps its columns when the budget evicts: requests may read them.
-IN_USE_SECONDS = 5.0
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
 
 
@@ -427,12 +424,12 @@ def _run_directories(root):
 
 
 class LogdirReader:
-    """All runs under a `--logdir` or `--logdir_spec`, read at full resolution, within
-    `budget_bytes` of columns."""
+    """All runs under a `--logdir` or `--logdir_spec`, read at full resolution: a `Source`."""
 
-    def __init__(self, logdir="", logdir_spec="", budget_bytes=float("inf")):
+    sampled = False
+
+    def __init__(self, logdir="", logdir_spec=""):
         self.roots = parse_logdir_spec(logdir, logdir_spec)
-        self.budget = budget_bytes
         self._runs = {}
         self._lock = threading.Lock()  # guards _runs; never held while reading files
         self._discover_lock = threading.Lock()
@@ -443,17 +440,19 @@ class LogdirReader:
         self._thread = None
 
     # Background loading ------------------------------------------------------------------
-    def start(self, interval):
+    def start(self, interval, fit=None):
         """Loads every run in a daemon thread, then reads what is appended every `interval`
-        seconds. The thread ends when the reader is garbage-collected."""
+        seconds, calling `fit` as `cycle` does. The thread ends when the reader is
+        garbage-collected."""
         if self._thread is None and self.roots:
-            self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1)),
+            self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1), fit),
                                             name="batchavg-reader", daemon=True)
             self._thread.start()
 
-    def cycle(self):
-        """One pass of the background thread: discovery, runs not read yet (within the budget),
-        then what was appended to the runs held."""
+    def cycle(self, fit=None):
+        """One pass of the background thread: discovery, runs not read yet, then what was appended
+        to the runs held. After each run read, `fit(held)` is told the bytes the columns hold (it
+        may evict some: it returns True when it did)."""
         self.discover()
         held = self.nbytes()  # kept up to date here: summing over 10,000 runs per run is slow
         for run in self.run_objects():
@@ -468,8 +467,7 @@ class LogdirReader:
                 finally:
                     run.lock.release()
             held += run.nbytes - before
-            if held > self.budget:
-                self.keep_budget()
+            if fit is not None and fit(held):
                 held = self.nbytes()
 
     def wait_discovered(self, timeout=None):
@@ -510,8 +508,9 @@ class LogdirReader:
             run.reload()
 
     def open(self, name):
-        """The run `name`, read and marked as used (None if there is no such run). Waits for a
-        first discovery, and for the run's own loading; a run that is held does not wait."""
+        """The data version of run `name`, read and marked as used (None if there is no such run).
+        Waits for a first discovery, and for the run's own loading; a run that is held does not
+        wait."""
         run = self.get(name)
         if run is None:  # runs created later are found by the background's next discovery
             self.wait_discovered()
@@ -520,30 +519,22 @@ class LogdirReader:
             return None
         run.used_at = time.monotonic()
         run.load()
-        self.keep_budget(keep=run)
-        return run
+        return run.version
 
     # Memory --------------------------------------------------------------------------------
     def nbytes(self):
         """Bytes held in columns, over all runs."""
         return sum(r.nbytes for r in self.run_objects())
 
-    def keep_budget(self, keep=None):
-        """Evicts the columns of the runs least recently used, other than `keep` and those asked
-        for in the last IN_USE_SECONDS, until the columns fit the budget."""
-        excess = self.nbytes() - self.budget
-        if excess > 0:
-            self.evict_least_recent(excess, keep=keep, used_before=time.monotonic() - IN_USE_SECONDS)
-
     def evict_least_recent(self, excess, keep=None, used_before=float("inf")):
-        """Evicts the columns of the runs least recently used (`used_at`), other than `keep` and
-        those used since `used_before`, until at least `excess` bytes are freed (or none is
-        left); returns the bytes freed. A run being read is passed over."""
+        """Evicts the columns of the runs least recently used (`used_at`), other than the run
+        named `keep` and those used since `used_before`, until at least `excess` bytes are freed
+        (or none is left); returns the bytes freed. A run being read is passed over."""
         freed = 0
         for run in sorted(self.run_objects(), key=lambda r: r.used_at):
             if freed >= excess or run.used_at >= used_before:
                 break
-            if run is not keep and run.nbytes:
+            if run.name != keep and run.nbytes:
                 freed += run.evict(wait=False)
         return freed
 
@@ -571,15 +562,32 @@ class LogdirReader:
         r = self.get(run)
         return r.counts() if r else {}
 
+    def version(self, run):
+        r = self.get(run)
+        return r.version if r else None
 
-def _background(ref, interval):
+    def health(self, run):
+        r = self.get(run)
+        return r.health() if r else None
+
+    def state(self, run):
+        r = self.get(run)
+        if r is None:
+            return None
+        return {"state": r.state, "progress": r.progress(), "evicted": r.evicted is not None}
+
+    def loading(self):
+        return not self.wait_discovered(0) or any(r.state == "loading" for r in self.run_objects())
+
+
+def _background(ref, interval, fit):
     """The loading thread: cycles while the reader lives."""
     while True:
         reader = ref()
         if reader is None:
             return
         try:
-            reader.cycle()
+            reader.cycle(fit)
         except Exception:  # never let the thread die: the next cycle retries
             logger.exception("batchavg: background reading failed")
         del reader
