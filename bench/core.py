@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from bench.timing import spent
-from tb_batchavg import correlation, windows, workers
+from tb_batchavg import windows, workers
+from tb_batchavg.stats import correlation
 from tests.helpers import training_like
 
 

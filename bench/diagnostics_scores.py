@@ -1,4 +1,4 @@
-"""Scores of tb_batchavg.diagnostics against the labelled corpus of real runs and on long
+"""Scores of tb_batchavg.stats.diagnostics against the labelled corpus of real runs and on long
 synthetic healthy runs (see docs/diagnostics-corpus.md):
 
 - per event kind, on the tuning runs and on the held-out runs separately: episodes labelled,
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from tb_batchavg.diagnostics import diagnose
+from tb_batchavg.stats.diagnostics import diagnose
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
                       "diagnostics_corpus")

@@ -21,15 +21,15 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_batchavg import correlation
-from tb_batchavg import decimate
-from tb_batchavg import diagnostics
 from tb_batchavg import metadata
 from tb_batchavg import params
 from tb_batchavg import windows
 from tb_batchavg.cache import ResultCache
 from tb_batchavg.ingest.provider import ProviderReader
 from tb_batchavg.ingest.reader import LogdirReader
+from tb_batchavg.stats import correlation
+from tb_batchavg.stats import decimate
+from tb_batchavg.stats import diagnostics
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""tb_batchavg.correlation against independent references: pandas (merge, rolling
+"""tb_batchavg.stats.correlation against independent references: pandas (merge, rolling
 corr) and scipy.stats (pearsonr, spearmanr, rankdata)."""
 
 import math
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tb_batchavg import correlation
-from tb_batchavg.correlation import (
+from tb_batchavg.stats import correlation
+from tb_batchavg.stats.correlation import (
     best_lag,
     correlate,
     join,
@@ -109,7 +109,7 @@ def test_join_rejects_bad_steps():
         join([1, 3, 3], [1.0, 2.0, 3.0], [1, 2], [1.0, 2.0])
     with pytest.raises(ValueError, match="increasing"):
         join([1, 2], [1.0, 2.0], [5, 2], [1.0, 2.0])
-    with pytest.raises(ValueError, match="equal length"):
+    with pytest.raises(ValueError, match="same length"):
         join([1, 2, 3], [1.0, 2.0], [1, 2], [1.0, 2.0])
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tb_batchavg import decimate
+from tb_batchavg.stats import decimate
 
 
 def reference(values, max_points):

@@ -1,4 +1,4 @@
-"""Tests of tb_batchavg.diagnostics: planted anomalies are found where they were
+"""Tests of tb_batchavg.stats.diagnostics: planted anomalies are found where they were
 planted, pure noise raises (almost) nothing, and the statistics match
 brute-force and scipy references."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from tb_batchavg import diagnostics
-from tb_batchavg.diagnostics import DEFAULTS, diagnose, nonfinite
+from tb_batchavg.stats import diagnostics
+from tb_batchavg.stats.diagnostics import DEFAULTS, diagnose, nonfinite
 
 WARNING = ("warning", "critical")
 

@@ -12,7 +12,7 @@ import pytest
 from werkzeug.test import Client
 
 from bench import diagnostics_scores as scores
-from tb_batchavg.diagnostics import diagnose
+from tb_batchavg.stats.diagnostics import diagnose
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

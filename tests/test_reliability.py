@@ -37,8 +37,9 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from tb_batchavg import diagnostics, metadata
+from tb_batchavg import metadata
 from tb_batchavg.ingest import reader
+from tb_batchavg.stats import diagnostics
 from tb_batchavg.plugin import BatchAvgPlugin
 from tests import helpers
 

@@ -27,11 +27,11 @@ squared deviations overflow (beyond ~1e154) is NaN.
 """
 
 import collections
-import operator
 
 import numpy as np
 
 from tb_batchavg import workers
+from tb_batchavg.stats import validation
 
 Correlation = collections.namedtuple(
     "Correlation",
@@ -51,8 +51,8 @@ def join(x_steps, x_values, y_steps, y_values):
     Step arrays must be strictly increasing. Returns (steps int64, x float64, y float64),
     which may share memory with the inputs when nothing had to be dropped.
     """
-    x_steps, x_values = _series("x", x_steps, x_values)
-    y_steps, y_values = _series("y", y_steps, y_values)
+    x_steps, x_values = validation.series(x_steps, x_values, "x")
+    y_steps, y_values = validation.series(y_steps, y_values, "y")
     if np.array_equal(x_steps, y_steps):  # the usual case: both logged at every step
         steps, x, y = x_steps, x_values, y_values
     else:
@@ -114,7 +114,7 @@ def rolling_pearson(x, y, window):
     ending in block b contains. So a window's sums hold only its own points, and a
     constant side gives sums of exactly 0 (variance 0, r NaN).
     """
-    window = _integer("window", window, minimum=2)
+    window = validation.integer("window", window, minimum=2)
     x, y = _pair(x, y)
     n = len(x)
     if n < window:
@@ -140,7 +140,7 @@ def lagged_pearson(x, y, max_lag):
     but at lag 0, whose cross product is a direct sum (so r at lag 0 is `pearson`'s r
     to rounding of the means, ~eps).
     """
-    max_lag = _integer("max_lag", max_lag, minimum=0)
+    max_lag = validation.integer("max_lag", max_lag, minimum=0)
     x, y = _pair(x, y)
     n = len(x)
     max_lag = min(max_lag, n - MIN_LAG_PAIRS)
@@ -222,32 +222,12 @@ def _of_changes(x, y):
     return pearson(x, y), spearman(x, y)
 
 
-def _series(name, steps, values):
-    steps = np.asarray(steps, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    if steps.ndim != 1 or steps.shape != values.shape:
-        raise ValueError(f"{name}: steps and values must be 1-d arrays of equal length")
-    if np.any(steps[1:] <= steps[:-1]):
-        raise ValueError(f"{name}: steps must be strictly increasing")
-    return steps, values
-
-
 def _pair(x, y):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError("x and y must be 1-d arrays of equal length")
     return x, y
-
-
-def _integer(name, value, minimum):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _rolling_blocks(padded, out):

@@ -173,11 +173,12 @@ Python loops run over events only.
 """
 
 import math
-import operator
 
 import numpy as np
 
-from tb_batchavg import correlation, windows, workers
+from tb_batchavg import windows, workers
+from tb_batchavg.metadata import ROLES
+from tb_batchavg.stats import correlation, validation
 
 DEFAULTS = {
     "window": 100,             # points in the rolling median windows
@@ -197,7 +198,6 @@ DEFAULTS = {
     "max_lag": 50,             # lags of the lagged Pearson, in joined points
 }
 
-ROLES = ("loss", "grad_norm", "learning_rate")
 MAD_TO_SD = 1.4826
 # Tail levels of the threshold calibration (see the module docstring).
 _TAIL_LEVEL = 1e-3
@@ -252,7 +252,7 @@ _FRACTION = ("tail_rate", "scale_floor", "vanish_fraction", "lr_change", "loss_f
 
 def nonfinite(steps, values):
     """Count, first step and steps of the non-finite values of one series."""
-    steps, values = _series("series", (steps, values))
+    steps, values = validation.series(steps, values)
     bad = steps[~np.isfinite(values)]
     return {"count": int(len(bad)),
             "first_step": int(bad[0]) if len(bad) else None,
@@ -309,9 +309,9 @@ def _parameters(params):
         raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(DEFAULTS)}")
     merged = {**DEFAULTS, **params}
     for name, minimum in _INTEGER.items():
-        merged[name] = _integer(name, merged[name], minimum)
+        merged[name] = validation.integer(name, merged[name], minimum, whole_floats=True)
     for name in _POSITIVE + _ABOVE_ONE + _FRACTION:
-        value = _number(name, merged[name])
+        value = validation.number(name, merged[name])
         if name in _POSITIVE and not value > 0:
             raise ValueError(f"{name} must be > 0; got {value!r}")
         if name in _ABOVE_ONE and not value > 1:
@@ -322,40 +322,12 @@ def _parameters(params):
     return merged
 
 
-def _integer(name, value, minimum):
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}") from None
-    if isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def _number(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{name} must be a number; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}")
-    return value
-
-
 def _series(role, pair):
     try:
         steps, values = pair
     except (TypeError, ValueError):
         raise ValueError(f"{role} must be a (steps, values) pair") from None
-    steps = np.asarray(steps, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    if steps.ndim != 1 or values.shape != steps.shape:
-        raise ValueError(f"{role}: steps and values must be 1-D arrays of the same length, "
-                         f"got shapes {steps.shape} and {values.shape}")
-    if np.any(steps[1:] <= steps[:-1]):
-        raise ValueError(f"{role}: steps must be strictly increasing")
-    return steps, values
+    return validation.series(steps, values, role)
 
 
 def _log_norm(values):
