@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?=
 
-.PHONY: demo test lint test-suite test-min bench setup chromium
+.PHONY: demo test lint test-suite test-min wheel-check bench setup browsers chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ $(VENV)/.installed: $(BIN)/python setup.py pyproject.toml
 
 setup: $(VENV)/.installed
 
-chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+# Debian's browsers for the browser tests (Playwright drives chromium, puppeteer-core firefox-esr);
+# no browser is downloaded.
+browsers:
+	@command -v chromium >/dev/null && command -v firefox-esr >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr; }
+
+chromium: browsers
 
 demo: setup
 	$(BIN)/tb-batchavg demo $(if $(PORT),--port $(PORT))
 
-test: lint test-suite test-min
+test: lint test-suite test-min wheel-check
 
 # npm's tools (eslint; puppeteer-core for the Firefox smoke test), exactly as package-lock.json
 # pins them, with no browser download.
@@ -40,7 +45,7 @@ lint: setup node_modules/.installed
 	$(BIN)/ruff check $(RUFF_PATHS)
 	node_modules/.bin/eslint frontend tests eslint.config.js
 
-test-suite: setup chromium
+test-suite: setup browsers node_modules/.installed
 	$(BIN)/python -m pytest -q
 
 # The plugin's lowest supported versions (pyproject.toml), without TensorFlow: what `pip install .`
@@ -58,6 +63,17 @@ $(MIN_VENV)/.installed: setup.py pyproject.toml
 
 test-min: $(MIN_VENV)/.installed
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not tf and not browser and not cloud"
+
+# The install a newcomer makes: a wheel built by `python -m build` (from its sdist, so nothing stale
+# in build/ gets in) into a temporary directory,
+# installed (no -e, no extras) into a clean venv there (with TensorBoard, without TensorFlow; pip's
+# cache is reused), then `tensorboard --logdir` from that venv serving the tab (tests/wheel_check.py).
+wheel-check: setup
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(BIN)/python -m build -q --outdir "$$tmp/dist" . >/dev/null; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q "$$tmp"/dist/tb_batchavg-*.whl; \
+	cd "$$tmp" && "$$tmp/venv/bin/python" "$(CURDIR)/tests/wheel_check.py"
 
 bench: setup
 	$(BIN)/pip install -q tbparse
