@@ -1,7 +1,7 @@
 # The two commands of README.md:
 #   make demo   sets up .venv, writes the demo logs if missing, starts TensorBoard on them
-#   make test   sets up .venv (and Debian's chromium for the browser tests), runs the whole suite,
-#               then the TensorFlow-free tests again against the lowest supported versions
+#   make test   lints, sets up .venv (and Debian's chromium and firefox-esr for the browser tests), runs the whole suite,
+#               then the TensorFlow-free tests against the lowest supported versions, then installs a wheel
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

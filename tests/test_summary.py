@@ -307,7 +307,7 @@ def test_keras_callback_norm_option_continues_across_fits_and_leaves_no_hook(tf,
 
 
 def test_tensorboardx_snippet_tags_are_detected(tmp_path):
-    # README's tensorboardX snippet, with made-up per-batch numbers.
+    # docs/logging.md's tensorboardX snippet, with made-up per-batch numbers.
     from tensorboardX import SummaryWriter
 
     rng = np.random.default_rng(4)
