@@ -31,7 +31,7 @@ tensorboard process's memory from /proc/PID/status: VmRSS after start-up and a f
 must stay within baseline + the cache budget (--batchavg_cache_mb) + twice the raw columns (24
 bytes a point; a reload briefly holds the old and the new column) + an allowance (--working-mb,
 default 384 MB, set from measurements) for what is not held but passes through: the working sets
-of the responses being computed (at most 4 at once, plugin._COMPUTE_SLOTS), the bodies being
+of the responses being computed (at most 4 at once, server.store.COMPUTE_SLOTS), the bodies being
 sent, and the allocator's overhead in the server's threads. What the plugin *holds* is checked
 exactly in-process by tests/test_load.py (tracemalloc: cache within budget + raw columns).
 Exit status 1 when any check fails.

@@ -40,6 +40,6 @@ class BatchAvgLoader(base_plugin.TBLoader):
                 raise base_plugin.FlagsError("--%s must be a finite number >= 0, not %r" % (name, value))
 
     def load(self, context):
-        from tb_batchavg.plugin import BatchAvgPlugin
+        from tb_batchavg.server.plugin import BatchAvgPlugin
 
         return BatchAvgPlugin(context)

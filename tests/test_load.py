@@ -22,7 +22,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
 from bench import load, logs
-from tb_batchavg.plugin import BatchAvgPlugin
+from tb_batchavg.server.plugin import BatchAvgPlugin
 
 # A real tensorboard process under load for several seconds.
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_memory_held_is_within_the_budget(tmp_path):
     finally:
         tracemalloc.stop()
     raw = load.BYTES_PER_POINT * len(load.TAGS) * (static_steps + live_steps)
-    assert plugin._reader.nbytes() == raw  # 1.08 MB: within the budget, nothing evicted
-    assert 0 < plugin._cache.size <= budget - raw
+    assert plugin._store.reader.nbytes() == raw  # 1.08 MB: within the budget, nothing evicted
+    assert 0 < plugin._store.results.size <= budget - raw
     assert held <= budget + 2**20, (held, budget, raw)
     assert peak > held + 2 * 2**20  # requests did allocate more while they ran

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from werkzeug.test import Client
 
-from tb_batchavg import plugin as plugin_module
+from tb_batchavg.server import store as store_module
 from tb_batchavg.ingest.reader import LogdirReader
 from tests.helpers import get_json, make_app, training_like, wait_loaded, write_scalars
 
@@ -44,7 +44,7 @@ def test_budget_holds_from_the_start_and_evicts_least_recently_used(tmp_path, mo
     """Background loading reads all three runs (each is listed with its counts) but keeps only
     what fits; requests then evict the run least recently asked for, and a run read back gives
     the same answers."""
-    monkeypatch.setattr(plugin_module, "IN_USE_SECONDS", 0.0)  # requests here follow one another
+    monkeypatch.setattr(store_module, "IN_USE_SECONDS", 0.0)  # requests here follow one another
     write_runs(str(tmp_path), ["a", "b", "c"])
     # Room for two runs' columns (2.88 MB) but not three.
     app = make_app(str(tmp_path), "--batchavg_cache_mb", "3.5", "--batchavg_reload_seconds", "0")

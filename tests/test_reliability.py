@@ -40,7 +40,7 @@ from werkzeug.test import Client
 from tb_batchavg import metadata
 from tb_batchavg.ingest import reader
 from tb_batchavg.stats import diagnostics
-from tb_batchavg.plugin import BatchAvgPlugin
+from tb_batchavg.server.plugin import BatchAvgPlugin
 from tests import helpers
 
 PREFIX = "/data/plugin/batchavg/"

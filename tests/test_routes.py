@@ -30,8 +30,8 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from tb_batchavg import plugin as plugin_module
-from tb_batchavg.plugin import BatchAvgPlugin
+from tb_batchavg.server import encoding
+from tb_batchavg.server.plugin import BatchAvgPlugin
 from tests import helpers
 
 N = 100_000
@@ -287,7 +287,7 @@ def test_json_writes_non_finite_numbers_as_null_and_floats_exactly():
     rng = np.random.default_rng(3)
     floats = np.concatenate((rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500),
                              rng.random(500).astype(np.float32), [5e-324, 1.7976931348623157e308, -0.0, 1e16]))
-    body = plugin_module._json({"x": floats.tolist(), "bad": [np.nan, np.inf, -np.inf, np.float64("nan")],
+    body = encoding.json({"x": floats.tolist(), "bad": [np.nan, np.inf, -np.inf, np.float64("nan")],
                                 "scalars": [np.float64(0.1), np.int64(7), None]})
     decoded = helpers.strict_json(body)
     assert decoded["x"] == floats.tolist()  # every float64 round-trips exactly

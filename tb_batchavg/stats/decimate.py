@@ -10,6 +10,14 @@ O(n).
 import numpy as np
 
 
+def in_range(steps, start, end):
+    """Slice of the positions whose step lies in [start, end] (None means unbounded) of sorted
+    `steps`."""
+    lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
+    hi = len(steps) if end is None else int(np.searchsorted(steps, end, side="right"))
+    return slice(lo, hi)
+
+
 def minmax_indices(values, max_points):
     """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2)."""
     return extremes_and_nonfinite(values, max_points)[0]

@@ -266,7 +266,7 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
     start starts again (metadata.running_mean); no loss spike is raised from the `window`
     points after each. Raises ValueError naming an unknown or invalid parameter or a malformed
     series."""
-    params = _parameters(params)
+    params = parameters(params)
     given = {"loss": loss, "grad_norm": grad_norm, "learning_rate": learning_rate}
     series = {role: _series(role, given[role]) for role in ROLES if given[role] is not None}
     events = []
@@ -303,7 +303,8 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
 
 # Parameters and inputs -------------------------------------------------------
 
-def _parameters(params):
+def parameters(params):
+    """DEFAULTS updated with `params`, each checked (a ValueError names the first one wrong)."""
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"unknown parameter {unknown[0]!r}; known: {', '.join(DEFAULTS)}")

@@ -119,8 +119,9 @@ def choice(args, name, choices, default):
 
 
 def averaging(args):
-    """The averaging parameters shared by `averages` and `export`."""
-    return {
+    """The averaging parameters shared by `averages` and `export` (band=minmax is refused with
+    method=ema: an exponential average has no window to take extremes over)."""
+    avg = {
         "method": choice(args, "method", metadata.METHODS, metadata.DEFAULT_METHOD),
         "window": integer(args, "window", metadata.DEFAULT_WINDOW, 1, metadata.MAX_WINDOW),
         "weight": real(args, "weight", metadata.DEFAULT_WEIGHT, 0.0, 1.0, high_open=True),
@@ -129,10 +130,14 @@ def averaging(args):
         "unit": choice(args, "unit", metadata.UNITS, metadata.DEFAULT_UNIT),
         "band": choice(args, "band", metadata.BANDS, metadata.DEFAULT_BAND),
     }
+    if avg["band"] == "minmax" and avg["method"] == "ema":
+        raise BadRequest("parameter 'band': band=minmax is not defined for method=ema")
+    return avg
 
 
-def diagnostics(args, defaults):
-    """The diagnostics settings present in `args`, typed like their defaults (int or float)."""
+def diagnostics(args, defaults, check=None):
+    """The diagnostics settings present in `args`, typed like their defaults (int or float), and
+    accepted by `check(settings)` (which raises a ValueError naming a setting out of its range)."""
     settings = {}
     for name, default in defaults.items():
         if args.get(name) in (None, ""):
@@ -141,6 +146,11 @@ def diagnostics(args, defaults):
             settings[name] = integer(args, name, default, 0, metadata.MAX_WINDOW)
         else:
             settings[name] = real(args, name, default, 0.0, 1e12)
+    if check is not None:
+        try:
+            check(settings)
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
     return settings
 
 
