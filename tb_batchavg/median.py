@@ -125,8 +125,21 @@ def _group_median(matrix, padded, positions, lo, hi, count, layout):
         if len(elsewhere):
             at = elsewhere if every else pick[elsewhere]
             upper[elsewhere] = matrix.kth_smallest(start[at], stop[at], middle[at] + 1)[0]
-        median[pick] = (median[pick] + padded[positions[upper + row_start[pick]]]) / 2
+        median[pick] = _midpoint(median[pick], padded[positions[upper + row_start[pick]]])
     return median
+
+
+def _midpoint(a, b):
+    """(a + b) / 2 of finite a and b, correctly rounded: a + b is (the halving is exact but in
+    the subnormals, where the sum itself was exact), and where it overflows the halves are
+    exact and a / 2 + b / 2 is."""
+    with np.errstate(over="ignore"):
+        middle = a + b
+    middle /= 2
+    over = np.isinf(middle)
+    if over.any():
+        middle[over] = a[over] / 2 + b[over] / 2
+    return middle
 
 
 def _sort_key(x):

@@ -56,7 +56,32 @@ that window's own points only, each taken as deviations from one of those
 points, so their rounding error is a small multiple of eps times the largest
 finite |value| in the window, however large the values elsewhere in the
 series (a loss that explodes to 1e36 leaves the averages before it intact),
-and a window of equal values gets exactly that value.
+and a window of equal values gets exactly that value (where that largest
+|value| is subnormal, the error is at most two ulps of float64's subnormal
+grid).
+
+Extreme magnitudes: a window whose largest finite |value| exceeds 2**480
+(where sums of squares could overflow), or, for the std band, lies in
+(0, 2**-400) (where squares underflow), is computed exactly instead
+(``_exact_moments``): its mean correctly rounded, its standard deviation the
+correctly rounded square root of the exact sample variance (+inf beyond
+float64; band edges beyond float64 are -+inf). An O(n) check of the
+series' magnitudes finds them; each costs O(its points) Python integer
+operations, every other window is computed as above. The median is correctly
+rounded too (two middle values whose sum would overflow are halved first).
+The EMA is TensorBoard's formula in float64 with every term down to the
+subnormal range (no old term is cut off: an EMA decaying from 1e300 to
+1e-300 follows TensorBoard's loop). Being a weighted mean it is at most the
+largest |value|: where the formula's own roundings (and its debiasing
+1 - weight**k) carry it past float64's largest value, it is that value, not
+the formula's overflow. Its std band has an error of a small multiple of
+eps times the series' largest |value| (values beyond 2**+-400 are scaled by
+a power of two for it); edges beyond float64 are -+inf.
+
+Steps: windows over any int64 steps, of any length, are exact: their ends are
+taken as uint64 offsets from -2**63 and saturate at the int64 limits (where no
+step lies), so windows near the limits or reaching past them keep exactly
+the steps they cover.
 
 Complexity (n points, w the longest window): the series is cut into blocks
 of w points and every window is the tail of one block plus the head of the
@@ -69,6 +94,8 @@ medians see ``median.py``; the EMA and its std use blocked matrix products
 All vectorised: Python loops run over levels and chunks only.
 """
 
+import itertools
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -109,20 +136,31 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     finite = np.isfinite(values)
     bounds = _bounds(steps, method, window, align, edges, unit)
     blocks = method == "block"
+    spread = band == "std"
     center = None  # of the std band: the mean, except for the median
     if method == "median":
         lo, hi = bounds.chunk(0, bounds.count)
         count = _window_count(finite, lo, hi)
         value = center = window_median(values, finite, lo, hi, count)
-    if method != "median" or band == "std":  # the median uses the mean for its band only
+    extreme = False
+    if method != "median" or spread:  # the median uses the mean for its band only
+        extreme = _extreme(values, finite, spread)
         moments = _block_moments if blocks else _window_moments
-        mean, lower, upper = moments(values, finite, bounds, band == "std", center)
+        # Huge values (set to 0 here) are left to _exact_moments: windows without them never overflow.
+        usable = _without_huge(values) if extreme else values
+        mean, lower, upper = moments(usable, finite, bounds, spread, center)
         if method != "median":
             value = mean
     if band == "minmax":
         lower, upper = _window_extremes(values, finite, bounds, blocks)
     elif band == "none":
         lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
+    if extreme:
+        at, exact_mean, exact_std = _extreme_windows(values, finite, bounds, spread)
+        if method != "median":
+            value[at] = exact_mean
+        if spread:
+            _set_band(lower, upper, at, value[at], exact_std)
     return Averaged(bounds.index, bounds.steps(steps), value, lower, upper)
 
 
@@ -151,7 +189,14 @@ def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
     windows = _Bounds(np.arange(len(at), dtype=np.int64), starts, starts + length)
     if band == "minmax":
         return _window_extremes(y, finite, windows, blocks=True)
-    return _block_moments(y, finite, windows, True, np.asarray(center, dtype=np.float64))[1:]
+    center = np.asarray(center, dtype=np.float64)
+    extreme = _extreme(y, finite, True)
+    usable = _without_huge(y) if extreme else y
+    lower, upper = _block_moments(usable, finite, windows, True, center)[1:]
+    if extreme:
+        picked, _, exact_std = _extreme_windows(y, finite, windows, True)
+        _set_band(lower, upper, picked, center[picked], exact_std)
+    return lower, upper
 
 
 def _check_series(steps, values):
@@ -249,6 +294,17 @@ class _Bounds:
         index = self.first + positions
         return np.maximum(index - self.before, 0), np.minimum(index + (self.after + 1), self.n)
 
+    def holding(self, positions):
+        """(start, stop): the windows holding data position p (sorted ``positions``) are the kept
+        points start..stop-1 (none where start >= stop)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.consecutive:  # index - before <= p <= index + after
+            return (np.clip(positions - self.after - self.first, 0, self.count),
+                    np.clip(positions + self.before + 1 - self.first, 0, self.count))
+        # hi and lo are non-decreasing: hi > p from start on, lo <= p before stop
+        return (np.searchsorted(self._hi, positions, side="right"),
+                np.searchsorted(self._lo, positions, side="right"))
+
     def longest(self):
         if self.consecutive:
             return max(1, min(self.before + self.after + 1, self.n))
@@ -278,14 +334,48 @@ def _window_bounds(steps, window, align, edges, unit):
     if unit == "points":
         first, stop = (before, max(before, n - after)) if edges == "valid" else (0, n)
         return _Bounds(first, n=n, before=before, after=after, count=stop - first)
+    position = _unsigned(steps)
     if edges == "valid" and n:
-        index = np.flatnonzero((steps - before >= steps[0]) & (steps + after <= steps[-1]))
+        fits = ((position - position[0] >= np.uint64(before)) if before <= _UINT64_MAX
+                else np.zeros(n, dtype=bool))
+        if after:
+            fits &= (position[-1] - position >= np.uint64(after)) if after <= _UINT64_MAX else False
+        index = np.flatnonzero(fits)
     else:
         index = np.arange(n, dtype=np.int64)
-    kept = steps[index]
-    lo = np.searchsorted(steps, kept - before, side="left")
-    hi = np.searchsorted(steps, kept + after, side="right")
+    kept = position[index]
+    lo = np.searchsorted(position, _saturating(kept, -before), side="left")
+    hi = np.searchsorted(position, _saturating(kept, after), side="right")
     return _Bounds(index, lo.astype(np.int64), hi.astype(np.int64))
+
+
+_UINT64_MAX = (1 << 64) - 1
+
+
+def _unsigned(steps):
+    """int64 ``steps`` as uint64 steps + 2**63, in the same order: differences of steps
+    (up to 2**64 - 1) and window ends past the int64 limits are exact there."""
+    return steps.view(np.uint64) ^ np.uint64(1 << 63)
+
+
+def _saturating(position, offset):
+    """Sorted uint64 ``position`` + ``offset`` (a Python int of any size), clamped to [0, 2**64 - 1]:
+    a window end past an int64 limit, where no step lies, is the limit itself."""
+    if len(position) == 0 or offset == 0:
+        return position
+    if offset < 0:
+        if -offset > _UINT64_MAX:
+            return np.zeros_like(position)
+        amount = np.uint64(-offset)
+        if position[0] >= amount:  # sorted: every position is
+            return position - amount
+        return np.where(position >= amount, position - amount, np.uint64(0))
+    if offset > _UINT64_MAX:
+        return np.full_like(position, _UINT64_MAX)
+    room = np.uint64(_UINT64_MAX - offset)
+    if position[-1] <= room:
+        return position + np.uint64(offset)
+    return np.where(position <= room, position + np.uint64(offset), np.uint64(_UINT64_MAX))
 
 
 def _block_bounds(steps, window, edges, unit):
@@ -299,11 +389,13 @@ def _block_bounds(steps, window, edges, unit):
         lo = np.arange(0, n, window, dtype=np.int64)
         hi = np.minimum(lo + window, n)
         span = n
-    else:
-        block = (steps - steps[0]) // window
-        lo = np.flatnonzero(np.diff(block, prepend=-1))
+    else:  # the differences of steps are exact as uint64 (up to 2**64 - 1)
+        position = _unsigned(steps)
+        offset = position - position[0]
+        block = offset // np.uint64(window) if window <= _UINT64_MAX else np.zeros(n, dtype=np.uint64)
+        lo = np.flatnonzero(np.concatenate(([True], block[1:] != block[:-1])))
         hi = np.append(lo[1:], n)
-        span = steps[-1] - steps[0] + 1
+        span = int(steps[-1]) - int(steps[0]) + 1
     if edges == "valid" and span % window:
         lo, hi = lo[:-1], hi[:-1]
     return hi - 1, lo, hi
@@ -626,6 +718,174 @@ def _merge_windows(parts, lo, hi):
     return merged
 
 
+# Windows whose largest finite |value| is above _HUGE (or, for the std, in (0, _TINY)) take
+# _exact_moments. Below _HUGE, deviations (at most 2 _HUGE), their squares and their sums over
+# up to 2**40 points stay below 2**1004; above _TINY, the squares of the deviations that matter
+# (eps times the window's largest |value|, 2**-453) stay normal (above 2**-1022).
+_HUGE = 2.0 ** 480
+_TINY = 2.0 ** -400
+
+
+def _extreme(values, finite, spread):
+    """Whether some finite |value| exceeds _HUGE or, with ``spread``, lies in (0, _TINY): an O(n)
+    check, two reductions (with ``spread``: over the bits of |value| shifted left by one, ordered
+    as |value|, minus one, so that 0 wraps to the top)."""
+    if len(values) == 0:
+        return False
+    every = bool(finite.all())
+    if not spread:
+        if every:
+            return max(float(values.max()), -float(values.min())) > _HUGE
+        return float(np.max(np.abs(values), where=finite, initial=0.0)) > _HUGE
+    magnitude = values.view(np.uint64) << np.uint64(1)
+    largest = magnitude.max() if every else np.max(magnitude, where=finite, initial=np.uint64(0))
+    if largest > _magnitude_bits(_HUGE):
+        return True
+    magnitude -= np.uint64(1)
+    return bool(magnitude.min() < _magnitude_bits(_TINY) - np.uint64(1))
+
+
+def _magnitude_bits(x):
+    """The bits of the float64 |x| shifted left by one, as a uint64."""
+    return np.array(x, dtype=np.float64).view(np.uint64) << np.uint64(1)
+
+
+def _extreme_windows(values, finite, bounds, spread):
+    """(positions, mean, std) of the windows of ``bounds`` whose largest finite |value| exceeds
+    _HUGE (those holding a huge value) or, with ``spread``, lies in (0, _TINY) (those holding a
+    tiny non-zero value and no value of at least _TINY), from ``_exact_moments`` (std None
+    without ``spread``). O(n) passes over the values, then work for the flagged values only."""
+    magnitude = np.abs(values)
+    flagged = finite & (magnitude > _HUGE)
+    pick = _holding(bounds, np.flatnonzero(flagged))
+    if spread:
+        tiny = np.flatnonzero(finite & (magnitude < _TINY) & (magnitude > 0.0))
+        if len(tiny):
+            candidates = np.flatnonzero(_holding(bounds, tiny) & ~pick)
+            lo, hi = bounds.at(candidates)
+            usual = _window_count(finite & (magnitude >= _TINY), lo, hi)
+            pick[candidates[usual == 0]] = True
+    at = np.flatnonzero(pick)
+    lo, hi = bounds.at(at)
+    return (at, *_exact_moments(values, finite, lo, hi, spread))
+
+
+def _holding(bounds, positions):
+    """Flags of the windows of ``bounds`` that hold any of the sorted data ``positions``: the
+    windows holding one are a range (``_Bounds.holding``), marked by differences."""
+    start, stop = bounds.holding(positions)
+    marks = np.bincount(start, minlength=bounds.count + 1) - np.bincount(stop, minlength=bounds.count + 1)
+    return np.cumsum(marks[:-1]) > 0
+
+
+def _without_huge(values):
+    """``values`` with 0 where |value| > _HUGE."""
+    usable = values.copy()
+    usable[np.abs(values) > _HUGE] = 0.0
+    return usable
+
+
+def _set_band(lower, upper, at, center, std):
+    """lower[at], upper[at] = center -+ std (+-inf beyond float64)."""
+    with np.errstate(over="ignore"):
+        lower[at] = center - std
+        upper[at] = center + std
+
+
+def _exact_moments(values, finite, lo, hi, spread):
+    """(mean, std) of the finite values of each non-empty window values[lo:hi] (lo and hi
+    non-decreasing), exactly (``_exact_group``): mean correctly rounded, std the correctly
+    rounded square root of the exact sample variance, +inf beyond float64; NaN without a finite
+    value (std: below 2); std None without ``spread``. The windows go in groups whose data
+    spans at most _EXACT_SPAN points more than the longest window (so the Python integers held
+    at a time are bounded), a group ending too where the next window starts more than
+    _EXACT_GAP points after the previous one ends (the points between are not read)."""
+    mean = np.full(len(lo), np.nan)
+    std = np.full(len(lo), np.nan) if spread else None
+    if len(lo) == 0:
+        return mean, std
+    starts, ends = np.asarray(lo).tolist(), np.asarray(hi).tolist()
+    limit = _EXACT_SPAN + max(e - s for s, e in zip(starts, ends))
+    first = 0
+    for i in range(1, len(starts) + 1):
+        if i < len(starts) and starts[i] - ends[i - 1] <= _EXACT_GAP and ends[i] - starts[first] <= limit:
+            continue
+        a, b = starts[first], ends[i - 1]
+        part = slice(first, i)
+        group_lo = np.asarray(starts[part], dtype=np.int64) - a
+        group_hi = np.asarray(ends[part], dtype=np.int64) - a
+        mean[part], group_std = _exact_group(values[a:b], finite[a:b], group_lo, group_hi, spread)
+        if spread:
+            std[part] = group_std
+        first = i
+    return mean, std
+
+
+# Data points of a group of _exact_moments (beyond the longest window), and the longest run of
+# points between two of its windows.
+_EXACT_SPAN = 1 << 16
+_EXACT_GAP = 1 << 10
+
+
+def _exact_group(values, finite, lo, hi, spread):
+    """``_exact_moments`` of windows within ``values``: every finite float64 is an integer times
+    2**e (e >= -1074), so here the values are integers Y times one 2**base, and the prefix sums of
+    Y and Y**2 are exact (Python integers). From a window's k values, S = sum(Y), Q = sum(Y**2):
+    mean = S 2**base / k correctly rounded (``_scaled_ratio``); std = sqrt((k Q - S**2) /
+    (k (k - 1))) 2**base correctly rounded (``_sqrt_ratio``). O(points + windows) operations on
+    integers as wide as the values' range of magnitudes."""
+    y = np.where(finite, values, 0.0)
+    fraction, exponent = np.frexp(y)
+    integer = (fraction * 2.0 ** 53).astype(np.int64)  # y = integer * 2**(exponent - 53), exactly
+    exponent -= 53
+    nonzero = integer != 0
+    base = int(exponent[nonzero].min()) if nonzero.any() else 0
+    exponent = np.where(nonzero, exponent - base, 0)
+    exact = [m << e for m, e in zip(integer.tolist(), exponent.tolist())]
+    total = np.array(list(itertools.accumulate(exact, initial=0)), dtype=object)
+    counts = _prefix_counts(finite).astype(np.int64)
+    count = (counts[hi] - counts[lo]).tolist()
+    sums = (total[hi] - total[lo]).tolist()
+    mean = [_scaled_ratio(s, k, base) if k else math.nan for s, k in zip(sums, count)]
+    if not spread:
+        return mean, None
+    squares = np.array(list(itertools.accumulate((m * m for m in exact), initial=0)), dtype=object)
+    square_sums = (squares[hi] - squares[lo]).tolist()
+    return mean, [_sqrt_ratio(k * q - s * s, k * (k - 1), base) if k > 1 else math.nan
+                  for s, q, k in zip(sums, square_sums, count)]
+
+
+def _scaled_ratio(numerator, denominator, exponent):
+    """numerator * 2**exponent / denominator (integers, denominator > 0) correctly rounded
+    (Python's integer true division is), +-inf beyond float64."""
+    try:
+        if exponent >= 0:
+            return (numerator << exponent) / denominator
+        return numerator / (denominator << -exponent)
+    except OverflowError:
+        return math.inf if numerator > 0 else -math.inf
+
+
+def _sqrt_ratio(numerator, denominator, exponent):
+    """sqrt(numerator / denominator) * 2**exponent (integers, numerator >= 0, denominator > 0)
+    correctly rounded, +inf beyond float64: with q = floor(numerator 4**t / denominator) of
+    about 130 bits (t of either sign), r = isqrt(q) has 65 and the root lies in [r, r + 1)
+    (times 2**-t); when it is not r exactly, r + 1/2 lies in the same open interval, which holds
+    no rounding boundary, so rounding r + 1/2 rounds the root."""
+    if numerator == 0:
+        return 0.0
+    t = (130 - numerator.bit_length() + denominator.bit_length()) // 2
+    if t >= 0:
+        quotient, remainder = divmod(numerator << (2 * t), denominator)
+    else:  # floor(floor(n / 4**-t) / d) = floor(n / (4**-t d)); the bits shifted out are a remainder too
+        quotient, remainder = divmod(numerator >> (-2 * t), denominator)
+        remainder = remainder or numerator & ((1 << (-2 * t)) - 1)
+    root = math.isqrt(quotient)
+    if remainder or root * root != quotient:
+        root, t = 2 * root + 1, t + 1
+    return _scaled_ratio(root, 1, exponent - t)
+
+
 def _window_extremes(values, finite, bounds, blocks):
     """Finite minimum and maximum of each window of ``bounds`` (NaN where it
     has no finite value): for contiguous ``blocks`` by reduceat, else from the running
@@ -696,16 +956,29 @@ def _ema(steps, values, weight, band):
     ema = np.empty(len(y))
     std = np.empty(len(y)) if band == "std" else None
     exponent = 0  # the std squares deviations: far from 1, y is scaled by 2**-exponent (exact)
+    given = y
     if std is not None:
-        y, exponent = _normalised(y, 500, max(highest, -lowest) if every else None)
+        y, exponent = _normalised(y, _EMA_SCALED_BEYOND, max(highest, -lowest) if every else None)
     debias = _Debias(weight, len(y))
     scratch = np.empty(min(len(y), _EMA_PART))
-    state = (0.0, 0.0)  # the recurrences' sums at the end of the previous part
-    for first in range(0, len(y), _EMA_PART):
-        state = _ema_part(y, first, min(len(y), first + _EMA_PART), debias, weight, state,
-                          ema, std, scratch)
+    for data, std_out in ((y, std),) + (((given, None),) if exponent else ()):
+        # Scaled, values far below the largest would lose low bits: the EMA itself is then
+        # computed again on the values as given (the std keeps the scaled values' precision).
+        state = (0.0, 0.0)  # the recurrences' sums at the end of the previous part
+        with np.errstate(over="ignore"):  # see below
+            for first in range(0, len(y), _EMA_PART):
+                state = _ema_part(data, first, min(len(y), first + _EMA_PART), debias, weight, state,
+                                  ema, std_out, scratch)
+    largest = max(highest, -lowest) if every or not len(given) else max(float(given.max()), -float(given.min()))
+    if largest > 2.0 ** 1000:
+        # The EMA is a weighted mean, at most the largest |value|; TensorBoard's formula rounded
+        # in float64 (and its debiasing 1 - weight**k) can carry it past float64's largest value
+        # where values come within rounding of it, and overflow: that is the largest value here
+        # (within those roundings of the exact EMA).
+        np.clip(ema, -_FLOAT_MAX, _FLOAT_MAX, out=ema)
     if exponent:
-        ema, std = _times_power_of_two(ema, exponent), _times_power_of_two(std, exponent)
+        with np.errstate(over="ignore"):  # a std beyond float64 is +inf
+            std = _times_power_of_two(std, exponent)
     constant = len(values) > 0 and values[-1] == values[0] and bool(np.all(values == values[0]))
     value = values.copy() if constant or not every else ema
     if not constant and not every:
@@ -713,11 +986,13 @@ def _ema(steps, values, weight, band):
     if std is None:
         lower = upper = np.broadcast_to(np.nan, value.shape)  # read-only
     elif every:
-        lower, upper = _band(value, std)
+        with np.errstate(over="ignore"):  # edges beyond float64 are -+inf
+            lower, upper = _band(value, std)
     else:
         lower = np.full(len(values), np.nan)
         upper = np.full(len(values), np.nan)
-        lower[finite], upper[finite] = _band(value[finite], std)
+        with np.errstate(over="ignore"):
+            lower[finite], upper[finite] = _band(value[finite], std)
     index = np.arange(len(values), dtype=np.int64)
     return Averaged(index, steps, value, lower, upper)
 
@@ -785,13 +1060,18 @@ def _decayed_sums(x, decay, carry=0.0, out=None):
     the previous block (``carry`` for the first). Those sums follow the same
     recurrence c_{k+1} = decay**L * c_k + e_k over the blocks' own sums
     e = x @ T[:, -1], solved recursively. Every term is x times a weight at
-    most 1: no overflow where |x| / (1 - decay) does not. A decay below
-    2**-200 is taken as 0. O(n L)."""
+    most 1: no overflow where |x| / (1 - decay) does not. A decay whose
+    powers up to decay**L would leave the normal range (the blocks' decay
+    decay**L after a few levels: 0.6**1024 ~ 1e-227) takes ``_horner``
+    instead, whose products only underflow where the recurrence's own do.
+    O(n L)."""
     n = len(x)
     out = np.empty(n) if out is None else out
-    if n == 0 or decay < 2.0 ** -200:
+    if n == 0 or decay == 0.0:
         out[:] = x
         return out
+    if decay < _NORMAL_DECAY:
+        return _horner(x, decay, carry, out)
     length = min(n, _EMA_BLOCK)
     blocks = n // length
     whole = blocks * length
@@ -809,6 +1089,33 @@ def _decayed_sums(x, decay, carry=0.0, out=None):
     weights = np.where(lag >= 0, powers[np.abs(lag)], 0.0)
     np.matmul(rows, weights, out=out[:whole].reshape(blocks, length))
     np.matmul(x[whole:], weights[:n - whole, :n - whole], out=out[whole:])
+    return out
+
+
+# The EMA's std squares deviations (up to twice the largest |value|) and sums them with weights
+# adding up to 1 / (1 - weight) <= 2**53: with values beyond 2**+-400 it runs on the values
+# times 2**-e (exact), e the exponent of the largest, so that neither overflows nor underflows.
+_EMA_SCALED_BEYOND = 400
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+# The least decay whose powers up to decay**_EMA_BLOCK are normal floats.
+_NORMAL_DECAY = 2.0 ** (-1022 / _EMA_BLOCK)
+
+
+def _horner(x, decay, carry, out):
+    """``_decayed_sums`` for a decay below _NORMAL_DECAY, in the recurrence's own order:
+    s_t = x_t + decay * (x_{t-1} + decay * (... + decay * x_{t-J+1})), with x_{-1} = carry and
+    x_t = 0 before it, for the J terms that decay**(J-1) keeps above 2**-2100 (the next term, a
+    float below 2**1024 times decay**J, is below the least subnormal): J vectorised passes,
+    J <= 66 (decay < 2**-31.9), and J <= 11 where decay < 2**-200."""
+    n = len(x)
+    depth = int(-2100 // np.log2(decay)) + 1
+    padded = np.zeros(n + depth)
+    padded[depth:] = x
+    padded[depth - 1] = carry
+    out[:] = padded[1:n + 1]  # x_{t-J+1}
+    for back in range(depth - 2, -1, -1):
+        out *= decay
+        out += padded[depth - back:depth - back + n]
     return out
 
 
