@@ -84,7 +84,7 @@ def _report_parser(commands):
                         help="with --engine ray: the cluster (ray.init(address=ADDR)); default: a local Ray")
     settings = report.add_argument_group(
         "diagnostics settings", "the diagnostics route's parameters (http_api.md); default: the route's")
-    from tb_batchavg.report import diagnostics as _diagnostics
+    from tb_batchavg.stats import diagnostics as _diagnostics
 
     for name, default in _diagnostics.DEFAULTS.items():
         settings.add_argument("--" + name.replace("_", "-"), dest=name, metavar="N",

@@ -1,9 +1,9 @@
 """`tb-batchavg report`: the diagnostics of every run of a logdir, for pipelines and sweeps.
 
-Each run's answer is what the plugin's `diagnostics` route answers for it (same role detection,
-same defaults, same settings, parsed by the same `params.diagnostics`), computed by
-`run_diagnostics`, which calls the numeric core the way the route does; tests/test_report.py
-checks the answers equal the route's JSON run by run.
+Each run's answer is what the plugin's `diagnostics` route answers for it: `run_diagnostics`
+calls the route's own handler (tb_batchavg.server.diagnostics.handle) on a request with the
+report's settings, over a one-run source (same role detection, defaults, parsing and
+post-processing); tests/test_report.py checks the answers equal the route's JSON run by run.
 
 One task per run: a task is given the run's name and directory and reads that run itself
 (through TensorBoard's filesystem layer, as the tab reads it: local paths, gs://, s3://), so no
@@ -20,6 +20,7 @@ The JSON report (schema version 1, README "tb-batchavg report"):
      "summary": {"ok": n, "warning": n, "diverged": n, "no_data": n, "error": n}}
 """
 
+import gzip
 import html
 import math
 import os
@@ -28,21 +29,14 @@ import sys
 import time
 
 import orjson
+import werkzeug.test
+from werkzeug import wrappers
 
 from tb_batchavg import metadata
-
-try:  # the package layout of the ingestion and statistics modules (issue 16)
-    from tb_batchavg.ingest import reader as _reader
-except ImportError:  # pragma: no cover - the flat layout
-    from tb_batchavg import reader as _reader
-try:
-    from tb_batchavg.stats import decimate, diagnostics
-except ImportError:  # pragma: no cover
-    from tb_batchavg import decimate, diagnostics
-try:
-    from tb_batchavg.server import params
-except ImportError:  # pragma: no cover
-    from tb_batchavg import params
+from tb_batchavg.ingest import reader as _reader
+from tb_batchavg.server import diagnostics as route_diagnostics
+from tb_batchavg.server import params
+from tb_batchavg.stats import decimate, diagnostics
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "markdown", "html")
@@ -68,46 +62,48 @@ def settings_from(values):
 
 # One run -----------------------------------------------------------------------------------
 
-def run_diagnostics(source, run, settings, named=None, max_points=metadata.DEFAULT_MAX_POINTS, sampled=False):
-    """The `diagnostics` route's answer for `run` (before JSON): `source` has tags(run),
-    counts(run) and series(run, tag) -> Series or None, as the reader. `named`: {role: tag} of
-    roles named by the caller (parameters loss, grad_norm, learning_rate). Raises
-    params.NotFound (a named tag the run lacks) or params.BadRequest (a window longer than a
-    series), as the route answers 404 and 400."""
-    named = named or {}
-    detected = metadata.detect_roles(source.tags(run), run, source.counts(run))
-    tags, series = {}, {}
-    for role in metadata.ROLES:
-        tag = named.get(role) or None
-        if tag is None and detected[role] is None:
-            tags[role] = None
-            continue
-        tag = detected[role] if tag is None else tag
-        found = source.series(run, tag)
-        if found is None or not len(found.step):
-            raise params.NotFound("unknown tag %r in run %r (parameter '%s')" % (tag, run, role))
-        tags[role] = tag
-        series[role] = (found.step, found.value)
-    if "window" in settings:  # only a window asked for: the default works on any run
-        for role in ("loss", "grad_norm"):
-            if role in series:
-                params.window_fits(settings["window"], "points", series[role][0], run, tags[role])
-    running = None
-    if "loss" in series:  # a running mean since the epoch's start raises no spike at its resets
-        found = metadata.running_mean(tags["loss"], *series["loss"])
-        if found is not None:
-            running = dict(found, resets=list(found["resets"]), reset_count=len(found["resets"]))
-    result = diagnostics.diagnose(**series, **settings, loss_resets=running and running["resets"])
-    if running is not None:
-        running["resets"] = running["resets"][:max_points]
-    for summary in result["nonfinite"].values():
-        if summary is not None:
-            summary["steps"] = summary["steps"][:max_points]
-    return {"run": run, "tags": tags, "sampled": sampled, **result, "running_mean": {"loss": running}}
+def run_diagnostics(source, run, version, values):
+    """The `diagnostics` route's answer for `run` (before JSON), computed by the route's own
+    handler (tb_batchavg.server.diagnostics.handle) on a request carrying `values` (the route's
+    parameter names -> strings): `source` has tags(run), counts(run), series(run, tag) and
+    `sampled`, as the reader's Source. Raises params.NotFound or params.BadRequest where the
+    route answers 404 or 400."""
+    store = _OneRunStore(source, run, version)
+    query = {k: v for k, v in values.items() if v not in (None, "")}
+    request = wrappers.Request(werkzeug.test.EnvironBuilder(path="/diagnostics", query_string=dict(query, run=run))
+                               .get_environ())
+    route_diagnostics.handle(store, request)
+    return store.answer
+
+
+class _OneRunStore:
+    """The store the route's handler is given here: one run's source; results are computed
+    once, never kept; the answer is kept as computed (before JSON) in `answer`."""
+
+    def __init__(self, source, run, version):
+        self._source, self._run, self._version = source, run, version
+        self.answer = None
+
+    def source(self, request, wait=None):
+        return self._source
+
+    def open(self, source, run):
+        if run != self._run:
+            raise params.NotFound("unknown run %r" % run)
+        return self._version
+
+    def whole(self, key, compute):
+        return compute()
+
+    def cached(self, key, compute):
+        self.answer = compute()
+        return gzip.compress(b"{}")
 
 
 class _OneRun:
-    """One reader.Run seen through the reader's source interface."""
+    """One reader.Run seen through the reader's Source interface (what the handler uses)."""
+
+    sampled = False
 
     def __init__(self, run):
         self._run = run
@@ -145,7 +141,7 @@ def _utf8(obj):
     return obj
 
 
-def task(name, directory, settings, named, max_points, chart=False):
+def task(name, directory, values, chart=False):
     """Reads one run from `directory` and diagnoses it: {"answer": the run's report entry (plain
     JSON values), "chart": None, or for a flagged run when `chart`, {"step", "value"} of its loss
     (at most CHART_POINTS, extremes kept)}. Runs in a worker process or a Ray task."""
@@ -154,8 +150,8 @@ def task(name, directory, settings, named, max_points, chart=False):
     source = _OneRun(run)
     chart_data = None
     try:
-        answer = run_diagnostics(source, name, settings, named, max_points)
-    except (params.BadRequest, params.NotFound, ValueError) as e:
+        answer = run_diagnostics(source, name, run.version, values)
+    except (params.BadRequest, params.NotFound, ValueError) as e:  # the route's 400 and 404
         answer = {"run": name, "status": "error", "error": str(e),
                   "tags": metadata.detect_roles(source.tags(name), name, source.counts(name)), "events": []}
     answer["health"] = run.health()
@@ -248,18 +244,27 @@ def _ray(tasks, address, progress):
             ray.shutdown()
 
 
+def cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def build(logdir, values=None, runs=None, workers=None, engine="local", address=None, charts=False, stream=None):
     """The report of `logdir`: (report dict (JSON schema above), {run: chart data} of the
     flagged runs when `charts`). `values`: the route's parameter names -> strings; `runs`: a
     regular expression over run names; `workers`: processes (default: every core)."""
-    settings, named, max_points = settings_from(values or {})
+    values = {k: v for k, v in (values or {}).items() if v not in (None, "")}
+    settings = settings_from(values)[0]  # refused here, before any run is read
     listed, errors = list_runs(logdir, runs)
-    tasks = [(name, directory, settings, named, max_points, charts) for name, directory in listed]
+    tasks = [(name, directory, values, charts) for name, directory in listed]
     progress = Progress(len(tasks), stream)
     if engine == "ray":
         results = _ray(tasks, address, progress)
     elif engine == "local":
-        results = _local(tasks, workers or os.cpu_count() or 1, progress)
+        results = _local(tasks, workers or cores(), progress)
     else:
         raise ValueError("unknown engine %r (one of %s)" % (engine, ", ".join(ENGINES)))
     entries = [r["answer"] for r in results]

@@ -5,6 +5,7 @@ engine against the local one."""
 import json
 import os
 import re
+import tempfile
 import urllib.parse
 
 import numpy as np
@@ -12,8 +13,7 @@ import pytest
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from werkzeug.test import Client
 
-from tb_batchavg import cli
-from tb_batchavg import report
+from tb_batchavg import cli, report
 from tests import helpers
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -176,3 +176,29 @@ def test_ray_engine_equals_local(logdir, capsys):
     assert status == 1
     assert json.loads(out) == json.loads(report.format_json(local))
     assert re.search(r"\[#+\] %d/%d runs" % (len(local["runs"]), len(local["runs"])), err)
+
+
+@pytest.mark.cloud
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_cloud_logdir(kind, monkeypatch, capsys):
+    """An s3:// or gs:// logdir (local moto / gcp-storage-emulator servers, read through
+    TensorBoard's own gfile as in tests/test_cloud.py), in worker processes: the route's answers."""
+    from tests import test_cloud
+
+    with test_cloud.server(kind) as (endpoint, _):
+        store = test_cloud.Store(kind, endpoint, monkeypatch)
+        bucket = store.bucket()
+        store.put(bucket, "logs/a/" + test_cloud.FILE, test_cloud.event_bytes(2000, seed=1))
+        columns = helpers.training_like(2000, seed=2)
+        columns["train/loss"][1500:] = np.nan
+        with tempfile.TemporaryDirectory() as d:
+            store.put(bucket, "logs/b/" + test_cloud.FILE, open(helpers.write_scalars(d, columns), "rb").read())
+        root = store.root(bucket)
+        built, _ = report.build(root, workers=2)
+        assert [(e["run"], e["status"]) for e in built["runs"]] == [("a", "ok"), ("b", "diverged")]
+        answers = _route_answers(root)
+        assert {e["run"]: _without_health(e) for e in built["runs"]} == answers
+        assert _run_cli(capsys, root, "--fail-on", "diverged")[0] == 1
+        missing = store.root("no-such-bucket-%d" % helpers.free_port())
+        status, _, err = _run_cli(capsys, missing)
+        assert status == 2 and missing in err
