@@ -126,7 +126,8 @@ def test_event_format(planted):
     events = result["events"]
     assert [e["start"] for e in events] == sorted(e["start"] for e in events)
     for event in events:
-        assert set(event) == {"kind", "start", "end", "peak_step", "value", "severity", "detail"}
+        counted = {"count"} if event["kind"] == "lr_change" else set()  # changes merged into it
+        assert set(event) == {"kind", "start", "end", "peak_step", "value", "severity", "detail"} | counted
         assert event["start"] <= event["peak_step"] <= event["end"]
         assert all(type(event[key]) is int for key in ("start", "end", "peak_step"))
         assert type(event["value"]) is float

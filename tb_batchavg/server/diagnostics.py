@@ -43,6 +43,18 @@ def handle(store, request):
         for summary in result["nonfinite"].values():
             if summary is not None:
                 summary["steps"] = summary["steps"][:max_points]
+        result["event_count"] = len(result["events"])
+        result["events"] = bounded(result["events"], max_points)
         return {"run": run, "tags": tags, "sampled": sampled, **result, "running_mean": {"loss": running}}
 
     return encoding.respond(request, store.cached(key, compute), gzipped=True)
+
+
+def bounded(events, max_points):
+    """At most `max_points` of `events` (in their order): every warning and critical one first,
+    then info events from the start of the run."""
+    if len(events) <= max_points:
+        return events
+    alarms = [i for i, e in enumerate(events) if e["severity"] != "info"][:max_points]
+    infos = [i for i, e in enumerate(events) if e["severity"] == "info"][:max_points - len(alarms)]
+    return [events[i] for i in sorted(alarms + infos)]

@@ -129,7 +129,11 @@ Event kinds (``value`` in brackets):
   warm-up ends: in each stretch of non-negative, non-jump changes, the first
   point reaching the stretch's maximum, when the stretch rose by at least
   ``lr_change`` of that maximum and the log does not end at that point
-  [peak LR].
+  [peak LR]. Changes fewer than ``LR_MERGE_POINTS`` (100) points apart (a noisy learning
+  rate) are then one event, from the first one's start to the last one's
+  end [the last one's value]; ``count`` is the number of changes in an
+  event (1 for a lone change). The learning-rate context below sees every
+  change.
 
 Learning-rate context: a loss spike or gradient explosion starting within
 2 w points after a learning-rate jump up (a warm restart, a step up) is the
@@ -199,6 +203,8 @@ DEFAULTS = {
 }
 
 MAD_TO_SD = 1.4826
+# lr_change events fewer than this many points apart are one event (with a count).
+LR_MERGE_POINTS = 100
 # Tail levels of the threshold calibration (see the module docstring).
 _TAIL_LEVEL = 1e-3
 _TAIL_POINTS = 10
@@ -285,6 +291,8 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
         loss_part, grad_part, rate_events, series, params)
     if loss_part is not None:
         loss_spikes = _outside_resets(loss_spikes, loss_part.steps, loss_resets, params["window"])
+    if rate_events:
+        rate_events = _merged_rate_changes(rate_events, series["learning_rate"][0], LR_MERGE_POINTS)
     events += loss_spikes + divergence + grad_events + vanishing + precursors + rate_events
     events = [{key: value for key, value in event.items() if not key.startswith("_")}
               for event in events]
@@ -607,11 +615,11 @@ class _LossAnalysis:
             return []
         first, last = int(above[0]), n - 1
         peak = first + int(np.nanargmax(level[first:]))
-        reached = math.exp(reference_level[first])
+        reached = _exp(reference_level[first])
         top = float(np.exp(level[peak]))
         what = (f"averaged loss (rolling median) rose to {top:.4g} at step {steps[peak]}, "
                 f"{top / reached:.3g}x its best long-run level {reached:.4g} before step {steps[first]} "
-                f"(threshold {math.exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
+                f"(threshold {_exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
                 f"above to the end of the log")
         return [_internal("divergence", steps, first, last, peak, top, "critical", what,
                           _final=float(np.exp(np.nanmax(level[-half:])))
@@ -655,9 +663,9 @@ class _GradientAnalysis:
             peak = first + int(np.argmax(np.where(np.isfinite(log_norm[span]), log_norm[span], -np.inf)))
             largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
             value = float(np.exp(log_norm[peak]))
-            ratio = math.exp(log_norm[peak] - base)
+            ratio = _exp(log_norm[peak] - base)
             what = (f"gradient norm jumped to {value:.4g} at step {steps[peak]}, {ratio:.3g}x its "
-                    f"usual level {math.exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
+                    f"usual level {_exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
                     f"of log gradient norm above it; threshold {self.threshold:.1f})")
             if last > first:
                 what += f"; from step {steps[first]} to {steps[last]}"
@@ -936,6 +944,31 @@ def _learning_rate_events(steps, values, params):
     return events
 
 
+def _merged_rate_changes(events, steps, span):
+    """lr_change `events` fewer than `span` points of the learning rate's `steps` apart (from one's
+    end to the next one's start) merged into one: the first one's start, the last one's end, peak,
+    value and detail (after how many changes since which step), and "count", the changes merged
+    (1 for a lone change). A noisy learning rate so gives a few events, not one per point."""
+    events = sorted(events, key=lambda e: (e["start"], e["end"]))
+    first = np.searchsorted(steps, [e["start"] for e in events])
+    last = np.searchsorted(steps, [e["end"] for e in events])
+    merged, counts = [], []
+    for i, event in enumerate(events):
+        if merged and first[i] - last[i - 1] < span:
+            counts[-1] += 1
+            merged[-1] = dict(event, start=merged[-1]["start"], end=max(event["end"], merged[-1]["end"]))
+            continue
+        merged.append(event)
+        counts.append(1)
+    for event, count in zip(merged, counts):
+        event["count"] = count
+        if count > 1:
+            event["detail"] = (f"{count} learning-rate changes from step {event['start']} to "
+                               f"{event['end']}, each within {span} points of the next; the last: "
+                               f"{event['detail']}")
+    return merged
+
+
 # Summary -------------------------------------------------------------------
 
 def _status(events, loss_nonfinite):
@@ -1022,6 +1055,15 @@ def _event(kind, steps, first, last, peak, value, severity, detail):
     return {"kind": kind, "start": int(steps[first]), "end": int(steps[last]),
             "peak_step": int(steps[peak]), "value": float(value), "severity": severity,
             "detail": detail}
+
+
+def _exp(x):
+    """math.exp(x), or +inf where it overflows (a ratio to a level clipped at the smallest
+    positive float, as a gradient norm of 0 is)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def _name(value):
