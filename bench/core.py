@@ -1,6 +1,6 @@
 """The numeric core against pandas and against the article's `np.convolve` moving average, and
 against itself on one thread (the plugin shares a computation's pieces among threads, one per
-core: `tb_batchavg.workers`; pandas and np.convolve use one).
+core: `tb_batchavg.stats.workers`; pandas and np.convolve use one).
 
 Every case runs on the same arrays: a training-like loss and gradient norm of `n` points (as
 float64, the reader's column type), steps 0..n-1. A case's callables (ours and its baselines) are
@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.timing import spent
-from tb_batchavg import windows, workers
-from tb_batchavg.stats import correlation
+from tb_batchavg.stats import correlation, windows, workers
 from tests.helpers import training_like
 
 

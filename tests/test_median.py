@@ -1,12 +1,12 @@
-"""Tests of tb_batchavg.median.window_median against pandas' rolling median
+"""Tests of tb_batchavg.stats.median.window_median against pandas' rolling median
 and np.median of every window's finite values."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tb_batchavg import median as median_module
-from tb_batchavg.median import window_median
+from tb_batchavg.stats import median as median_module
+from tb_batchavg.stats.median import window_median
 
 
 def noisy_series(rng, n, integers=False):

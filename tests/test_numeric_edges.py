@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from tb_batchavg import windows
-from tb_batchavg.windows import band_at, moving_average
+from tb_batchavg.stats import windows
+from tb_batchavg.stats.windows import band_at, moving_average
 from tests import helpers
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

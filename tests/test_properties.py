@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tb_batchavg import windows
+from tb_batchavg.stats import windows
 
 VALUES = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),

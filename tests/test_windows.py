@@ -1,4 +1,4 @@
-"""Tests of tb_batchavg.windows against independent references: pandas
+"""Tests of tb_batchavg.stats.windows against independent references: pandas
 rolling/ewm/groupby, a slow explicit loop over every window, and a Python
 transcription of TensorBoard's smoothing loop."""
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tb_batchavg import windows
-from tb_batchavg.windows import moving_average
+from tb_batchavg.stats import windows
+from tb_batchavg.stats.windows import moving_average
 from tests.helpers import tensorboard_smoothing
 
 WINDOWS = (1, 4, 7, 30)

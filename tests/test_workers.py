@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tb_batchavg import workers
+from tb_batchavg.stats import workers
 
 
 def test_results_come_back_in_the_order_of_the_items():

@@ -8,7 +8,7 @@ from tb_batchavg.server import params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import decimate
 from tb_batchavg.stats.rolling import shown_average
-from tb_batchavg.windows import moving_average
+from tb_batchavg.stats.windows import moving_average
 
 
 def handle(store, request):

@@ -14,7 +14,7 @@ from tb_batchavg import metadata
 from tb_batchavg.server import encoding
 from tb_batchavg.server import params
 from tb_batchavg.server import series as named_series
-from tb_batchavg.windows import moving_average
+from tb_batchavg.stats.windows import moving_average
 
 # Rows of the body formed at a time (about 0.5 MB of CSV).
 CHUNK_ROWS = 1 << 13

@@ -30,8 +30,7 @@ import collections
 
 import numpy as np
 
-from tb_batchavg import workers
-from tb_batchavg.stats import validation
+from tb_batchavg.stats import validation, workers
 
 Correlation = collections.namedtuple(
     "Correlation",

@@ -180,9 +180,8 @@ import math
 
 import numpy as np
 
-from tb_batchavg import windows, workers
 from tb_batchavg.metadata import ROLES
-from tb_batchavg.stats import correlation, validation
+from tb_batchavg.stats import correlation, validation, windows, workers
 
 DEFAULTS = {
     "window": 100,             # points in the rolling median windows

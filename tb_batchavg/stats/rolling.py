@@ -2,7 +2,7 @@
 reduced for display, with its band."""
 
 from tb_batchavg.stats import decimate
-from tb_batchavg.windows import Averaged, band_at, moving_average
+from tb_batchavg.stats.windows import Averaged, band_at, moving_average
 
 
 def shown_average(steps, values, params, start, end, max_points, whole=None):

@@ -27,14 +27,15 @@ def series(steps, values, name=None):
 def integer(name, value, minimum, whole_floats=False):
     """`value` as a Python int >= `minimum`. A bool is refused; a float with an integer value is
     taken with `whole_floats` (2.0 for 2), refused otherwise."""
+    given = value
     if whole_floats and isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
     try:
-        value = operator.index(value)
+        value = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}") from None
-    if isinstance(value, (bool, np.bool_)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {given!r}")
     return int(value)
 
 

@@ -100,9 +100,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from tb_batchavg import workers
-from tb_batchavg.median import window_median
 from tb_batchavg.metadata import ALIGNS, BANDS, EDGES, METHODS, UNITS
+from tb_batchavg.stats import validation, workers
+from tb_batchavg.stats.median import window_median
 
 Averaged = namedtuple("Averaged", "index step value lower upper")
 Averaged.__doc__ = """Output points of ``moving_average``.
@@ -129,7 +129,7 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     edges, unit or band, a window < 1, a weight outside [0, 1), band="minmax"
     with method="ema", or mismatched/unsorted inputs.
     """
-    steps, values = _check_series(steps, values)
+    steps, values = validation.series(steps, values)
     window = _check_options(method, window, weight, align, edges, unit, band)
     if method == "ema":
         return _ema(steps, values, weight, band)
@@ -175,7 +175,7 @@ def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
     them (the std equals moving_average's up to rounding, the extremes
     exactly). Not for method="ema" (its band is a recurrence) nor
     band="none"; ``weight`` (of the EMA) is accepted and ignored."""
-    steps, values = _check_series(steps, values)
+    steps, values = validation.series(steps, values)
     window = _check_options(method, window, weight, align, edges, unit, band)
     if method == "ema" or band == "none":
         raise ValueError("band_at needs band std or minmax and a windowed method")
@@ -199,18 +199,6 @@ def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
     return lower, upper
 
 
-def _check_series(steps, values):
-    steps = np.asarray(steps, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    if steps.ndim != 1 or values.shape != steps.shape:
-        raise ValueError(
-            f"steps and values must be 1-D arrays of the same length, got shapes "
-            f"{steps.shape} and {values.shape}")
-    if (steps[1:] <= steps[:-1]).any():
-        raise ValueError("steps must be strictly increasing")
-    return steps, values
-
-
 def _check_options(method, window, weight, align, edges, unit, band):
     """Validates the options; returns the window as a Python int."""
     for name, given, allowed in (("method", method, METHODS), ("align", align, ALIGNS),
@@ -218,8 +206,7 @@ def _check_options(method, window, weight, align, edges, unit, band):
                                  ("band", band, BANDS)):
         if given not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {given!r}")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be an integer >= 1; got {window!r}")
+    window = validation.integer("window", window, 1)
     try:
         weight_ok = 0.0 <= float(weight) < 1.0
     except (TypeError, ValueError):
@@ -228,7 +215,7 @@ def _check_options(method, window, weight, align, edges, unit, band):
         raise ValueError(f"weight must be a number in [0, 1); got {weight!r}")
     if band == "minmax" and method == "ema":
         raise ValueError("band=minmax is not defined for method=ema")
-    return int(window)
+    return window
 
 
 class _Bounds:

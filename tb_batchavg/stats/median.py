@@ -10,7 +10,7 @@ import collections
 
 import numpy as np
 
-from tb_batchavg import workers
+from tb_batchavg.stats import workers
 
 # The last _MASK_BITS bits of a rank are found in a 128-bit mask (two words)
 # of the ranks present, not in wavelet levels.
