@@ -26,6 +26,7 @@ from tb_batchavg.server import correlation
 from tb_batchavg.server import diagnostics
 from tb_batchavg.server import encoding
 from tb_batchavg.server import export
+from tb_batchavg.server import group
 from tb_batchavg.server import params
 from tb_batchavg.server import run_order
 from tb_batchavg.server import runs
@@ -40,6 +41,7 @@ ROUTES = {
     "/correlation": correlation.handle,
     "/diagnostics": diagnostics.handle,
     "/export": export.handle,
+    "/group": group.handle,
 }
 METHODS = ("GET", "HEAD")
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
