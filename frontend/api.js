@@ -80,6 +80,10 @@ export const api = {
   correlation: ({run, x, y, window, maxLag, range, maxPoints}, signal) =>
     getJSON('correlation', {run, x, y, window, max_lag: maxLag, ...range, max_points: maxPoints}, signal),
 
+  /** The mean across the runs matching `runs` (a regex) of each run's average: {tag} or {role}; band across runs. */
+  group: ({runs, tag, role, averaging, band, range, maxPoints}, signal) =>
+    getJSON('group', {runs, tag, role, ...averaging, band, ...range, max_points: maxPoints}, signal),
+
   /** tags: {loss, grad_norm, learning_rate} (null: the run's detected tag). */
   diagnostics: ({run, tags}, signal) => getJSON('diagnostics', {run, ...tags}, signal),
 

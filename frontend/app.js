@@ -5,6 +5,7 @@ import {Latest, Stale, api, settle, windowTooLong} from './api.js';
 import {XGroup} from './chart.js';
 import {Sidebar} from './controls.js';
 import {el} from './dom.js';
+import {anchoredRegex, groupControl, groupHealthRow, groupRuns, loadGrouping, saveGrouping} from './groups.js';
 import {HealthTable, eventMarkers} from './health.js';
 import {CorrelationPanel, MetricPanel} from './panels.js';
 import {lowerBound, theme} from './plot.js';
@@ -70,6 +71,9 @@ export class App {
     this.renders = 0;
     this.loaded = false; // nothing is drawn before the first data arrives
     this.save = () => saveSettings(this.settings); // small JSON: written on every change
+    this.grouping = loadGrouping(); // groups.js: its own saved settings
+    this.groupResults = []; // [{name, runs, color, results: {role: {data | error | missing}}}]
+    this.groupLoad = new Latest();
 
     this.group = new XGroup({axis: AXES[this.settings.xAxis], onZoom: () => this.onZoom()});
     this.sidebar = new Sidebar(this.settings, {
@@ -91,6 +95,53 @@ export class App {
     this.charts = el('div', {class: 'charts'}, this.panels.map((p) => p.element), this.correlation.element);
     this.main = el('main', {class: 'content'}, this.progress, this.banners, this.empty, this.health.element, this.charts);
     root.append(this.sidebar.element, this.main);
+    this.sidebar.element.children[0].after(groupControl(this.grouping, (kind) => this.onGroupChange(kind)));
+    this.health.groupRows = () => groupRuns(this.sidebar.filteredRuns().map((r) => r.run), this.grouping)
+      .map((g) => groupHealthRow(g, this.diagnostics, this.colors.get(g.runs[0])));
+  }
+
+  /** The "Group runs" control changed: 'groups' (fetch the groups again) or 'groups-view' (draw). */
+  onGroupChange(kind) {
+    saveGrouping(this.grouping);
+    this.health.render();
+    if (kind === 'groups') this.loadGroups();
+    else this.render();
+  }
+
+  /** The groups of the shown runs (groups.js), each role's mean across its runs from the `group` route. */
+  async loadGroups() {
+    const s = this.settings;
+    const runs = this.sidebar.visibleRuns().filter(isReady);
+    const groups = this.grouping.mode === 'none' ? [] : groupRuns(runs.map((r) => r.run), this.grouping);
+    let results;
+    try {
+      results = await this.groupLoad.run((signal) => Promise.all(groups.map(async (group) => {
+        const members = group.runs.map((name) => runs.find((r) => r.run === name));
+        const entry = {name: group.name, runs: group.runs, color: this.colors.get(group.runs[0]), results: {}};
+        await Promise.all(ROLES.map(async (role) => {
+          const having = members.filter((r) => this.tagFor(r, role));
+          if (!having.length) {
+            entry.results[role] = {missing: true};
+            return;
+          }
+          // One window for the group: the smallest of its runs' (so that no run is left out by an auto window).
+          const window = Math.min(...having.map((r) => this.windowOf(r, this.tagFor(r, role))));
+          const averaging = role === 'learning_rate' ? {...averagingParams(s, window), ...RAW_PARAMS} : averagingParams(s, window);
+          delete averaging.band; // the group's band is across runs
+          const picked = s.tags[role];
+          entry.results[role] = await settle(api.group({runs: anchoredRegex(having.map((r) => r.run)),
+            ...(picked ? {tag: picked} : {role}), averaging, band: this.grouping.band,
+            range: this.rangeFor(having[0].run), maxPoints: MAX_POINTS}, signal));
+        }));
+        return entry;
+      })));
+    } catch (error) {
+      if (error instanceof Stale) return;
+      throw error;
+    }
+    this.groupResults = results;
+    this.root.dataset.groups = String(results.length);
+    this.render();
   }
 
   onChange(kind) {
@@ -308,6 +359,7 @@ export class App {
     const now = new Date();
     this.sidebar.setStatus(`Updated ${now.toLocaleTimeString()}`);
     this.render();
+    if (this.grouping.mode !== 'none' || this.groupResults.length) this.loadGroups();
   }
 
   setLoading(loading) {
@@ -401,7 +453,9 @@ export class App {
     const t = theme();
     const markers = eventMarkers(runs, this.diagnostics, {critical: t.error, warning: t.warning, info: t.muted});
     const noMatch = this.runs.length > 0 && !this.sidebar.filteredRuns().length;
-    return {runs, showRaw: this.settings.showRaw, band: averagingParams(this.settings).band,
+    const groups = this.grouping.mode === 'none' ? [] : this.groupResults.map((g) => ({...g,
+      xOf: (steps) => Float64Array.from(steps, (step) => this.stepToX(g.runs[0], step))}));
+    return {runs, groups, groupMembersShown: this.grouping.showMembers, showRaw: this.settings.showRaw, band: averagingParams(this.settings).band,
       zoomed: Boolean(this.group.zoom), markers, errorColor: t.error, settings: this.settings,
       emptyReason: noMatch ? `No run matches the filter “${this.settings.runFilter}”.` : 'No runs selected: tick runs in the sidebar.'};
   }

@@ -120,6 +120,7 @@ export class HealthTable {
     this.colors = new Map();
     this.results = new Map();
     this.expanded = new Set();
+    this.groupRows = () => []; // the rows of the groups (groups.js), first
     this.body = el('tbody');
     this.head = el('tr');
     this.note = el('div', {class: 'notes'});
@@ -180,7 +181,7 @@ export class HealthTable {
   render() {
     this.renderHead();
     const hidden = new Set(this.settings.hiddenRuns);
-    this.body.replaceChildren(...this.sortedRuns().map((r) => {
+    this.body.replaceChildren(...this.groupRows(), ...this.sortedRuns().map((r) => {
       const result = this.results.get(r.run);
       const swatch = el('span', {class: 'swatch', 'aria-hidden': 'true'});
       swatch.style.background = this.colors.get(r.run);

@@ -247,7 +247,7 @@ export class MetricPanel {
     this.scaleNote.hidden = !scaleNote;
     this.chart.setOptions({logY: mode === 'log' || (mode === 'auto' && !count)});
 
-    const series = [];
+    let series = [];
     const rawStyle = this.smoothed ? {alpha: view.band === 'none' ? RAW_ALPHA : RAW_ALPHA * 0.7, width: 1} : {alpha: 1, width: 1.5};
     for (const p of this.prepared) {
       // A run without an average (shorter than its window) is drawn raw, fully opaque, even with raw lines off.
@@ -257,9 +257,46 @@ export class MetricPanel {
     if (this.smoothed) {
       for (const p of this.prepared) if (!p.short) series.push({color: p.color, run: p.run, ...p.average, width: 1.75, main: true});
     }
+    series = this.withGroups(view, series, notes);
     const markers = this.prepared.flatMap((p) => p.markers).concat(view.markers[role] || []);
     this.chart.setData({series, markers});
     this.chart.setMessage(this.emptyMessage(view, missing));
+  }
+
+  /**
+   * The series with the groups of the view (groups.js): each group's mean across its runs, with its
+   * band, drawn over its runs, which are drawn faint (their average only) or not at all.
+   */
+  withGroups(view, series, notes) {
+    this.groupSeries = [];
+    this.hiddenMembers = new Set();
+    const groups = view.groups || [];
+    this.element.dataset.groupMeans = '0';
+    if (!groups.length) return series;
+    const members = new Set(groups.flatMap((g) => g.runs));
+    const out = [];
+    for (const s of series) {
+      if (!members.has(s.run)) out.push(s);
+      else if (view.groupMembersShown && s.main) out.push({...s, alpha: 0.22, width: 1, lower: null, upper: null, main: false});
+    }
+    if (!view.groupMembersShown) for (const run of members) this.hiddenMembers.add(run);
+    for (const g of groups) {
+      const result = g.results[this.role];
+      if (!result || result.missing) continue;
+      if (result.error) {
+        notes.push(`group ${g.name}: ${result.error.message}`);
+        continue;
+      }
+      const d = result.data;
+      for (const item of d.left_out) notes.push(`group ${g.name}: ${item.run} left out (${item.message || item.reason})`);
+      const band = d.band !== 'none';
+      const s = {color: g.color, run: `${g.name} (group)`, group: g.name, x: g.xOf(d.step), y: numbers(d.mean), step: d.step,
+        n: d.n, lower: band ? numbers(d.lower) : null, upper: band ? numbers(d.upper) : null, width: 2.75, main: true};
+      this.groupSeries.push(s);
+      out.push(s);
+    }
+    this.element.dataset.groupMeans = String(this.groupSeries.length);
+    return out;
   }
 
   emptyMessage(view, missing) {
@@ -282,7 +319,19 @@ export class MetricPanel {
     const rows = [];
     const points = [];
     let snapped;
+    for (const g of this.groupSeries || []) {
+      const i = nearestIndex(g.x, x);
+      if (i < 0) continue;
+      if (snapped === undefined || Math.abs(g.x[i] - x) < Math.abs(snapped - x)) snapped = g.x[i];
+      const v = g.y[i];
+      const text = `${Number.isNaN(v) ? '—' : formatPrecise(v)} (n ${g.n[i]})`;
+      const cells = this.smoothed ? [`${g.group}: mean of runs`, String(g.step[i]), '—', text] : [`${g.group}: mean of runs`, String(g.step[i]), text];
+      rows.push({color: g.color, cells, dataset: {group: g.group, step: String(g.step[i]), n: String(g.n[i]),
+        mean: Number.isNaN(v) ? 'null' : String(v)}});
+      points.push({x: g.x[i], y: v, color: g.color});
+    }
     for (const p of this.prepared) {
+      if (this.hiddenMembers && this.hiddenMembers.has(p.run)) continue;
       const i = nearestIndex(p.raw.x, x);
       if (i < 0) continue;
       const step = p.raw.step[i];
