@@ -63,14 +63,14 @@ def group(client, expect=200, **query):
     return helpers.get_json(client, "group?" + urllib.parse.urlencode(query), expect)
 
 
-def pandas_group(written, names, window):
+def pandas_group(written, names, window, roll=None):
     """(grid, frame of each run's contribution): rolling mean (trailing, valid edges, NaN skipped)
     then merge_asof onto the union grid, kept within each run's own first..last step."""
     rolled = {}
     for name in names:
         steps, values = written[name]
         series = pd.Series(values.astype(np.float64), index=steps)
-        mean = series.rolling(window, min_periods=1).mean().iloc[window - 1 :]
+        mean = series.rolling(window, min_periods=1).mean().iloc[window - 1 :] if roll is None else roll(series)
         rolled[name] = pd.DataFrame({"step": mean.index.to_numpy(np.int64), name: mean.to_numpy()})
     grid = pd.DataFrame({"step": np.unique(np.concatenate([r["step"].to_numpy() for r in rolled.values()]))})
     frame = grid.copy()
@@ -178,3 +178,36 @@ def test_errors(client):
 def test_t_quantile_against_scipy():
     df = np.concatenate([np.arange(1, 200), [500, 1000, 10**5, 10**7]])
     np.testing.assert_allclose(groups.t975(df), stats.t.ppf(0.975, df), rtol=3e-8)
+
+
+@pytest.mark.parametrize(
+    "method,roll",
+    [
+        ("median", lambda s: s.rolling(7, min_periods=1).median().iloc[6:]),
+        ("ema", lambda s: s.ewm(alpha=1 - 0.6, adjust=True, ignore_na=True).mean()),
+    ],
+)
+def test_each_run_is_averaged_with_the_method_first(client, logdir, method, roll):
+    _, written = logdir
+    names = sorted(CADENCES)
+    step, frame = pandas_group(written, names, 7, roll)
+    answer = group(
+        client, runs="^cad/(every|third|late|early_even)$", tag="loss", method=method, window="7", band="std"
+    )
+    assert answer["step"] == step.tolist() and answer["n"] == frame.count(axis=1).tolist()
+    mean, sd = frame.mean(axis=1), frame.std(axis=1, ddof=1)
+    _close(answer["mean"], mean)
+    _close(answer["upper"], mean + sd)
+
+
+def test_alignment_by_hand():
+    a = (np.array([0, 1, 2]), np.array([1.0, np.nan, 3.0]))
+    b = (np.array([1, 3]), np.array([5.0, 7.0]))
+    out = groups.across([a, b], "std")
+    assert out["step"].tolist() == [0, 1, 2, 3]
+    assert out["n"].tolist() == [1, 1, 2, 1]  # a's NaN at 1 contributes nothing; a ends at 2
+    np.testing.assert_array_equal(out["mean"], [1.0, 5.0, 4.0, 7.0])
+    np.testing.assert_allclose(out["lower"], [np.nan, np.nan, 4 - np.sqrt(2), np.nan])
+    same = groups.across([(np.array([0, 5]), np.array([1e300, 2.0]))] * 3, "ci95", start=1)
+    assert same["step"].tolist() == [5] and same["lower"][0] == same["upper"][0] == 2.0
+    assert groups.across([a, b], "minmax", end=2)["upper"].tolist() == [1.0, 5.0, 5.0]
