@@ -67,20 +67,26 @@ def main(argv=None):
             baseline = rss_mb(proc.pid)
             url = api + "export?run=big&tag=train/loss&window=50&format=" + args.format
             done, peak = [], baseline
-            clients = [threading.Thread(target=slow_read, args=(url, args.read_bytes, args.pause, done))
-                       for _ in range(args.clients)]
+            clients = [
+                threading.Thread(target=slow_read, args=(url, args.read_bytes, args.pause, done))
+                for _ in range(args.clients)
+            ]
             for client in clients:
                 client.start()
             while any(client.is_alive() for client in clients):
                 peak = max(peak, rss_mb(proc.pid))
                 time.sleep(0.02)
     growth = peak - baseline
-    print("%d slow clients, %s export of %d steps, --batchavg_cache_mb %g" % (
-        args.clients, args.format, args.steps, args.cache_mb))
+    print(
+        "%d slow clients, %s export of %d steps, --batchavg_cache_mb %g"
+        % (args.clients, args.format, args.steps, args.cache_mb)
+    )
     for total, seconds in done:
         print("  client: %.1f MB in %.1f s" % (total / 2**20, seconds))
-    print("server RSS: baseline %.0f MB, peak %.0f MB, growth %.0f MB (limit %d MB): %s" % (
-        baseline, peak, growth, LIMIT_MB, "ok" if growth <= LIMIT_MB else "OVER"))
+    print(
+        "server RSS: baseline %.0f MB, peak %.0f MB, growth %.0f MB (limit %d MB): %s"
+        % (baseline, peak, growth, LIMIT_MB, "ok" if growth <= LIMIT_MB else "OVER")
+    )
     return 0 if growth <= LIMIT_MB else 1
 
 

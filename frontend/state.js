@@ -4,6 +4,7 @@
 
 const STORAGE_KEY = 'tb-batchavg.settings.v1';
 
+// The roles of tb_batchavg/metadata.py (ROLES), copied once here: tests/test_roles_agree.py checks they agree.
 export const ROLES = ['loss', 'grad_norm', 'learning_rate'];
 export const ROLE_NAMES = {loss: 'Loss', grad_norm: 'Gradient norm', learning_rate: 'Learning rate'};
 

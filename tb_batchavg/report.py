@@ -35,7 +35,7 @@ from werkzeug import wrappers
 from tb_batchavg import metadata
 from tb_batchavg.ingest import reader as _reader
 from tb_batchavg.server import diagnostics as route_diagnostics
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 from tb_batchavg.stats import decimate, diagnostics
 
 SCHEMA_VERSION = 1
@@ -118,27 +118,10 @@ class _OneRun:
         return self._run.series(tag)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _plain(obj):
     """`obj` as the route's JSON gives it back: plain lists, dicts, str, int, float and None
     (NaN and +-Inf as None, numpy scalars as numbers, lone surrogates as U+FFFD)."""
-    try:
-        data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError:  # a run name from a file name that is not UTF-8
-        data = orjson.dumps(_utf8(obj), option=orjson.OPT_SERIALIZE_NUMPY)
-    return orjson.loads(data)
-
-
-def _utf8(obj):
-    if isinstance(obj, str):
-        return _SURROGATE.sub("\ufffd", obj)
-    if isinstance(obj, dict):
-        return {_utf8(k): _utf8(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_utf8(v) for v in obj]
-    return obj
+    return orjson.loads(encoding.json(obj))
 
 
 def task(name, directory, values, chart=False):

@@ -44,12 +44,10 @@ import time
 import weakref
 
 import numpy as np
-from tensorboard.backend.event_processing import data_ingester
-from tensorboard.backend.event_processing import io_wrapper
+from tensorboard.backend.event_processing import data_ingester, io_wrapper
 from tensorboard.compat import tf
 
-from tb_batchavg.ingest import events
-from tb_batchavg.ingest import records
+from tb_batchavg.ingest import events, records
 from tb_batchavg.ingest.source import Series
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ and `value` (float64, NaN and +-Inf kept).
 """
 
 import collections
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 Series = collections.namedtuple("Series", "step wall_time value")
 
@@ -21,15 +21,15 @@ class Source(Protocol):
     """
 
     sampled: bool
-    errors: List[str]  # roots that could not be listed, as of the last discovery ([] when sampled)
+    errors: list[str]  # roots that could not be listed, as of the last discovery ([] when sampled)
 
-    def runs(self) -> List[str]:
+    def runs(self) -> list[str]:
         """The run names, sorted."""
 
-    def tags(self, run: str) -> List[str]:
+    def tags(self, run: str) -> list[str]:
         """The run's tags with data, sorted ([] for an unknown run)."""
 
-    def counts(self, run: str) -> Dict[str, int]:
+    def counts(self, run: str) -> dict[str, int]:
         """{tag: points} of the run's tags with data ({} for an unknown run)."""
 
     def series(self, run: str, tag: str) -> Optional[Series]:
@@ -44,11 +44,11 @@ class Source(Protocol):
     def version(self, run: str) -> Any:
         """A value that changes whenever the run's data changes."""
 
-    def health(self, run: str) -> Optional[Dict[str, Any]]:
+    def health(self, run: str) -> Optional[dict[str, Any]]:
         """What reading the run skipped (bad records, corrupt files, storage errors, values that
         are not a real number); None for a sampled source."""
 
-    def state(self, run: str) -> Optional[Dict[str, Any]]:
+    def state(self, run: str) -> Optional[dict[str, Any]]:
         """{"state": "loading" | "ready", "progress": {"bytes_read", "bytes_total"}, "evicted":
         bool}; None for a sampled source."""
 

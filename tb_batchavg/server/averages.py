@@ -3,8 +3,7 @@
 
 import numpy as np
 
-from tb_batchavg.server import encoding
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import decimate
 from tb_batchavg.stats.rolling import shown_average
@@ -19,9 +18,7 @@ def handle(store, request):
     avg = params.averaging(args)
     start, end = params.step_range(args)
     max_points = params.max_points(args)
-    version = store.open(source, run)
-    tag, series = named_series.named(source, run, params.text(args, "tag"), "tag")
-    too_long = named_series.averaging_fits(avg, series, run, tag)
+    version, tag, series, too_long = named_series.averaged(store, source, args, run, avg)
     key = ("averages", run, tag, tuple(sorted(avg.items())), start, end, max_points, version, sampled)
 
     def whole(computed):  # kept, so that another range of the run is served by slicing it
@@ -50,8 +47,9 @@ def handle(store, request):
                 "value": raw_value[keep].tolist(),
                 "count": int(len(raw_step)),
             },
-            "running_mean": named_series.running_mean(store, run, tag, series, version, sampled, start, end,
-                                                      max_points),
+            "running_mean": named_series.running_mean(
+                store, run, tag, series, version, sampled, start, end, max_points
+            ),
         }
         if too_long is not None:  # the raw series only, and why (a 200: the tab asks for it)
             return dict(answer, average=None, **too_long)

@@ -4,11 +4,9 @@ Pearson and Spearman, on values and on changes, rolling, lagged (http_api.md).""
 import numpy as np
 
 from tb_batchavg import metadata
-from tb_batchavg.server import encoding
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
-from tb_batchavg.stats import correlation
-from tb_batchavg.stats import decimate
+from tb_batchavg.stats import correlation, decimate
 
 
 def handle(store, request):
@@ -28,8 +26,9 @@ def handle(store, request):
     whole_key = ("correlation:whole", run, x_tag, y_tag, window, max_lag, version, sampled)
 
     def compute():
-        c = store.whole(whole_key, lambda: correlation.correlate(x.step, x.value, y.step, y.value,
-                                                                  window=window, max_lag=max_lag))
+        c = store.whole(
+            whole_key, lambda: correlation.correlate(x.step, x.value, y.step, y.value, window=window, max_lag=max_lag)
+        )
         rolling = decimate.in_range(c.rolling_step, start, end)
         rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
         scatter = decimate.stride_indices(len(c.steps), max_points)
@@ -68,9 +67,14 @@ def handle(store, request):
             },
         }
         if window > c.n:  # no rolling line; the rest covers the run (a 200: the tab asks for it)
-            answer.update(rolling=None, reason="window_longer_than_series", length=int(c.n), unit="pairs",
-                          message="window %d is longer than the joined series of run %r (%d steps where %r "
-                                  "and %r are both logged and finite)" % (window, run, c.n, x_tag, y_tag))
+            answer.update(
+                rolling=None,
+                reason="window_longer_than_series",
+                length=int(c.n),
+                unit="pairs",
+                message="window %d is longer than the joined series of run %r (%d steps where %r "
+                "and %r are both logged and finite)" % (window, run, c.n, x_tag, y_tag),
+            )
         return answer
 
     return encoding.respond(request, store.cached(key, compute), gzipped=True)

@@ -2,8 +2,7 @@
 explosions, divergence, vanishing gradients, learning-rate changes (http_api.md)."""
 
 from tb_batchavg import metadata
-from tb_batchavg.server import encoding
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import diagnostics
 
@@ -29,8 +28,7 @@ def handle(store, request):
         for role in ("loss", "grad_norm"):  # the series the rolling medians run over
             if role in series:
                 params.window_fits(settings["window"], "points", series[role][0], run, tags[role])
-    key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points,
-           version, sampled)
+    key = ("diagnostics", run, tuple(tags.items()), tuple(sorted(settings.items())), max_points, version, sampled)
 
     def compute():
         running = None
@@ -56,5 +54,5 @@ def bounded(events, max_points):
     if len(events) <= max_points:
         return events
     alarms = [i for i, e in enumerate(events) if e["severity"] != "info"][:max_points]
-    infos = [i for i, e in enumerate(events) if e["severity"] == "info"][:max_points - len(alarms)]
+    infos = [i for i, e in enumerate(events) if e["severity"] == "info"][: max_points - len(alarms)]
     return [events[i] for i in sorted(alarms + infos)]

@@ -45,8 +45,9 @@ def respond(request, body, code=200, gzipped=False, headers=None):
     """A JSON answer (`body` bytes, already gzipped with `gzipped`), through TensorBoard's
     http_util.Respond (which gzips for a client that accepts it, and unzips for one that does
     not)."""
-    return http_util.Respond(request, body, JSON, code=code, headers=headers,
-                             content_encoding="gzip" if gzipped else None)
+    return http_util.Respond(
+        request, body, JSON, code=code, headers=headers, content_encoding="gzip" if gzipped else None
+    )
 
 
 def error(request, code, message, detail=None, headers=None):
@@ -59,15 +60,19 @@ def stream(request, chunks, content_type, headers):
     headers of http_util.Respond (no Content-Length: the body is sent chunked), gzipped on the
     way (Huffman coding only, as GZIP) for a client that accepts it. A HEAD gets the headers."""
     textual = content_type.split(";")[0] != JSON
-    headers = list(headers) + [("X-Content-Type-Options", "nosniff"), ("Expires", "0"),
-                               ("Cache-Control", "no-cache, must-revalidate")]
+    headers = list(headers) + [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Expires", "0"),
+        ("Cache-Control", "no-cache, must-revalidate"),
+    ]
     if request.method == "HEAD":
         chunks = ()
     elif _ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")):
         headers.append(("Content-Encoding", "gzip"))
         chunks = _gzipped(chunks)
-    return werkzeug.wrappers.Response(response=chunks, status=200, headers=headers,
-                                      content_type=content_type + ("; charset=utf-8" if textual else ""))
+    return werkzeug.wrappers.Response(
+        response=chunks, status=200, headers=headers, content_type=content_type + ("; charset=utf-8" if textual else "")
+    )
 
 
 def _gzipped(chunks):

@@ -11,8 +11,7 @@ import re
 import numpy as np
 
 from tb_batchavg import metadata
-from tb_batchavg.server import encoding
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats.windows import moving_average
 
@@ -23,22 +22,19 @@ CHUNK_ROWS = 1 << 13
 def handle(store, request):
     args = request.args
     source = store.source(request)
-    sampled = source.sampled
     run = params.text(args, "run")
     avg = params.averaging(args)
     fmt = params.choice(args, "format", metadata.X_FORMATS, "csv")
-    version = store.open(source, run)
-    tag, series = named_series.named(source, run, params.text(args, "tag"), "tag")
-    too_long = named_series.averaging_fits(avg, series, run, tag)
+    version, tag, series, too_long = named_series.averaged(store, source, args, run, avg)
     name = "%s_%s_%s%s" % (run, tag, avg["method"], avg["weight"] if avg["method"] == "ema" else avg["window"])
     filename = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:150] or "export"
     average = None
     if too_long is None:  # else every row has an empty average, and the answer says why
-        key = ("averages:whole", run, tag, tuple(sorted(avg.items())), version, sampled)
+        key = ("averages:whole", run, tag, tuple(sorted(avg.items())), version, source.sampled)
         with store.computing():
             average = store.whole(key, lambda: moving_average(series.step, series.value, **avg))
     if fmt == "json":
-        head = {"run": run, "tag": tag, "sampled": sampled, "params": avg}
+        head = {"run": run, "tag": tag, "sampled": source.sampled, "params": avg}
         chunks = _json(head, series, average, too_long)
         content_type = encoding.JSON
     else:
@@ -78,8 +74,12 @@ def _csv(series, average):
             averages = encoding.number_texts(value)
             for i in np.flatnonzero(~has).tolist():
                 averages[i] = b""
-        columns = (encoding.number_texts(series.step[rows]), encoding.number_texts(series.wall_time[rows]),
-                   encoding.number_texts(series.value[rows]), averages)
+        columns = (
+            encoding.number_texts(series.step[rows]),
+            encoding.number_texts(series.wall_time[rows]),
+            encoding.number_texts(series.value[rows]),
+            averages,
+        )
         yield b"".join(b",".join(row) + b"\n" for row in zip(*columns))
 
 

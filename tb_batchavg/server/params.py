@@ -33,8 +33,12 @@ class WindowTooLong(BadRequest):
 
     def __init__(self, message, window, length, unit):
         super().__init__(message)
-        self.detail = {"reason": "window_longer_than_series", "window": int(window), "length": int(length),
-                       "unit": unit}
+        self.detail = {
+            "reason": "window_longer_than_series",
+            "window": int(window),
+            "length": int(length),
+            "unit": unit,
+        }
 
 
 def window_fits(window, unit, steps, run, tag):
@@ -45,10 +49,18 @@ def window_fits(window, unit, steps, run, tag):
         if window > length:
             raise WindowTooLong(
                 "window %d (steps) is longer than the series of run %r tag %r (steps %d to %d: %d steps)"
-                % (window, run, tag, steps[0], steps[-1], length), window, length, "steps")
+                % (window, run, tag, steps[0], steps[-1], length),
+                window,
+                length,
+                "steps",
+            )
     elif window > len(steps):
-        raise WindowTooLong("window %d is longer than the series of run %r tag %r (%d points)"
-                            % (window, run, tag, len(steps)), window, len(steps), "points")
+        raise WindowTooLong(
+            "window %d is longer than the series of run %r tag %r (%d points)" % (window, run, tag, len(steps)),
+            window,
+            len(steps),
+            "points",
+        )
 
 
 def query_string(raw):
@@ -79,8 +91,9 @@ def integer(args, name, default, low, high):
             raise BadRequest("missing parameter '%s'" % name)
         return default
     if len(raw) > _MAX_DIGITS or not _INTEGER.fullmatch(raw):
-        raise BadRequest("parameter '%s' must be an integer of at most %d digits, got %r"
-                         % (name, _MAX_DIGITS, raw[:50]))
+        raise BadRequest(
+            "parameter '%s' must be an integer of at most %d digits, got %r" % (name, _MAX_DIGITS, raw[:50])
+        )
     value = int(raw)
     if not low <= value <= high:
         raise BadRequest("parameter '%s' must be between %d and %d, got %d" % (name, low, high, value))

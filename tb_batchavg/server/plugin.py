@@ -21,15 +21,8 @@ from werkzeug import wrappers
 
 from tb_batchavg import metadata
 from tb_batchavg.ingest.reader import LogdirReader
-from tb_batchavg.server import averages
-from tb_batchavg.server import correlation
-from tb_batchavg.server import diagnostics
-from tb_batchavg.server import encoding
-from tb_batchavg.server import export
+from tb_batchavg.server import averages, correlation, diagnostics, encoding, export, params, run_order, runs
 from tb_batchavg.server import group
-from tb_batchavg.server import params
-from tb_batchavg.server import run_order
-from tb_batchavg.server import runs
 from tb_batchavg.server.store import Store
 
 logger = logging.getLogger(__name__)
@@ -104,8 +97,12 @@ def _allowed(app):
         if method in METHODS:
             return app(environ, start_response)
         allowed = ", ".join(METHODS)
-        answer = encoding.error(wrappers.Request(environ), 405, "method %s not allowed (allowed: %s)"
-                                % (method[:20], allowed), headers=[("Allow", allowed)])
+        answer = encoding.error(
+            wrappers.Request(environ),
+            405,
+            "method %s not allowed (allowed: %s)" % (method[:20], allowed),
+            headers=[("Allow", allowed)],
+        )
         return answer(environ, start_response)
 
     return checked

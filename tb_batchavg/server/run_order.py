@@ -14,6 +14,10 @@ def handle(store, request):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         runs = provider.list_runs(ctx, experiment_id=experiment)
-        names = [r.run_name for r in sorted(runs, key=lambda r: (
-            r.start_time if r.start_time is not None else float("inf"), r.run_name))]
+        names = [
+            r.run_name
+            for r in sorted(
+                runs, key=lambda r: (r.start_time if r.start_time is not None else float("inf"), r.run_name)
+            )
+        ]
     return encoding.respond(request, encoding.json({"runs": names}))

@@ -23,8 +23,9 @@ def handle(store, request):
         }
         if not sampled:  # a sampled source has no loading, health or eviction (http_api.md)
             state = source.state(run)
-            entry.update(state=state["state"], progress=state["progress"], health=source.health(run),
-                         evicted=state["evicted"])
+            entry.update(
+                state=state["state"], progress=state["progress"], health=source.health(run), evicted=state["evicted"]
+            )
         out.append(entry)
     answer = {"runs": out, "sampled": sampled}
     if not sampled:

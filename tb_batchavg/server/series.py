@@ -21,6 +21,14 @@ def named(source, run, tag, parameter, role=None):
     return tag, series
 
 
+def averaged(store, source, args, run, avg):
+    """(version, tag, series, averaging_fits(...)) of the series named by parameter `tag` in
+    `run`, opened in the store, for averaging parameters `avg`."""
+    version = store.open(source, run)
+    tag, series = named(source, run, params.text(args, "tag"), "tag")
+    return version, tag, series, averaging_fits(avg, series, run, tag)
+
+
 def averaging_fits(avg, series, run, tag):
     """None when the averaging window fits `series` (the EMA has no window), else what a window
     longer than the series is answered with (http_api.md): {"reason":
@@ -37,8 +45,9 @@ def averaging_fits(avg, series, run, tag):
 def running_mean(store, run, tag, series, version, sampled, start=None, end=None, max_points=None):
     """metadata.running_mean of a series (computed once per data version), with its resets cut to
     start..end (the first max_points) and counted."""
-    found = store.whole(("running_mean", run, tag, version, sampled),
-                        lambda: metadata.running_mean(tag, series.step, series.value))
+    found = store.whole(
+        ("running_mean", run, tag, version, sampled), lambda: metadata.running_mean(tag, series.step, series.value)
+    )
     if found is None:
         return None
     resets = [s for s in found["resets"] if (start is None or s >= start) and (end is None or s <= end)]

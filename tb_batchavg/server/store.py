@@ -19,8 +19,7 @@ from tensorboard import plugin_util
 
 from tb_batchavg.ingest.provider import ProviderReader
 from tb_batchavg.ingest.reader import LogdirReader
-from tb_batchavg.server import encoding
-from tb_batchavg.server import params
+from tb_batchavg.server import encoding, params
 
 # At most this many responses are computed at once: each holds working memory proportional to its
 # series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
@@ -128,8 +127,9 @@ class Store:
         held = self.reader.nbytes() if held is None else held
         freed = 0
         if held > self.budget:
-            freed = self.reader.evict_least_recent(held - self.budget, keep=keep,
-                                                   used_before=time.monotonic() - IN_USE_SECONDS)
+            freed = self.reader.evict_least_recent(
+                held - self.budget, keep=keep, used_before=time.monotonic() - IN_USE_SECONDS
+            )
             held = self.reader.nbytes()
         self.results.limit(self.budget - held)  # results give way to columns
         return freed > 0

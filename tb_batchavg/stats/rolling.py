@@ -17,8 +17,10 @@ def shown_average(steps, values, params, start, end, max_points, whole=None):
     minmax band exactly.
     """
     if whole is None:
+
         def whole(computed):
             return moving_average(steps, values, **computed)
+
     spot = params["band"] != "none" and params["method"] != "ema" and max_points * params["window"] <= len(steps)
     result = whole(dict(params, band="none") if spot else params)
     shown = decimate.in_range(result.step, start, end)

@@ -17,8 +17,10 @@ def series(steps, values, name=None):
     steps = np.asarray(steps, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
     if steps.ndim != 1 or values.shape != steps.shape:
-        raise ValueError(f"{prefix}steps and values must be 1-D arrays of the same length, got shapes "
-                         f"{steps.shape} and {values.shape}")
+        raise ValueError(
+            f"{prefix}steps and values must be 1-D arrays of the same length, got shapes "
+            f"{steps.shape} and {values.shape}"
+        )
     if np.any(steps[1:] <= steps[:-1]):
         raise ValueError(f"{prefix}steps must be strictly increasing")
     return steps, values
