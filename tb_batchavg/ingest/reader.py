@@ -34,6 +34,7 @@ Rules:
   such a run lists the tags and counts it had, and is read again when asked for.
 """
 
+import atexit
 import collections
 import ctypes
 import ctypes.util
@@ -188,7 +189,7 @@ class Run:
         changed = False
         parsed = self.bytes_parsed
         try:
-            names = sorted(n for n in tf.io.gfile.listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n))
+            names = sorted(n for n in _listdir(self.directory) if io_wrapper.IsTensorFlowEventsFile(n))
         except Exception as e:  # any storage error: the data already read stays
             errors.append("cannot list %s: %s" % (self.directory, _describe(e)))
             names = None
@@ -297,6 +298,11 @@ class Run:
             chunk = Series(*(np.concatenate([getattr(p, f) for p in parts]) for f in Series._fields))
             state.columns[tag] = merge_steps(state.columns.get(tag, _EMPTY), chunk)
         return changed or bool(new)
+
+
+def _listdir(directory):
+    """The names in a directory: os.listdir for a local one (no TensorFlow call), gfile else."""
+    return os.listdir(directory) if "://" not in directory else tf.io.gfile.listdir(directory)
 
 
 def _describe(error):
@@ -445,6 +451,7 @@ class LogdirReader:
         if self._thread is None and self.roots:
             self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1), fit),
                                             name="batchavg-reader", daemon=True)
+            _THREADS.add(self._thread)
             self._thread.start()
 
     def cycle(self, fit=None):
@@ -454,6 +461,8 @@ class LogdirReader:
         self.discover()
         held = self.nbytes()  # kept up to date here: summing over 10,000 runs per run is slow
         for run in self.run_objects():
+            if _EXITING.is_set():
+                return
             if run.evicted is not None:
                 continue  # listed from what was read; read again when asked for
             before = run.nbytes
@@ -578,9 +587,22 @@ class LogdirReader:
         return not self.wait_discovered(0) or any(r.state == "loading" for r in self.run_objects())
 
 
+# Set at interpreter exit: the loading threads stop before Python finalizes, since a daemon thread
+# still inside TensorFlow's file system code then aborts the process.
+_EXITING = threading.Event()
+_THREADS = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_background():
+    _EXITING.set()
+    for thread in list(_THREADS):
+        thread.join(timeout=5.0)
+
+
 def _background(ref, interval, fit):
-    """The loading thread: cycles while the reader lives."""
-    while True:
+    """The loading thread: cycles while the reader lives and Python is not exiting."""
+    while not _EXITING.is_set():
         reader = ref()
         if reader is None:
             return
@@ -589,4 +611,4 @@ def _background(ref, interval, fit):
         except Exception:  # never let the thread die: the next cycle retries
             logger.exception("batchavg: background reading failed")
         del reader
-        time.sleep(interval)
+        _EXITING.wait(interval)
