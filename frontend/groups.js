@@ -8,7 +8,7 @@ import {el, field, select} from './dom.js';
 
 const STORAGE_KEY = 'tb-batchavg.grouping.v1';
 export const GROUP_MODES = [['none', 'none'], ['parent', 'by parent directory'], ['regex', 'by regex (capture group)']];
-export const GROUP_BANDS = [['none', 'no band'], ['minmax', 'min–max of runs'], ['std', '± std (ddof=1)'], ['ci95', '95% CI of the mean']];
+export const GROUP_BANDS = [['none', 'none'], ['minmax', 'min–max'], ['std', '± std'], ['ci95', '95% CI']];
 const STATUS_ORDER = ['diverged', 'warning', 'ok', 'no_data']; // worst first
 
 const defaults = () => ({mode: 'none', regex: '', band: 'std', showMembers: true});

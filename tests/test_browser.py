@@ -602,12 +602,12 @@ def test_tensorboard_reload_refreshes_and_keeps_zoom_and_settings(tab, logdir):
 
 def test_settings_persist_across_page_reloads(tab):
     tab.act(lambda: tab.frame.get_by_label("Method").select_option("median"))
-    tab.act(lambda: tab.frame.get_by_label("Band").select_option("minmax"))
+    tab.act(lambda: tab.frame.get_by_label("Band", exact=True).select_option("minmax"))
     tab.frame.get_by_label("Loss y scale").select_option("linear")
     tab.page.reload()
     tab.attach()
     assert tab.frame.get_by_label("Method").input_value() == "median"
-    assert tab.frame.get_by_label("Band").input_value() == "minmax"
+    assert tab.frame.get_by_label("Band", exact=True).input_value() == "minmax"
     assert tab.frame.get_by_label("Loss y scale").input_value() == "linear"
     assert tab.eval("window.batchavg.results.values().next().value.results.loss.data.params.method") == "median"
     tab.eval("localStorage.clear()")
