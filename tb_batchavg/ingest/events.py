@@ -34,14 +34,17 @@ Column = collections.namedtuple("Column", "order step wall_time value")
 
 class Tags:
     """What decoding learns of tags, carried from one buffer of a file to the next: `scalars`,
-    the tags whose metadata named the scalars plugin, and `skipped`, {tag: values that are not a
-    real number}."""
+    the tags whose metadata named the scalars plugin, `others`, those whose metadata named another
+    plugin (their tensors are never decoded), and `skipped`, {tag: values that are not a real
+    number}."""
 
-    __slots__ = ("scalars", "skipped")
+    __slots__ = ("scalars", "others", "skipped")
 
     def __init__(self):
         self.scalars = set()
+        self.others = set()
         self.skipped = collections.Counter()
+
 
 _CHECKED_BYTES = 4096  # left-over records up to this size have their CRC checked in one pass
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
@@ -94,7 +97,7 @@ def decode(data, starts, lengths, tags):
         return False
 
     keep = [i for i in slow.tolist() if i not in failed] if failed else slow
-    _decode_slowly(data, starts, lengths, np.asarray(keep, np.int64), tags.scalars, out, unsure, sound)
+    _decode_slowly(data, starts, lengths, np.asarray(keep, np.int64), tags, out, unsure, sound)
     tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
     merged = collections.defaultdict(list)
     for (tag, tensor), parts in out.items():
@@ -313,9 +316,10 @@ def _emit(rows, order, layout, out):
         out[tag, tensor].append((order, step, wall, value))
 
 
-def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped, sound=lambda i: True):
-    """Protobuf parsing of the given records (in record order); values that are not a real
-    number are counted in `skipped`; a record holding scalars is used if `sound(i)` (its CRC)."""
+def _decode_slowly(data, starts, lengths, indices, tags, out, skipped, sound=lambda i: True):
+    """Protobuf parsing of the given records (in record order), learning of `tags` (a Tags);
+    values that are not a real number are counted in `skipped`; a record holding scalars is used
+    if `sound(i)` (its CRC)."""
     parse = event_pb2.Event.FromString
     view = memoryview(data)
     found = collections.defaultdict(lambda: ([], [], [], []))
@@ -333,8 +337,13 @@ def _decode_slowly(data, starts, lengths, indices, scalar_tags, out, skipped, so
             if kind == "simple_value":
                 y = value.simple_value
             elif kind == "tensor":
-                if value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN:
-                    scalar_tags.add(value.tag)
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin == SCALARS_PLUGIN:
+                    tags.scalars.add(value.tag)
+                elif plugin:
+                    tags.others.add(value.tag)
+                if value.tag in tags.others and value.tag not in tags.scalars:
+                    continue  # an image, a histogram, a text: not ours
                 y = _tensor_scalar(value.tensor)
                 if y is None:
                     skipped[value.tag] += 1
@@ -365,6 +374,8 @@ def _may_be_scalar(value):
 
 def _tensor_scalar(tensor):
     """The value of a one-element real tensor (float, int, bool) as a float, or None."""
+    if any(d.size != 1 for d in tensor.tensor_shape.dim):
+        return None
     fast = _TENSOR_FIELDS.get(tensor.dtype)
     if fast is not None:
         field, layout = fast

@@ -250,6 +250,7 @@ def variant_crc32c(template, rows, positions):
 
 _MAX_PERIOD = 8  # longest repeating pattern of record lengths that framing jumps over
 _MIN_RUN = 4  # records read one by one before trying to jump
+_MAX_WAIT = 512  # records read one by one between jump attempts that keep falling short
 
 
 def _frame(data):
@@ -257,15 +258,17 @@ def _frame(data):
 
     Walks the length fields one record at a time, and whenever the last lengths repeat with a
     period P <= _MAX_PERIOD (one record per tag per step, or one record per step, as writers do),
-    checks the length fields at every predicted position of the rest of the buffer at once and
-    jumps over all whole periods that match: exactly the records a sequential walk would find.
+    checks the length fields at the predicted positions and jumps over all whole periods that
+    match: exactly the records a sequential walk would find. Where jumps keep falling short (a
+    writer that mixes in images or histograms of varying sizes), they are tried less and less
+    often, down to once every _MAX_WAIT records.
     """
     size = len(data)
     unpack = struct.unpack_from
     heads_parts, lengths_parts = [], []
     heads, lengths = [], []
     pos = 0
-    since_jump = 0
+    since_jump, wait = 0, 2 * _MIN_RUN
     while pos + HEADER_BYTES <= size:
         (length,) = unpack("<Q", data, pos)
         end = pos + HEADER_BYTES + length + FOOTER_BYTES
@@ -275,9 +278,11 @@ def _frame(data):
         lengths.append(length)
         pos = end
         since_jump += 1
-        if since_jump >= 2 * _MIN_RUN:
+        if since_jump >= wait:
             since_jump = 0
             jump = _periodic_jump(data, pos, lengths)
+            long_jump = jump is not None and len(jump[1]) >= _FIRST_PROBE * _MAX_PERIOD
+            wait = 2 * _MIN_RUN if long_jump else min(2 * wait, _MAX_WAIT)
             if jump is not None:
                 heads_parts.append(np.asarray(heads, dtype=np.int64))
                 lengths_parts.append(np.asarray(lengths, dtype=np.int64))
@@ -290,8 +295,14 @@ def _frame(data):
     return np.concatenate(heads_parts), np.concatenate(lengths_parts), pos
 
 
+_FIRST_PROBE = 16  # periods checked at first; each further probe checks twice as many
+
+
 def _periodic_jump(data, pos, lengths):
-    """(heads, lengths, new pos) of the whole periods after `pos` repeating the last lengths."""
+    """(heads, lengths, new pos) of the whole periods after `pos` repeating the last lengths.
+
+    Periods are checked in probes of growing size, so a pattern that breaks soon (a writer that
+    logs an image every 10 steps) costs as little as the records it covers, not the buffer."""
     for period in range(1, _MAX_PERIOD + 1):
         if len(lengths) >= 2 * period and lengths[-period:] == lengths[-2 * period : -period]:
             break
@@ -302,13 +313,18 @@ def _periodic_jump(data, pos, lengths):
     count = (len(data) - pos) // stride
     if count < 2:
         return None
-    block = np.frombuffer(data, dtype=np.uint8, count=count * stride, offset=pos).reshape(count, stride)
+    buf = np.frombuffer(data, dtype=np.uint8)
     offsets = np.concatenate(([0], np.cumsum(pattern + HEADER_BYTES + FOOTER_BYTES)[:-1]))
-    match = np.ones(count, dtype=bool)
-    for offset, length in zip(offsets.tolist(), pattern.tolist()):
-        field = np.ascontiguousarray(block[:, offset : offset + 8]).view("<u8")[:, 0]
-        match &= field == length
-    whole = count if match.all() else int(np.argmin(match))
+    whole, probe = 0, _FIRST_PROBE
+    while whole < count:
+        rows = pos + stride * np.arange(whole, min(count, whole + probe), dtype=np.int64)
+        fields = _at(buf, (rows[:, None] + offsets).ravel(), "<u8").reshape(len(rows), period)
+        match = (fields == pattern).all(axis=1)
+        if not match.all():
+            whole += int(np.argmin(match))
+            break
+        whole += len(rows)
+        probe *= 2
     if whole == 0:
         return None
     heads = (pos + stride * np.arange(whole, dtype=np.int64)[:, None] + offsets).ravel()
