@@ -2,7 +2,7 @@
 writer appending steps live (its first step a second after the clients start), 32 concurrent
 clients issuing mixed requests for 8 seconds.
 
-The long form (60 s, figures in the README) is `python -m bench.load`. Over the real socket
+The long form (60 s, figures in docs/reliability.md) is `python -m bench.load`. Over the real socket
 this also checks what the WSGI-level tests cannot: traversal paths sent unnormalised, and a
 100 KB query string, which TensorBoard's HTTP server refuses itself (414) before the plugin sees
 it, and keeps serving.
