@@ -40,9 +40,9 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # ruff check over tests/, bench/, demo/ (and setup.py); eslint over the frontend and the tests' node scripts.
-RUFF_PATHS := tests bench demo setup.py
 lint: setup node_modules/.installed
-	$(BIN)/ruff check $(RUFF_PATHS)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	node_modules/.bin/eslint frontend tests eslint.config.js
 
 test-suite: setup browsers node_modules/.installed

@@ -29,8 +29,14 @@ from tests import helpers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TARGET_MS = 250.0
 SECTION = "## Browser interactions"
 
@@ -57,8 +63,9 @@ def main():
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         started = time.perf_counter()
         page.goto(base + "/#batchavg")
-        frame = page.wait_for_selector("iframe[src*='plugin_entry.html?name=batchavg']", state="attached",
-                                       timeout=120000).content_frame()
+        frame = page.wait_for_selector(
+            "iframe[src*='plugin_entry.html?name=batchavg']", state="attached", timeout=120000
+        ).content_frame()
         frame.wait_for_function(DRAWN_AFTER, arg=0, timeout=600000)
         first = time.perf_counter() - started
         now = lambda: frame.evaluate("performance.now()")  # noqa: E731
@@ -87,7 +94,8 @@ def main():
             return elapsed
 
         def hover(i):
-            return frame.evaluate("""async ([fraction]) => {
+            return frame.evaluate(
+                """async ([fraction]) => {
               const area = document.querySelector('[data-role=loss] .plot-area');
               const r = area.getBoundingClientRect();
               const chart = window.batchavg.panels[0].chart;
@@ -96,7 +104,9 @@ def main():
               area.dispatchEvent(new PointerEvent('pointermove', {clientX: x, clientY: r.top + r.height / 2, bubbles: true}));
               await new Promise((resolve) => requestAnimationFrame(() => resolve()));
               return performance.now() - t0;
-            }""", [0.1 + 0.11 * i])
+            }""",
+                [0.1 + 0.11 * i],
+            )
 
         method_select = frame.get_by_label("Method")
 
@@ -116,16 +126,23 @@ def main():
             number.press("Enter")
             return until_drawn(t0)
 
-        for name, measure in (("zoom (drag on the loss chart)", zoom), ("hover", hover),
-                              ("method change", method), ("window change (typed, Enter)", window)):
+        for name, measure in (
+            ("zoom (drag on the loss chart)", zoom),
+            ("hover", hover),
+            ("method change", method),
+            ("window change (typed, Enter)", window),
+        ):
             measure(0)  # warm-up: the first answer of each kind is computed, later ones may be cached
             samples = []
             for i in range(args.repeats):
                 got = measure(i + 1)
                 samples += got if isinstance(got, list) else [got]
             results[name] = samples
-            print("%-32s median %7.1f ms  p90 %7.1f ms  max %7.1f ms  (%d samples)" % (
-                name, statistics.median(samples), _p90(samples), max(samples), len(samples)), flush=True)
+            print(
+                "%-32s median %7.1f ms  p90 %7.1f ms  max %7.1f ms  (%d samples)"
+                % (name, statistics.median(samples), _p90(samples), max(samples), len(samples)),
+                flush=True,
+            )
         browser.close()
     print("first drawing after opening the tab: %.1f s" % first)
     if not args.no_write:
@@ -164,18 +181,38 @@ def write(results, args, first):
     rows = ["| interaction | median | p90 | max | samples | target (median) |", "| --- | --- | --- | --- | --- | --- |"]
     for name, samples in results.items():
         median = statistics.median(samples)
-        rows.append("| %s | %.1f ms | %.1f ms | %.1f ms | %d | %s (<= %.0f ms) |" % (
-            name, median, _p90(samples), max(samples), len(samples), "PASS" if median <= TARGET_MS else "MISS", TARGET_MS))
-    section = "\n".join([
-        SECTION, "",
-        "`python -m bench.browser` (issue 14, item 12): Debian's Chromium (headless) on the tab, one run of "
-        "%s steps x 3 tags, 1440x900, %s, %s; %d repeats after a warm-up. Times run from the input (a drag, a "
-        "pointer move, a select, Enter) to the end of the redraw it causes (the tab's `data-drawn-at`; for hover, "
-        "the next animation frame), fetches included. First drawing after opening the tab: %.1f s." % (
-            format(args.steps, ","), platform.processor() or platform.machine(), "%d CPUs" % os.cpu_count(),
-            args.repeats, first),
-        "",
-        *rows, ""])
+        rows.append(
+            "| %s | %.1f ms | %.1f ms | %.1f ms | %d | %s (<= %.0f ms) |"
+            % (
+                name,
+                median,
+                _p90(samples),
+                max(samples),
+                len(samples),
+                "PASS" if median <= TARGET_MS else "MISS",
+                TARGET_MS,
+            )
+        )
+    section = "\n".join(
+        [
+            SECTION,
+            "",
+            "`python -m bench.browser` (issue 14, item 12): Debian's Chromium (headless) on the tab, one run of "
+            "%s steps x 3 tags, 1440x900, %s, %s; %d repeats after a warm-up. Times run from the input (a drag, a "
+            "pointer move, a select, Enter) to the end of the redraw it causes (the tab's `data-drawn-at`; for hover, "
+            "the next animation frame), fetches included. First drawing after opening the tab: %.1f s."
+            % (
+                format(args.steps, ","),
+                platform.processor() or platform.machine(),
+                "%d CPUs" % os.cpu_count(),
+                args.repeats,
+                first,
+            ),
+            "",
+            *rows,
+            "",
+        ]
+    )
     pattern = re.compile(r"^%s\n.*?(?=^## |\Z)" % re.escape(SECTION), re.S | re.M)
     text = pattern.sub(lambda m: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     with open(path, "w", encoding="utf-8") as f:

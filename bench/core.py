@@ -40,12 +40,14 @@ def timed_together(functions, repeats, budget_seconds):
 def on_one_thread(function):
     """`function` with the plugin's helper threads turned off (workers.HELPERS = 0): all its
     work in the calling thread, as on a machine with one core."""
+
     def call():
         helpers, workers.HELPERS = workers.HELPERS, 0
         try:
             return function()
         finally:
             workers.HELPERS = helpers
+
     return call
 
 
@@ -67,32 +69,72 @@ def cases(n, sma_windows=(50, 1000), median_windows=(50, 1000), corr_window=200,
 
     out = []
     for w in sma_windows:
-        out.append(("SMA w=%d" % w, ours(method="sma", window=w), [
-            ("pandas rolling mean", lambda w=w: s_loss.rolling(w).mean()),
-            ("np.convolve (article)", lambda w=w: convolve_sma(loss, w)),
-        ]))
-    out.append(("SMA w=50 + std band", ours(method="sma", window=50, band="std"), [
-        ("pandas rolling mean + std", lambda: (s_loss.rolling(50).mean(), s_loss.rolling(50).std())),
-    ]))
+        out.append(
+            (
+                "SMA w=%d" % w,
+                ours(method="sma", window=w),
+                [
+                    ("pandas rolling mean", lambda w=w: s_loss.rolling(w).mean()),
+                    ("np.convolve (article)", lambda w=w: convolve_sma(loss, w)),
+                ],
+            )
+        )
+    out.append(
+        (
+            "SMA w=50 + std band",
+            ours(method="sma", window=50, band="std"),
+            [
+                ("pandas rolling mean + std", lambda: (s_loss.rolling(50).mean(), s_loss.rolling(50).std())),
+            ],
+        )
+    )
     for w in median_windows:
-        out.append(("median w=%d" % w, ours(method="median", window=w), [
-            ("pandas rolling median", lambda w=w: s_loss.rolling(w).median()),
-        ]))
-    out.append(("EMA weight=0.6", ours(method="ema", weight=0.6), [
-        ("pandas ewm mean", lambda: s_loss.ewm(alpha=0.4, adjust=True, ignore_na=True).mean()),
-    ]))
-    out.append(("rolling Pearson w=%d" % corr_window, lambda: correlation.rolling_pearson(loss, grad, corr_window), [
-        ("pandas rolling corr", lambda: s_loss.rolling(corr_window).corr(s_grad)),
-    ]))
-    out.append(("lagged Pearson lags -%d..%d" % (max_lag, max_lag),
-                lambda: correlation.lagged_pearson(loss, grad, max_lag), [
-        ("np.corrcoef per lag (loop)", lambda: _corrcoef_per_lag(loss, grad, max_lag)),
-    ]))
+        out.append(
+            (
+                "median w=%d" % w,
+                ours(method="median", window=w),
+                [
+                    ("pandas rolling median", lambda w=w: s_loss.rolling(w).median()),
+                ],
+            )
+        )
+    out.append(
+        (
+            "EMA weight=0.6",
+            ours(method="ema", weight=0.6),
+            [
+                ("pandas ewm mean", lambda: s_loss.ewm(alpha=0.4, adjust=True, ignore_na=True).mean()),
+            ],
+        )
+    )
+    out.append(
+        (
+            "rolling Pearson w=%d" % corr_window,
+            lambda: correlation.rolling_pearson(loss, grad, corr_window),
+            [
+                ("pandas rolling corr", lambda: s_loss.rolling(corr_window).corr(s_grad)),
+            ],
+        )
+    )
+    out.append(
+        (
+            "lagged Pearson lags -%d..%d" % (max_lag, max_lag),
+            lambda: correlation.lagged_pearson(loss, grad, max_lag),
+            [
+                ("np.corrcoef per lag (loop)", lambda: _corrcoef_per_lag(loss, grad, max_lag)),
+            ],
+        )
+    )
     # ours again with every piece in the calling thread: what the helper threads bring (the EMA
     # and the lagged Pearson have no pieces to share)
-    return [(label, mine, baselines + ([] if label.startswith(("EMA", "lagged")) else
-                                       [("ours on one thread", on_one_thread(mine))]))
-            for label, mine, baselines in out]
+    return [
+        (
+            label,
+            mine,
+            baselines + ([] if label.startswith(("EMA", "lagged")) else [("ours on one thread", on_one_thread(mine))]),
+        )
+        for label, mine, baselines in out
+    ]
 
 
 def _corrcoef_per_lag(x, y, max_lag):
@@ -115,7 +157,13 @@ def run(n, repeats, budget_seconds, log=print):
         entry = {"case": label, "ours": seconds, "ours_repeats": count, "baselines": []}
         for (name, _), (b_seconds, b_count) in zip(baselines, measured):
             entry["baselines"].append({"name": name, "seconds": b_seconds, "repeats": b_count})
-        log("  %-32s ours %8.1f ms  %s" % (label, 1e3 * seconds, "  ".join(
-            "%s %.1f ms" % (b["name"], 1e3 * b["seconds"]) for b in entry["baselines"])))
+        log(
+            "  %-32s ours %8.1f ms  %s"
+            % (
+                label,
+                1e3 * seconds,
+                "  ".join("%s %.1f ms" % (b["name"], 1e3 * b["seconds"]) for b in entry["baselines"]),
+            )
+        )
         results.append(entry)
     return results

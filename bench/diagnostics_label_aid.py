@@ -11,8 +11,7 @@ import sys
 
 import numpy as np
 
-CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
-                      "diagnostics_corpus")
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "diagnostics_corpus")
 
 
 def candidates(grad, factor=10.0, half=50):
@@ -30,7 +29,7 @@ def candidates(grad, factor=10.0, half=50):
             groups[-1][1] = i
         else:
             groups.append([i, i])
-    return [(a, b, float(ratio[a:b + 1].max())) for a, b in groups], n
+    return [(a, b, float(ratio[a : b + 1].max())) for a, b in groups], n
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-CORPUS = os.environ.get("CORPUS_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
-                      "diagnostics_corpus")
+CORPUS = os.environ.get("CORPUS_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "diagnostics_corpus"
+)
 
 
 def plot(name, start=None, end=None, out="/tmp/corpus_plots"):
@@ -24,8 +25,7 @@ def plot(name, start=None, end=None, out="/tmp/corpus_plots"):
     data = np.load(os.path.join(CORPUS, name + ".npz"))
     step = data["step"]
     keep = slice(None) if start is None else (step >= start) & (step <= end)
-    fig, axes = plt.subplots(3, 1, figsize=(16, 9), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 3, 1]})
+    fig, axes = plt.subplots(3, 1, figsize=(16, 9), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1]})
     for ax, role in zip(axes, ("loss", "grad_norm", "learning_rate")):
         values = data[role].astype(np.float64)[keep]
         ax.plot(step[keep], values, lw=0.4)

@@ -22,18 +22,16 @@ import numpy as np
 
 from tb_batchavg.stats.diagnostics import diagnose
 
-CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
-                      "diagnostics_corpus")
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "diagnostics_corpus")
 KINDS = ("loss_spike", "grad_explosion", "divergence", "vanishing_gradient", "slingshot_precursor")
-TOLERANCE = 25       # steps an event may lie outside a labelled episode and still match it
+TOLERANCE = 25  # steps an event may lie outside a labelled episode and still match it
 INFO_KINDS = ("slingshot_precursor",)  # kinds scored whatever their severity
 
 
 def load(name):
     data = np.load(os.path.join(CORPUS, name + ".npz"))
     step = data["step"].astype(np.int64)
-    return {role: (step, data[role].astype(np.float64))
-            for role in ("loss", "grad_norm", "learning_rate")}
+    return {role: (step, data[role].astype(np.float64)) for role in ("loss", "grad_norm", "learning_rate")}
 
 
 def labels():
@@ -44,7 +42,7 @@ def labels():
 def scored_events(result, label, ignore_before):
     """The events that count as predictions: scored kinds, warning or critical (any severity
     for INFO_KINDS), not in the run's unlabelled zones."""
-    zones = [(-10**18, ignore_before - 1)] + [tuple(z) for z in label.get("ignore", [])]
+    zones = [(-(10**18), ignore_before - 1)] + [tuple(z) for z in label.get("ignore", [])]
     events = []
     for event in result["events"]:
         if event["kind"] not in KINDS:
@@ -58,8 +56,7 @@ def scored_events(result, label, ignore_before):
 
 
 def overlaps(event, episode):
-    return (event["start"] <= episode["end"] + TOLERANCE
-            and event["end"] >= episode["start"] - TOLERANCE)
+    return event["start"] <= episode["end"] + TOLERANCE and event["end"] >= episode["start"] - TOLERANCE
 
 
 def score_run(result, label, ignore_before):
@@ -72,13 +69,15 @@ def score_run(result, label, ignore_before):
         # each event counts for the overlapping episode nearest to it (centre to centre)
         per_episode = [0] * len(episodes)
         for e in mine:
-            near = [(abs(e["start"] + e["end"] - p["start"] - p["end"]), j)
-                    for j, p in enumerate(episodes) if overlaps(e, p)]
+            near = [
+                (abs(e["start"] + e["end"] - p["start"] - p["end"]), j)
+                for j, p in enumerate(episodes)
+                if overlaps(e, p)
+            ]
             if near:
                 per_episode[min(near)[1]] += 1
         matched = sum(any(overlaps(e, p) for p in episodes) for e in mine)
-        out[kind] = [len(episodes), sum(c > 0 for c in per_episode), len(mine), matched,
-                     [c for c in per_episode if c]]
+        out[kind] = [len(episodes), sum(c > 0 for c in per_episode), len(mine), matched, [c for c in per_episode if c]]
     return out
 
 
@@ -86,7 +85,7 @@ SPLITS = ("tuning", "held-out 1", "held-out 2")
 
 
 def split_of(label):
-    """"tuning"; "held-out 1" (scored once, then the detectors changed once: see
+    """ "tuning"; "held-out 1" (scored once, then the detectors changed once: see
     docs/diagnostics-corpus.md); "held-out 2" (never seen by any version before scoring)."""
     if not label.get("held_out"):
         return "tuning"
@@ -105,8 +104,7 @@ def corpus_scores(names=None):
         started = time.perf_counter()
         result = diagnose(**series)
         seconds = time.perf_counter() - started
-        split = splits.setdefault(split_of(label),
-                                  {"kinds": {k: [0, 0, 0, 0, []] for k in KINDS}, "runs": []})
+        split = splits.setdefault(split_of(label), {"kinds": {k: [0, 0, 0, 0, []] for k in KINDS}, "runs": []})
         run = score_run(result, label, ignore_before)
         for kind, (episodes, found, events, matched, per) in run.items():
             total = split["kinds"][kind]
@@ -115,20 +113,29 @@ def corpus_scores(names=None):
             total[2] += events
             total[3] += matched
             total[4] += per
-        split["runs"].append({"name": name, "label": label["status"], "status": result["status"],
-                              "scores": run, "seconds": seconds,
-                              "frequency": result.get("frequency")})
+        split["runs"].append(
+            {
+                "name": name,
+                "label": label["status"],
+                "status": result["status"],
+                "scores": run,
+                "seconds": seconds,
+                "frequency": result.get("frequency"),
+            }
+        )
     return splits
 
 
 # Synthetic healthy runs --------------------------------------------------------------------
 
+
 def _ar1(rng, n, phi, sd):
-    shocks = rng.standard_normal(n) * sd * np.sqrt(1 - phi ** 2)
+    shocks = rng.standard_normal(n) * sd * np.sqrt(1 - phi**2)
     out = np.empty(n)
     out[0] = rng.standard_normal() * sd
     # a linear recursion by blocks: out[i] = phi * out[i-1] + shocks[i]
     from scipy.signal import lfilter
+
     out[1:] = lfilter([1.0], [1.0, -phi], shocks[1:], zi=[phi * out[0]])[0]
     return out
 
@@ -188,12 +195,20 @@ def synthetic_scores(seeds, n, kinds=SYNTHETIC + WIDE, extra_ar1_seeds=0):
                 by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
             diverged += result["status"] == "diverged"
             steps += n
-        out[kind] = {"runs": steps // n, "steps": steps, "alarms": alarms, "diverged": diverged,
-                     "per_million": alarms / steps * 1e6, "by_kind": by_kind, "jumps": jumps}
+        out[kind] = {
+            "runs": steps // n,
+            "steps": steps,
+            "alarms": alarms,
+            "diverged": diverged,
+            "per_million": alarms / steps * 1e6,
+            "by_kind": by_kind,
+            "jumps": jumps,
+        }
     return out
 
 
 # Report ----------------------------------------------------------------------------------------
+
 
 def _ratio(a, b):
     return f"{a / b:.2f}" if b else "-"
@@ -209,19 +224,27 @@ def report(splits, synthetic):
         agree = sum(r["label"] == r["status"] for r in runs)
         lines.append(f"### {split}: {len(runs)} runs, status agreement {agree}/{len(runs)}")
         lines.append("")
-        lines.append("| kind | episodes | found | recall | events | matching | precision "
-                     "| events per found episode (mean / max) |")
+        lines.append(
+            "| kind | episodes | found | recall | events | matching | precision "
+            "| events per found episode (mean / max) |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for kind in KINDS:
             episodes, found, events, matched, per = data["kinds"][kind]
             if not episodes and not events:
                 continue
-            lines.append(f"| {kind} | {episodes} | {found} | {_ratio(found, episodes)} | {events} "
-                         f"| {matched} | {_ratio(matched, events)} | "
-                         + (f"{np.mean(per):.2f} / {max(per)}" if per else "-") + " |")
+            lines.append(
+                f"| {kind} | {episodes} | {found} | {_ratio(found, episodes)} | {events} "
+                f"| {matched} | {_ratio(matched, events)} | "
+                + (f"{np.mean(per):.2f} / {max(per)}" if per else "-")
+                + " |"
+            )
         lines.append("")
-        lines.append("| run | label | status | " + " | ".join(
-            k.replace("_", " ") + " found/episodes, events" for k in KINDS[:3] + KINDS[4:]) + " |")
+        lines.append(
+            "| run | label | status | "
+            + " | ".join(k.replace("_", " ") + " found/episodes, events" for k in KINDS[:3] + KINDS[4:])
+            + " |"
+        )
         lines.append("|---|---|---|" + "---|" * 4)
         for r in runs:
             cells = []
@@ -234,13 +257,18 @@ def report(splits, synthetic):
     if synthetic:
         lines.append("### long synthetic healthy runs")
         lines.append("")
-        lines.append("| noise | runs x steps | warning/critical events | per million steps | diverged "
-                     "| gradient points 10x the median | events by kind |")
+        lines.append(
+            "| noise | runs x steps | warning/critical events | per million steps | diverged "
+            "| gradient points 10x the median | events by kind |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---|")
         for kind, s in synthetic.items():
-            lines.append(f"| {kind} | {s['runs']} x {s['steps'] // s['runs']:,} | {s['alarms']} | "
-                         f"{s['per_million']:.1f} | {s['diverged']} | {s['jumps']} | "
-                         + (", ".join(f"{k} {v}" for k, v in sorted(s["by_kind"].items())) or "-") + " |")
+            lines.append(
+                f"| {kind} | {s['runs']} x {s['steps'] // s['runs']:,} | {s['alarms']} | "
+                f"{s['per_million']:.1f} | {s['diverged']} | {s['jumps']} | "
+                + (", ".join(f"{k} {v}" for k, v in sorted(s["by_kind"].items())) or "-")
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -281,22 +309,24 @@ def write_section(text):
 def section(splits, synthetic, seconds):
     runs = sum(len(split["runs"]) for split in splits.values())
     agree = sum(r["label"] == r["status"] for split in splits.values() for r in split["runs"])
-    return (f"{SECTION}\n\n"
-            "`.venv/bin/python -m bench.diagnostics_scores --synthetic-seeds 10 --extra-ar1-seeds 30 "
-            "--write` (replaced on each run; see docs/diagnostics-corpus.md for the corpus, its "
-            "labels and splits). Each event kind: labelled episodes found by at least one event "
-            f"(recall), events matching a labelled episode within {TOLERANCE} steps (precision), "
-            "events per found episode; warning and critical events count (and the info "
-            "`slingshot_precursor`); nothing in a run's first 50 steps or in its `ignore` "
-            f"ranges. Status agreement over all {runs} labelled runs: {agree}/{runs}. "
-            f"diagnose() took {seconds:.1f} s over the {runs} runs.\n\n"
-            f"{FIRST_LOOK}\n\n{report(splits, synthetic)}\n"
-            "Targets (issue 15): status agreement >= 90% of labelled runs; recall and precision "
-            ">= 0.8 per kind; <= 2 events per labelled episode; no `diverged` on healthy runs, "
-            "at most 1 per 10M synthetic healthy steps. Student-t rows: the gradient-norm events "
-            "are the points 10x over the median (the column before), events by design (a 10x jump "
-            "is an event however often it happens); at log-scale 0.08 that is 1 point in 21,700, "
-            "at 0.3 (`student_t3_wide`) 1 in 435.\n")
+    return (
+        f"{SECTION}\n\n"
+        "`.venv/bin/python -m bench.diagnostics_scores --synthetic-seeds 10 --extra-ar1-seeds 30 "
+        "--write` (replaced on each run; see docs/diagnostics-corpus.md for the corpus, its "
+        "labels and splits). Each event kind: labelled episodes found by at least one event "
+        f"(recall), events matching a labelled episode within {TOLERANCE} steps (precision), "
+        "events per found episode; warning and critical events count (and the info "
+        "`slingshot_precursor`); nothing in a run's first 50 steps or in its `ignore` "
+        f"ranges. Status agreement over all {runs} labelled runs: {agree}/{runs}. "
+        f"diagnose() took {seconds:.1f} s over the {runs} runs.\n\n"
+        f"{FIRST_LOOK}\n\n{report(splits, synthetic)}\n"
+        "Targets (issue 15): status agreement >= 90% of labelled runs; recall and precision "
+        ">= 0.8 per kind; <= 2 events per labelled episode; no `diverged` on healthy runs, "
+        "at most 1 per 10M synthetic healthy steps. Student-t rows: the gradient-norm events "
+        "are the points 10x over the median (the column before), events by design (a 10x jump "
+        "is an event however often it happens); at log-scale 0.08 that is 1 point in 21,700, "
+        "at 0.3 (`student_t3_wide`) 1 in 435.\n"
+    )
 
 
 def main():
@@ -305,13 +335,19 @@ def main():
     parser.add_argument("--synthetic-seeds", type=int, default=10)
     parser.add_argument("--synthetic-steps", type=int, default=250_000)
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
-    parser.add_argument("--extra-ar1-seeds", type=int, default=0,
-                        help="more AR(1) runs, for the rate of diverged statuses per 10M steps")
+    parser.add_argument(
+        "--extra-ar1-seeds",
+        type=int,
+        default=0,
+        help="more AR(1) runs, for the rate of diverged statuses per 10M steps",
+    )
     args = parser.parse_args()
     splits = corpus_scores(args.runs)
-    synthetic = (synthetic_scores(args.synthetic_seeds, args.synthetic_steps,
-                                  extra_ar1_seeds=args.extra_ar1_seeds)
-                 if args.synthetic_seeds else {})
+    synthetic = (
+        synthetic_scores(args.synthetic_seeds, args.synthetic_steps, extra_ar1_seeds=args.extra_ar1_seeds)
+        if args.synthetic_seeds
+        else {}
+    )
     seconds = sum(r["seconds"] for split in splits.values() for r in split["runs"])
     if args.write:
         write_section(section(splits, synthetic, seconds))

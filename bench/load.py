@@ -67,8 +67,14 @@ TAGS = logs.TAGS  # train/loss, train/grad_norm, train/learning_rate
 BYTES_PER_POINT = 24  # step int64, wall_time float64, value float64
 MAX_POINTS = 100_000  # the route's largest max_points: final answers at full resolution
 KINDS = {  # kind: share of requests
-    "runs": 0.08, "averages": 0.40, "zoom": 0.10, "correlation": 0.10, "diagnostics": 0.08,
-    "export": 0.12, "static": 0.06, "bad": 0.06,
+    "runs": 0.08,
+    "averages": 0.40,
+    "zoom": 0.10,
+    "correlation": 0.10,
+    "diagnostics": 0.08,
+    "export": 0.12,
+    "static": 0.06,
+    "bad": 0.06,
 }
 BAD_REQUESTS = [  # (query, status, word the error must contain)
     ("averages?run=live&tag=train/loss&window=0", 400, "window"),
@@ -261,21 +267,30 @@ class LoadClient(threading.Thread):
                 for tag, count in entry["count"].items():
                     self.advance(run, tag, count)
                     self.values(run, tag, count)
-                require(entry["health"]["bad_records"] == 0 and not entry["health"]["corrupt_files"],
-                        "%s: health %s", run, entry["health"])
+                require(
+                    entry["health"]["bad_records"] == 0 and not entry["health"]["corrupt_files"],
+                    "%s: health %s",
+                    run,
+                    entry["health"],
+                )
+
         return "runs", {}, check
 
     def averages(self, zoom=False):
         run, tag = self.pick_series()
         method = str(self.rng.choice(["sma", "sma", "ema", "median", "block"]))
-        query = {"run": run, "tag": tag, "method": method,
-                 "window": int(self.rng.choice([1, 5, 50, 200, 1000])),
-                 "weight": float(self.rng.choice([0.0, 0.6, 0.99])),
-                 "align": str(self.rng.choice(["trailing", "centered"])),
-                 "edges": str(self.rng.choice(["valid", "partial"])),
-                 "unit": str(self.rng.choice(["points", "steps"])),
-                 "band": str(self.rng.choice(["none", "std"] + ([] if method == "ema" else ["minmax"]))),
-                 "max_points": int(self.rng.choice([200, 2000]))}
+        query = {
+            "run": run,
+            "tag": tag,
+            "method": method,
+            "window": int(self.rng.choice([1, 5, 50, 200, 1000])),
+            "weight": float(self.rng.choice([0.0, 0.6, 0.99])),
+            "align": str(self.rng.choice(["trailing", "centered"])),
+            "edges": str(self.rng.choice(["valid", "partial"])),
+            "unit": str(self.rng.choice(["points", "steps"])),
+            "band": str(self.rng.choice(["none", "std"] + ([] if method == "ema" else ["minmax"]))),
+            "max_points": int(self.rng.choice([200, 2000])),
+        }
         known = self.last.get((run, tag), 0)
         if zoom and known > 10:
             start = int(self.rng.integers(0, known))
@@ -295,8 +310,9 @@ class LoadClient(threading.Thread):
                 require(steps[0] >= query["start"] and steps[-1] <= query["end"], "raw steps outside the range")
             require(same_values(raw["value"], values[steps]), "raw values differ from what was written")
             if average is None:  # a window longer than the series: the raw series and the reason
-                require(body.get("reason") == "window_longer_than_series", "average null, reason %s",
-                        body.get("reason"))
+                require(
+                    body.get("reason") == "window_longer_than_series", "average null, reason %s", body.get("reason")
+                )
                 self.window_longer += 1
                 return
             names = ("step", "wall_time", "value", "lower", "upper")
@@ -306,9 +322,12 @@ class LoadClient(threading.Thread):
                 at = np.asarray(average["step"], dtype=np.int64)
                 want = trailing_means(values, query["window"])[at]
                 got = as_floats(average["value"])
-                require(np.allclose(got, want, rtol=1e-7, atol=1e-9, equal_nan=True),
-                        "sma differs from the recomputation (max error %g)",
-                        float(np.nanmax(np.abs(got - want))) if len(got) else 0.0)
+                require(
+                    np.allclose(got, want, rtol=1e-7, atol=1e-9, equal_nan=True),
+                    "sma differs from the recomputation (max error %g)",
+                    float(np.nanmax(np.abs(got - want))) if len(got) else 0.0,
+                )
+
         return "averages", query, check
 
     def correlation(self):
@@ -320,13 +339,18 @@ class LoadClient(threading.Thread):
             self.advance(run, "correlation pairs", body["n"])
             require(len(body["lag"]["lags"]) == len(body["lag"]["value"]) <= 2 * query["max_lag"] + 1, "lag arrays")
             if body["rolling"] is None:  # a window longer than the joined series: the reason says so
-                require(body.get("reason") == "window_longer_than_series" and body["n"] < query["window"],
-                        "rolling null with n %s, reason %s", body["n"], body.get("reason"))
+                require(
+                    body.get("reason") == "window_longer_than_series" and body["n"] < query["window"],
+                    "rolling null with n %s, reason %s",
+                    body["n"],
+                    body.get("reason"),
+                )
                 self.window_longer += 1
             else:
                 require(len(body["rolling"]["step"]) == len(body["rolling"]["value"]), "rolling arrays")
                 require(strictly_increasing(body["rolling"]["step"]), "rolling steps not strictly increasing")
             require(len({len(body["scatter"][k]) for k in ("step", "x", "y")}) == 1, "scatter arrays")
+
         return "correlation", query, check
 
     def diagnostics(self):
@@ -341,6 +365,7 @@ class LoadClient(threading.Thread):
                 return
             self.advance(run, "nonfinite loss", loss["count"])
             require(strictly_increasing(loss["steps"]), "non-finite steps not strictly increasing")
+
         return "diagnostics", {"run": run}, check
 
     def export(self):
@@ -363,14 +388,23 @@ class LoadClient(threading.Thread):
             require(len(value) == len(average) == count, "export columns of unequal length")
             want = self.values(LIVE, tag, count)
             require(same_values(value, want), "exported values differ from what was written")
+
         return "export", query, check
 
     def request(self, kind):
         """(url, check(status, headers, body)) for a request of `kind`."""
         if kind == "static":
+
             def check_static(status, headers, body):
-                require(status == 200 and headers["Content-Type"].startswith("text/javascript")
-                        and headers["X-Content-Type-Options"] == "nosniff", "index.js: %s %s", status, dict(headers))
+                require(
+                    status == 200
+                    and headers["Content-Type"].startswith("text/javascript")
+                    and headers["X-Content-Type-Options"] == "nosniff",
+                    "index.js: %s %s",
+                    status,
+                    dict(headers),
+                )
+
             return self.base + PREFIX + "index.js", check_static
         if kind == "bad":
             query, expect, word = BAD_REQUESTS[int(self.rng.integers(len(BAD_REQUESTS)))]
@@ -379,6 +413,7 @@ class LoadClient(threading.Thread):
                 require(status == expect, "%s: status %d, expected %d", query, status, expect)
                 require(headers["Content-Type"].startswith("application/json"), "%s: not JSON", query)
                 require(word in strict_json(body)["error"], "%s: error does not name %s", query, word)
+
             return self.base + PREFIX + query, check_bad
         route, query, check = self.averages(zoom=True) if kind == "zoom" else getattr(self, kind)()
 
@@ -393,6 +428,7 @@ class LoadClient(threading.Thread):
                 check(body)
             else:
                 check(strict_json(body))
+
         return self.base + PREFIX + route + "?" + urllib.parse.urlencode(query), check_ok
 
     def run(self):
@@ -416,7 +452,7 @@ class LoadClient(threading.Thread):
                 check(status, headers, body)
                 self.checked[kind] += 1
             except Exception as e:  # any answer the checks cannot digest is a failure, not a crash
-                self.failures.append("%s: %s: %s" % (url[len(self.base):][:200], type(e).__name__, e))
+                self.failures.append("%s: %s: %s" % (url[len(self.base) :][:200], type(e).__name__, e))
 
 
 # Final answers against an independent recomputation ---------------------------------------------
@@ -453,11 +489,10 @@ def pandas_references(values, window=50, weight=0.6, median_window=25, block=100
     positions = np.arange(len(values))
     blocks = series.groupby(positions // block)
     return {
-        "sma": (positions[window - 1:], series.rolling(window, min_periods=1).mean().to_numpy()[window - 1:]),
+        "sma": (positions[window - 1 :], series.rolling(window, min_periods=1).mean().to_numpy()[window - 1 :]),
         "ema": (positions, ema),
         "median": (positions, series.rolling(median_window, center=True, min_periods=1).median().to_numpy()),
-        "block": (np.minimum(np.arange(blocks.ngroups) * block + block - 1, len(values) - 1),
-                  blocks.mean().to_numpy()),
+        "block": (np.minimum(np.arange(blocks.ngroups) * block + block - 1, len(values) - 1), blocks.mean().to_numpy()),
     }
 
 
@@ -491,36 +526,50 @@ def final_checks(base, logdir, runs):
     listed = {e["run"]: e for e in get("runs")["runs"]}
     for run in runs:
         files = read_with_tensorboard(os.path.join(logdir, run))
-        expect(listed[run]["count"] == {t: len(files[t][0]) for t in TAGS},
-               "%s: counts %s, files hold %s" % (run, listed[run]["count"], {t: len(files[t][0]) for t in TAGS}))
+        expect(
+            listed[run]["count"] == {t: len(files[t][0]) for t in TAGS},
+            "%s: counts %s, files hold %s" % (run, listed[run]["count"], {t: len(files[t][0]) for t in TAGS}),
+        )
         for tag in TAGS if run == LIVE else TAGS[:1]:
             steps, values = files[tag]
             references = pandas_references(values)
             for method, query in FINAL_QUERIES.items():
                 body = get("averages", run=run, tag=tag, max_points=MAX_POINTS, **query)
-                expect(body["raw"]["step"] == steps.tolist() and same_values(body["raw"]["value"], values),
-                       "%s/%s: raw points differ from the files" % (run, tag))
+                expect(
+                    body["raw"]["step"] == steps.tolist() and same_values(body["raw"]["value"], values),
+                    "%s/%s: raw points differ from the files" % (run, tag),
+                )
                 positions, want = references[method]
                 got = as_floats(body["average"]["value"])
-                expect(body["average"]["step"] == steps[positions].tolist()
-                       and np.allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True),
-                       "%s/%s %s: averages differ from pandas" % (run, tag, method))
+                expect(
+                    body["average"]["step"] == steps[positions].tolist()
+                    and np.allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True),
+                    "%s/%s %s: averages differ from pandas" % (run, tag, method),
+                )
         export = get("export", run=run, tag=TAGS[0], format="json")
-        expect(export["step"] == files[TAGS[0]][0].tolist() and same_values(export["value"], files[TAGS[0]][1]),
-               "%s: export differs from the files" % run)
+        expect(
+            export["step"] == files[TAGS[0]][0].tolist() and same_values(export["value"], files[TAGS[0]][1]),
+            "%s: export differs from the files" % run,
+        )
         (x_steps, x), (y_steps, y) = files[TAGS[0]], files[TAGS[1]]
         _, xi, yi = np.intersect1d(x_steps, y_steps, return_indices=True)
         x, y = x[xi], y[yi]
         keep = np.isfinite(x) & np.isfinite(y)
         body = get("correlation", run=run, window=20, max_lag=5)
         expect(body["n"] == int(keep.sum()), "%s: correlation n %d, want %d" % (run, body["n"], keep.sum()))
-        for name, want in (("pearson", stats.pearsonr(x[keep], y[keep]).statistic),
-                           ("spearman", stats.spearmanr(x[keep], y[keep]).statistic)):
-            expect(math.isclose(body[name], want, rel_tol=1e-9, abs_tol=1e-12),
-                   "%s: %s %r, scipy %r" % (run, name, body[name], want))
+        for name, want in (
+            ("pearson", stats.pearsonr(x[keep], y[keep]).statistic),
+            ("spearman", stats.spearmanr(x[keep], y[keep]).statistic),
+        ):
+            expect(
+                math.isclose(body[name], want, rel_tol=1e-9, abs_tol=1e-12),
+                "%s: %s %r, scipy %r" % (run, name, body[name], want),
+            )
         nonfinite = int((~np.isfinite(files[TAGS[0]][1])).sum())
         got = get("diagnostics", run=run)["nonfinite"]["loss"]["count"]
-        expect(got == nonfinite, "%s: diagnostics counts %d non-finite losses, the file holds %d" % (run, got, nonfinite))
+        expect(
+            got == nonfinite, "%s: diagnostics counts %d non-finite losses, the file holds %d" % (run, got, nonfinite)
+        )
     return checks, failures
 
 
@@ -534,8 +583,13 @@ def run(options, after=None):
     the server is still up, after the final checks."""
     root = tempfile.mkdtemp(prefix="batchavg-load-") if options.logdir is None else options.logdir
     logdir = os.path.join(root, "logs")
-    report = {"clients": options.clients, "duration_s": options.duration, "cache_mb": options.cache_mb,
-              "working_mb": options.working_mb, "failures": []}
+    report = {
+        "clients": options.clients,
+        "duration_s": options.duration,
+        "cache_mb": options.cache_mb,
+        "working_mb": options.working_mb,
+        "failures": [],
+    }
     try:
         log("writing %d static runs of %d steps" % (options.static_runs, options.static_steps))
         static, live_path = build_logdir(logdir, options)
@@ -543,8 +597,13 @@ def run(options, after=None):
         expected = dict(static)
         expected[LIVE] = {t: v.astype(np.float64) for t, v in live_columns(0, max_steps).items()}
         writer = LiveWriter(live_path, options.batch, options.interval, max_steps, delay=options.writer_delay)
-        flags = ["--batchavg_cache_mb", str(options.cache_mb),
-                 "--batchavg_reload_seconds", str(options.reload_seconds), *options.tensorboard_flags]
+        flags = [
+            "--batchavg_cache_mb",
+            str(options.cache_mb),
+            "--batchavg_reload_seconds",
+            str(options.reload_seconds),
+            *options.tensorboard_flags,
+        ]
         log("starting tensorboard %s" % " ".join(flags))
         importing = threading.Thread(target=import_tensorflow, daemon=True)  # for the final checks,
         importing.start()  # while tensorboard starts
@@ -564,8 +623,9 @@ def run(options, after=None):
             elapsed = time.monotonic() - started
             stuck = sum(c.is_alive() for c in clients)
             if stuck:
-                report["failures"].append("%d clients still waiting for an answer %g s after the deadline"
-                                          % (stuck, options.request_timeout))
+                report["failures"].append(
+                    "%d clients still waiting for an answer %g s after the deadline" % (stuck, options.request_timeout)
+                )
             writer.stop.set()
             writer.join()
             if writer.error:
@@ -610,20 +670,24 @@ def run(options, after=None):
             throughput_rps=len(every) / elapsed,
             p50_ms=percentile_ms(every, 50),
             p99_ms=percentile_ms(every, 99),
-            by_kind={k: {"requests": len(v), "p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99)}
-                     for k, v in sorted(latency.items())},
+            by_kind={
+                k: {"requests": len(v), "p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99)}
+                for k, v in sorted(latency.items())
+            },
             status={str(k): v for k, v in sorted(status.items(), key=str)},
             server_errors=sum(v for k, v in status.items() if isinstance(k, int) and k >= 500),
             points=points,
             raw_columns_mb=points * BYTES_PER_POINT / 2**20,
         )
-        report["memory_bound_mb"] = (report["rss_baseline_mb"] + options.cache_mb + 2 * report["raw_columns_mb"]
-                                     + options.working_mb)
+        report["memory_bound_mb"] = (
+            report["rss_baseline_mb"] + options.cache_mb + 2 * report["raw_columns_mb"] + options.working_mb
+        )
         if report["server_errors"]:
             report["failures"].append("%d answers were 5xx" % report["server_errors"])
         if report["rss_peak_mb"] > report["memory_bound_mb"]:
-            report["failures"].append("peak RSS %.0f MB above the bound %.0f MB"
-                                      % (report["rss_peak_mb"], report["memory_bound_mb"]))
+            report["failures"].append(
+                "peak RSS %.0f MB above the bound %.0f MB" % (report["rss_peak_mb"], report["memory_bound_mb"])
+            )
         return report
     finally:
         if options.logdir is None:
@@ -632,7 +696,8 @@ def run(options, after=None):
 
 def markdown(report):
     lines = [
-        "| figure | value |", "| --- | --- |",
+        "| figure | value |",
+        "| --- | --- |",
         "| clients x duration | %d x %g s |" % (report["clients"], report["duration_s"]),
         "| requests (throughput) | %d (%.1f/s) |" % (report["requests"], report["throughput_rps"]),
         "| latency p50 / p99 | %.0f ms / %.0f ms |" % (report["p50_ms"], report["p99_ms"]),
@@ -650,10 +715,14 @@ def markdown(report):
         % (report["cache_mb"], report["working_mb"], report["memory_bound_mb"]),
         "| final answers checked against TensorBoard's loader + pandas/scipy | %d |" % report["final_checks"],
         "| failures | %d |" % len(report["failures"]),
-        "", "| kind | requests | p50 | p99 |", "| --- | --- | --- | --- |",
+        "",
+        "| kind | requests | p50 | p99 |",
+        "| --- | --- | --- | --- |",
     ]
     for kind, figures in report["by_kind"].items():
-        lines.append("| %s | %d | %.0f ms | %.0f ms |" % (kind, figures["requests"], figures["p50_ms"], figures["p99_ms"]))
+        lines.append(
+            "| %s | %d | %.0f ms | %.0f ms |" % (kind, figures["requests"], figures["p50_ms"], figures["p99_ms"])
+        )
     return "\n".join(lines)
 
 
@@ -667,15 +736,28 @@ def parse_args(argv=None):
     parser.add_argument("--static-steps", type=int, default=100_000, help="steps per static run (default 100000)")
     parser.add_argument("--batch", type=int, default=50, help="steps the writer appends at a time (default 50)")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between appends (default 0.05)")
-    parser.add_argument("--writer-delay", type=float, default=0.0,
-                        help="seconds before the writer's first step, while clients already ask for the run")
+    parser.add_argument(
+        "--writer-delay",
+        type=float,
+        default=0.0,
+        help="seconds before the writer's first step, while clients already ask for the run",
+    )
     parser.add_argument("--cache-mb", type=float, default=64, help="--batchavg_cache_mb (default 64)")
     parser.add_argument("--reload-seconds", type=float, default=0.5, help="--batchavg_reload_seconds (default 0.5)")
-    parser.add_argument("--working-mb", type=float, default=384,
-                        help="memory allowed over baseline + cache + 2 x raw columns: the working sets of the "
-                        "responses being computed, bodies being sent, allocator overhead (default 384)")
-    parser.add_argument("--tensorboard-flag", dest="tensorboard_flags", action="append", default=[],
-                        help="an extra flag for tensorboard (repeatable), e.g. --tensorboard-flag=--load_fast=false")
+    parser.add_argument(
+        "--working-mb",
+        type=float,
+        default=384,
+        help="memory allowed over baseline + cache + 2 x raw columns: the working sets of the "
+        "responses being computed, bodies being sent, allocator overhead (default 384)",
+    )
+    parser.add_argument(
+        "--tensorboard-flag",
+        dest="tensorboard_flags",
+        action="append",
+        default=[],
+        help="an extra flag for tensorboard (repeatable), e.g. --tensorboard-flag=--load_fast=false",
+    )
     parser.add_argument("--logdir", help="where to write the logs (default: a temporary directory, removed)")
     parser.add_argument("--json", help="also write the report as JSON to this file")
     return parser.parse_args(argv)

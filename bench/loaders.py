@@ -66,8 +66,11 @@ def _load_python(logdir):
 
 
 def _count_python(multiplexer):
-    points = sum(len(multiplexer.Tensors(run, tag))
-                 for run, content in multiplexer.Runs().items() for tag in content.get("tensors", []))
+    points = sum(
+        len(multiplexer.Tensors(run, tag))
+        for run, content in multiplexer.Runs().items()
+        for tag in content.get("tensors", [])
+    )
     return points, None
 
 
@@ -82,8 +85,11 @@ def _count_tbparse(frame):
 
 
 # name -> (load a logdir and return what holds the data, (points, bytes of the held columns))
-_LOADERS = {"ours": (_load_ours, _count_ours), "python": (_load_python, _count_python),
-            "tbparse": (_load_tbparse, _count_tbparse)}
+_LOADERS = {
+    "ours": (_load_ours, _count_ours),
+    "python": (_load_python, _count_python),
+    "tbparse": (_load_tbparse, _count_tbparse),
+}
 
 
 def _prepare(name, logdir):
@@ -109,6 +115,7 @@ def worker(name, logdirs, repeats, budget_seconds):
     _prepare(name, logdirs[0])
     results = []
     for index, logdir in enumerate(logdirs):
+
         def measure(index=index, logdir=logdir):
             load, count = _LOADERS[name]
             gc.collect()
@@ -179,7 +186,10 @@ def rust_cold(logdir, expected, timeout=600.0):
     largest = max(count for tags in expected.values() for count, _ in tags.values())
     t0 = time.perf_counter()
     ingester = server_ingester.SubprocessServerDataIngester(
-        binary, logdir, reload_interval=0, channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
+        binary,
+        logdir,
+        reload_interval=0,
+        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
         samples_per_plugin={"scalars": 0},
     )
     ingester.start()
@@ -191,7 +201,8 @@ def rust_cold(logdir, expected, timeout=600.0):
             listing = provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
             if all(
                 tag in listing.get(run, {}) and listing[run][tag].max_step == last
-                for run, tags in expected.items() for tag, (_, last) in tags.items()
+                for run, tags in expected.items()
+                for tag, (_, last) in tags.items()
             ):
                 break
             if time.perf_counter() > deadline:

@@ -26,12 +26,15 @@ WALL_START = 1_700_000_000.0
 SECONDS_PER_STEP = 0.05
 TAGS = ("train/loss", "train/grad_norm", "train/learning_rate")
 _FORMAT_VERSION = 1  # bump when the generated content changes, to invalidate caches
+
+
 def masked_crc32c(rows):
     """TFRecord's masked crc32c of each row of a 2-D uint8 array."""
     count, width = rows.shape
     starts = np.arange(count, dtype=np.int64) * width
-    return records.mask(records.crc32c(np.ascontiguousarray(rows).ravel(), starts,
-                                       np.full(count, width, dtype=np.int64)))
+    return records.mask(
+        records.crc32c(np.ascontiguousarray(rows).ravel(), starts, np.full(count, width, dtype=np.int64))
+    )
 
 
 def frame(payloads):
@@ -100,8 +103,7 @@ def append_steps(path, first_step, count, layout, seed=12345):
 
 def cached_event_file(cache_dir, steps, layout, seed=0):
     """The path of a cached event file with `steps` steps (written if missing)."""
-    name = "events.out.tfevents.%d.bench-v%d-%s-%d-%d" % (
-        int(WALL_START), _FORMAT_VERSION, layout, steps, seed)
+    name = "events.out.tfevents.%d.bench-v%d-%s-%d-%d" % (int(WALL_START), _FORMAT_VERSION, layout, steps, seed)
     folder = os.path.join(cache_dir, "files")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
@@ -134,4 +136,3 @@ def copy_run(logdir, run, source):
 
 def point_count(steps):
     return steps * len(TAGS)
-

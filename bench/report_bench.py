@@ -34,8 +34,9 @@ def sweep(cache, runs, steps):
         source = logs.cached_event_file(cache, steps, "tag", seed)
         logs.link_run(logdir, "trial_%04d" % seed, source)
         if seed % 20 == 19:
-            print("  %d/%d runs written or found (%.0f s)" % (seed + 1, runs, time.monotonic() - started),
-                  file=sys.stderr)
+            print(
+                "  %d/%d runs written or found (%.0f s)" % (seed + 1, runs, time.monotonic() - started), file=sys.stderr
+            )
     return logdir
 
 
@@ -98,31 +99,51 @@ def main(argv=None):
             ray.shutdown()
         assert built == expected, "the Ray engine and the local engine disagree"
     n = args.runs
-    lines = [TITLE, "",
-             "`python -m bench.report_bench --runs %d --steps %d --workers %d --repeats %d%s`: %d runs x %s steps x 3 tags "
-             "(%.1f GB of event files, one Event per tag per step, bench/logs.py), each run its own seed; "
-             "statuses %s. Files in the page cache in every pass; the passes ran one after the other in one "
-             "process, one process and worker processes alternating (the fastest of each kept), and gave the "
-             "same report." % (
-                 n, args.steps, args.workers, args.repeats, " --ray" if args.ray else "", n, format(args.steps, ","), size / 1e9,
-                 ", ".join("%s %d" % kv for kv in expected["summary"].items() if kv[1])),
-             "",
-             "Machine: %s; load before: %s, after: %s; code %s; %s." % (
-                 info["summary"], info["load_before"], load_average(), code_version(), info["date"]),
-             "",
-             "| pass | seconds | per run | speed-up over one process |",
-             "|---|---:|---:|---:|",
-             "| reading only (no diagnostics), one process | %.1f | %.3f s | |" % (rows["read"], rows["read"] / n),
-             "| report, one process (`--workers 1`) | %.1f | %.3f s | 1.00x |" % (rows["one"], rows["one"] / n),
-             "| report, %d worker processes (default: one per core) | %.1f | %.3f s | %.2fx |" % (
-                 args.workers, rows["local"], rows["local"] / n, rows["one"] / rows["local"])]
+    lines = [
+        TITLE,
+        "",
+        "`python -m bench.report_bench --runs %d --steps %d --workers %d --repeats %d%s`: %d runs x %s steps x 3 tags "
+        "(%.1f GB of event files, one Event per tag per step, bench/logs.py), each run its own seed; "
+        "statuses %s. Files in the page cache in every pass; the passes ran one after the other in one "
+        "process, one process and worker processes alternating (the fastest of each kept), and gave the "
+        "same report."
+        % (
+            n,
+            args.steps,
+            args.workers,
+            args.repeats,
+            " --ray" if args.ray else "",
+            n,
+            format(args.steps, ","),
+            size / 1e9,
+            ", ".join("%s %d" % kv for kv in expected["summary"].items() if kv[1]),
+        ),
+        "",
+        "Machine: %s; load before: %s, after: %s; code %s; %s."
+        % (info["summary"], info["load_before"], load_average(), code_version(), info["date"]),
+        "",
+        "| pass | seconds | per run | speed-up over one process |",
+        "|---|---:|---:|---:|",
+        "| reading only (no diagnostics), one process | %.1f | %.3f s | |" % (rows["read"], rows["read"] / n),
+        "| report, one process (`--workers 1`) | %.1f | %.3f s | 1.00x |" % (rows["one"], rows["one"] / n),
+        "| report, %d worker processes (default: one per core) | %.1f | %.3f s | %.2fx |"
+        % (args.workers, rows["local"], rows["local"] / n, rows["one"] / rows["local"]),
+    ]
     if "ray" in rows:
-        lines.append("| report, `--engine ray` on a local Ray already up (%d CPUs) | %.1f | %.3f s | %.2fx |"
-                     % (os.cpu_count() or 1, rows["ray"], rows["ray"] / n, rows["one"] / rows["ray"]))
-        lines.append("| starting that local Ray (`ray.init()`, once per report without --address) | %.1f | | |"
-                     % rows["ray_start"])
-    lines += ["", "The ratio is measured in the same run, on %d cores shared with other work (the load "
-              "averages above)." % (os.cpu_count() or 1), ""]
+        lines.append(
+            "| report, `--engine ray` on a local Ray already up (%d CPUs) | %.1f | %.3f s | %.2fx |"
+            % (os.cpu_count() or 1, rows["ray"], rows["ray"] / n, rows["one"] / rows["ray"])
+        )
+        lines.append(
+            "| starting that local Ray (`ray.init()`, once per report without --address) | %.1f | | |"
+            % rows["ray_start"]
+        )
+    lines += [
+        "",
+        "The ratio is measured in the same run, on %d cores shared with other work (the load "
+        "averages above)." % (os.cpu_count() or 1),
+        "",
+    ]
     section = "\n".join(lines)
     print(section)
     if args.write:
@@ -132,7 +153,7 @@ def main(argv=None):
         at = text.find(TITLE)
         if at >= 0:  # this script's section is the last one it wrote: replace it up to the next "## "
             end = text.find("\n## ", at + len(TITLE))
-            text = text[:at] + (text[end + 1:] if end >= 0 else "")
+            text = text[:at] + (text[end + 1 :] if end >= 0 else "")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text.rstrip("\n") + "\n\n" + section)
     return 0

@@ -57,8 +57,10 @@ def computed_routes(run, tag):
 def export_routes(run, tag):
     """(label, route, None) of the exports (never cached)."""
     base = "export?run=%s&tag=%s&method=sma&window=50" % (run, tag)
-    return [("export csv (every point)", base + "&format=csv", None),
-            ("export json (every point)", base + "&format=json", None)]
+    return [
+        ("export csv (every point)", base + "&format=csv", None),
+        ("export json (every point)", base + "&format=json", None),
+    ]
 
 
 def detached_app(logdir):
@@ -92,8 +94,12 @@ def measure_route(client, route, bust, repeats, budget_seconds):
     gzipped = sent[:2] == b"\x1f\x8b"
     raw = gzip.decompress(sent) if gzipped else sent
     seconds = [r["seconds"] for r in runs]
-    out = {"seconds": seconds, "median": statistics.median(seconds), "raw_bytes": len(raw),
-           "gzip_bytes": len(sent) if gzipped else len(gzip.compress(raw, compresslevel=3))}
+    out = {
+        "seconds": seconds,
+        "median": statistics.median(seconds),
+        "raw_bytes": len(raw),
+        "gzip_bytes": len(sent) if gzipped else len(gzip.compress(raw, compresslevel=3)),
+    }
     if bust:
         out["cached"] = statistics.median(get(client, route)[0] for _ in range(max(3, repeats)))
     return out

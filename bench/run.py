@@ -34,30 +34,48 @@ def log(message):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 10k and 20k steps, 20 runs, 1 repeat, short budgets")
-    parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
-                        help="comma-separated steps per run for the cold-load scales; the largest "
-                        "is the target scale (default 10000,100000,1000000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 10k and 20k steps, 20 runs, 1 repeat, short budgets"
+    )
+    parser.add_argument(
+        "--steps",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="comma-separated steps per run for the cold-load scales; the largest "
+        "is the target scale (default 10000,100000,1000000)",
+    )
     parser.add_argument("--runs", type=int, help="runs in the many-runs logdir (default 200)")
     parser.add_argument("--run-steps", type=int, help="steps per run there (default 10000)")
     parser.add_argument("--repeats", type=int, help="repeats per measurement; medians are reported (default 3)")
-    parser.add_argument("--budget", type=float,
-                        help="seconds after which a cold-load measurement stops repeating; route and "
-                        "numeric measurements use a quarter of it (default 45)")
-    parser.add_argument("--layout", choices=("step", "tag"), default="step",
-                        help="one Event per step with all tags (default), or one per tag per step")
-    parser.add_argument("--cache-dir", default=os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tb-batchavg-bench"),
-        help="where generated event files are kept between runs (default %(default)s)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="seconds after which a cold-load measurement stops repeating; route and "
+        "numeric measurements use a quarter of it (default 45)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("step", "tag"),
+        default="step",
+        help="one Event per step with all tags (default), or one per tag per step",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tb-batchavg-bench"),
+        help="where generated event files are kept between runs (default %(default)s)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="generate event files in a temporary dir")
-    parser.add_argument("--output", help="Markdown report path (default: BENCHMARKS.md of the checkout "
-                        "for full runs, none for --quick)")
+    parser.add_argument(
+        "--output", help="Markdown report path (default: BENCHMARKS.md of the checkout for full runs, none for --quick)"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"steps": [10_000, 20_000] if quick else [10_000, 100_000, 1_000_000],
-                "runs": 20 if quick else 200, "run_steps": 10_000,
-                "repeats": 1 if quick else 3, "budget": 3.0 if quick else 45.0}
+    defaults = {
+        "steps": [10_000, 20_000] if quick else [10_000, 100_000, 1_000_000],
+        "runs": 20 if quick else 200,
+        "run_steps": 10_000,
+        "repeats": 1 if quick else 3,
+        "budget": 3.0 if quick else 45.0,
+    }
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -77,8 +95,9 @@ def cold_loads(scale_dirs, args):
     results = {n: {} for n in ordered}
     for name in ("ours", "python", "tbparse"):
         log("cold load: %s at %s steps" % (name, ", ".join(map(str, ordered))))
-        for n, result in zip(ordered, loaders.run_worker(name, [scale_dirs[n] for n in ordered],
-                                                         args.repeats, args.budget)):
+        for n, result in zip(
+            ordered, loaders.run_worker(name, [scale_dirs[n] for n in ordered], args.repeats, args.budget)
+        ):
             _check_points(name, n, result)
             results[n][name] = result
     for n in ordered:
@@ -142,9 +161,15 @@ def route_latencies(work, big_file, n, args):
     for name in cold_runs:
         result = routes.concurrent_warm(client, warm_route, "averages?run=%s&tag=%s" % (name, tag))
         concurrent.append(result)
-        log("  during a cold load (%.1f s): %d warm requests, slowest computed %.0f ms, cached %.0f ms" % (
-            result["cold_seconds"], 2 * len(result["cached"]), 1e3 * max(result["computed"]),
-            1e3 * max(result["cached"])))
+        log(
+            "  during a cold load (%.1f s): %d warm requests, slowest computed %.0f ms, cached %.0f ms"
+            % (
+                result["cold_seconds"],
+                2 * len(result["cached"]),
+                1e3 * max(result["computed"]),
+                1e3 * max(result["cached"]),
+            )
+        )
     return {"app_cold_seconds": first, "rows": rows, "concurrent": concurrent, "concurrent_route": warm_label}
 
 
@@ -186,8 +211,10 @@ def incremental_reload(work, big_file, n, args):
         held = reader.series(RUN, logs.TAGS[0])
         if int(held.step[-1]) != last or len(held.step) != last + 1:
             raise RuntimeError("incremental reload read up to step %d, expected %d" % (held.step[-1], last))
-    log("incremental reload of %d steps: %.1f ms (cold in this process %.2f s)" % (
-        APPENDED_STEPS, 1e3 * statistics.median(seconds), cold))
+    log(
+        "incremental reload of %d steps: %.1f ms (cold in this process %.2f s)"
+        % (APPENDED_STEPS, 1e3 * statistics.median(seconds), cold)
+    )
     return {"seconds": seconds, "in_process_cold": cold, "appended": APPENDED_STEPS}
 
 

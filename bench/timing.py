@@ -22,6 +22,7 @@ def spent(seconds, budget_seconds):
 
 def clocked(function):
     """A measure for `repeat`: calls `function()`, returns {"seconds", "result"}."""
+
     def measure():
         t0 = time.perf_counter()
         result = function()

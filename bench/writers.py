@@ -52,8 +52,10 @@ def expected(logdir):
 
     reader = LogdirReader(logdir)
     reader.reload()
-    return {run: {tag: (len(s.step), int(s.step[-1])) for tag in reader.tags(run) for s in [reader.series(run, tag)]}
-            for run in reader.runs()}
+    return {
+        run: {tag: (len(s.step), int(s.step[-1])) for tag in reader.tags(run) for s in [reader.series(run, tag)]}
+        for run in reader.runs()
+    }
 
 
 def get_json(url):
@@ -70,8 +72,19 @@ def launch(logdir, run, tag, points, last, load_fast, timeout=600):
     port = helpers.free_port()
     base = "http://127.0.0.1:%d/data/plugin/" % port
     query = urllib.parse.urlencode({"run": run, "tag": tag})
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
-           "--load_fast=" + load_fast, "--reload_interval=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        logdir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--load_fast=" + load_fast,
+        "--reload_interval=1",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = {}
@@ -85,10 +98,22 @@ def launch(logdir, run, tag, points, last, load_fast, timeout=600):
             time.sleep(0.05)
 
     pollers = [
-        threading.Thread(target=poll, args=("scalars", base + "scalars/scalars?" + query,
-                                            lambda b: isinstance(b, list) and bool(b) and b[-1][1] == last)),
-        threading.Thread(target=poll, args=("ours", base + "batchavg/averages?" + query + "&window=50",
-                                            lambda b: isinstance(b, dict) and b.get("count") == points)),
+        threading.Thread(
+            target=poll,
+            args=(
+                "scalars",
+                base + "scalars/scalars?" + query,
+                lambda b: isinstance(b, list) and bool(b) and b[-1][1] == last,
+            ),
+        ),
+        threading.Thread(
+            target=poll,
+            args=(
+                "ours",
+                base + "batchavg/averages?" + query + "&window=50",
+                lambda b: isinstance(b, dict) and b.get("count") == points,
+            ),
+        ),
     ]
     try:
         for t in pollers:
@@ -112,12 +137,15 @@ def measure(name, steps, repeats, launch_loaders):
     if "error" in ours:
         raise RuntimeError(ours["error"])
     rust = [loaders.rust_cold(logdir, want) for _ in range(repeats)]
-    (run, tags), = want.items()
+    ((run, tags),) = want.items()
     tag = next(t for t in tags if t.endswith(LOSS) or LOSS in t)
     points, last = tags[tag]
     launched = {lf: launch(logdir, run, tag, points, last, lf) for lf in launch_loaders}
     return {
-        "writer": name, "steps": n, "bytes": size, "points": sum(p for p, _ in tags.values()),
+        "writer": name,
+        "steps": n,
+        "bytes": size,
+        "points": sum(p for p, _ in tags.values()),
         "ours": statistics.median(ours["seconds"]),
         "rust_listed": statistics.median(r["listed_seconds"] for r in rust),
         "rust_readable": statistics.median(r["seconds"] for r in rust),
@@ -132,12 +160,22 @@ def table(rows):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [r["writer"], "%d" % r["steps"], "%.0f" % (r["bytes"] / 2**20), "%.2f s" % r["ours"],
-                 "%.2f s" % r["rust_listed"], "%.2fx" % (r["ours"] / r["rust_listed"]), "%.2f s" % r["rust_readable"]]
+        cells = [
+            r["writer"],
+            "%d" % r["steps"],
+            "%.0f" % (r["bytes"] / 2**20),
+            "%.2f s" % r["ours"],
+            "%.2f s" % r["rust_listed"],
+            "%.2fx" % (r["ours"] / r["rust_listed"]),
+            "%.2f s" % r["rust_readable"],
+        ]
         for lf in ("true", "false"):
             times = r["launch"].get(lf)
-            cells += (["%.1f s" % times["scalars"], "%.1f s" % times["ours"], "%.2fx" % (times["ours"] / times["scalars"])]
-                      if times else ["not run"] * 3)
+            cells += (
+                ["%.1f s" % times["scalars"], "%.1f s" % times["ours"], "%.2fx" % (times["ours"] / times["scalars"])]
+                if times
+                else ["not run"] * 3
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -62,9 +62,18 @@ class Progress:
     def _draw(self, head):
         width = 30
         filled = width * self.done // max(1, self.total)
-        self.stream.write("%s%-15s [%s%s] %5d/%d batches %5.1fs" % (
-            head, self.label, "#" * filled, "." * (width - filled), self.done, self.total,
-            time.monotonic() - self.start))
+        self.stream.write(
+            "%s%-15s [%s%s] %5d/%d batches %5.1fs"
+            % (
+                head,
+                self.label,
+                "#" * filled,
+                "." * (width - filled),
+                self.done,
+                self.total,
+                time.monotonic() - self.start,
+            )
+        )
         self.stream.flush()
 
 
@@ -91,12 +100,14 @@ def _model():
     import keras
 
     keras.utils.set_random_seed(_SEED + 1)
-    return keras.Sequential([
-        keras.Input((_FEATURES,)),
-        keras.layers.Dense(64, activation="tanh"),
-        keras.layers.Dense(64, activation="tanh"),
-        keras.layers.Dense(1),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((_FEATURES,)),
+            keras.layers.Dense(64, activation="tanh"),
+            keras.layers.Dense(64, activation="tanh"),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
 def _optimizer(run, steps):
@@ -105,16 +116,16 @@ def _optimizer(run, steps):
     schedules = keras.optimizers.schedules
     if run == "healthy":
         warmup = max(1, steps // 20)
-        return keras.optimizers.Adam(schedules.CosineDecay(
-            0.0, max(1, steps - warmup), alpha=0.01, warmup_target=3e-3, warmup_steps=warmup))
+        return keras.optimizers.Adam(
+            schedules.CosineDecay(0.0, max(1, steps - warmup), alpha=0.01, warmup_target=3e-3, warmup_steps=warmup)
+        )
     if run == "lr_too_high":
         # PolynomialDecay with power 1 from 0.01 up to 0.15: a linear warm-up that never ends.
         return keras.optimizers.SGD(
-            schedules.PolynomialDecay(0.01, steps, end_learning_rate=0.15, power=1.0),
-            momentum=0.9)
+            schedules.PolynomialDecay(0.01, steps, end_learning_rate=0.15, power=1.0), momentum=0.9
+        )
     if run == "sgd_step_decay":
-        return keras.optimizers.SGD(schedules.PiecewiseConstantDecay(
-            [steps // 2, 3 * steps // 4], [0.2, 0.02, 0.002]))
+        return keras.optimizers.SGD(schedules.PiecewiseConstantDecay([steps // 2, 3 * steps // 4], [0.2, 0.02, 0.002]))
     raise ValueError("unknown demo run %r" % run)
 
 
@@ -130,8 +141,7 @@ def _train_with_fit(run_dir, model, optimizer, batches, steps, progress):
 
     model.compile(optimizer=optimizer, loss="mse")
     batch_averages = BatchAverages(run_dir)
-    model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
-              callbacks=[batch_averages, Advance()])
+    model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[batch_averages, Advance()])
     batch_averages.writer.close()
 
 
@@ -181,8 +191,10 @@ def _clear_run(run_dir):
     names = os.listdir(run_dir)
     foreign = [n for n in names if not n.startswith("events.out.tfevents.")]
     if foreign:
-        raise RuntimeError("refusing to overwrite %s: it holds files the demo did not write (%s)"
-                           % (run_dir, ", ".join(sorted(foreign)[:5])))
+        raise RuntimeError(
+            "refusing to overwrite %s: it holds files the demo did not write (%s)"
+            % (run_dir, ", ".join(sorted(foreign)[:5]))
+        )
     shutil.rmtree(run_dir)
 
 
@@ -202,8 +214,7 @@ def write_logs(logdir, steps=DEFAULT_STEPS, stream=None):
         _clear_run(run_dir)
         progress = Progress(run, steps, stream)
         with tf.device("/CPU:0"):
-            _TRAINERS[run](run_dir, _model(), _optimizer(run, steps), _batches(x, y), steps,
-                           progress)
+            _TRAINERS[run](run_dir, _model(), _optimizer(run, steps), _batches(x, y), steps, progress)
         progress.close()
     with open(marker, "w") as f:
         json.dump({"steps": steps, "runs": list(RUNS)}, f)

@@ -73,8 +73,7 @@ ROLES = tuple(ROLE_PATTERNS)
 _HELD_OUT = re.compile(r"(?:^|[/_])(?:val|valid|validation|eval|test)(?:[/_]|$)", re.I)
 # A run whose path has a component naming a held-out split (Keras writes <log_dir>/validation
 # beside <log_dir>/train; "eval", "test", "val_2" likewise) is evaluated, not trained, per batch.
-_HELD_OUT_RUN = re.compile(r"(?:val|valid|validation|eval|evaluation|test|testing|holdout)(?:[_-]?[0-9]+)?",
-                           re.I)
+_HELD_OUT_RUN = re.compile(r"(?:val|valid|validation|eval|evaluation|test|testing|holdout)(?:[_-]?[0-9]+)?", re.I)
 # Keras writes one point per epoch under epoch_<metric> (epoch_loss, epoch_learning_rate, ...):
 # not a batch series.
 _EPOCH_TAG = re.compile(r"(?:.*/)?epoch(?:_.*)?", re.I)
@@ -82,10 +81,7 @@ _EPOCH_TAG = re.compile(r"(?:.*/)?epoch(?:_.*)?", re.I)
 # since the start of the epoch (what Keras hands its callbacks), not the batch's value.
 _KERAS_RUNNING_MEAN = re.compile(r"(?:.*/)?batch_(?!learning_rate$|lr$).+", re.I)
 
-_COMPILED = {
-    role: tuple(re.compile(p, re.IGNORECASE) for p in patterns)
-    for role, patterns in ROLE_PATTERNS.items()
-}
+_COMPILED = {role: tuple(re.compile(p, re.IGNORECASE) for p in patterns) for role, patterns in ROLE_PATTERNS.items()}
 
 
 def held_out_run(run):
@@ -168,8 +164,11 @@ def running_mean(tag, steps, values):
     starts = [int(s[0])] if len(s) else []
     if by_pattern:
         starts = sorted(set(starts) | set(s[resets].tolist()))
-    return {"recognised_by": (["tag name"] if by_name else []) + (["reset pattern"] if by_pattern else []),
-            "resets": starts, "period": period}
+    return {
+        "recognised_by": (["tag name"] if by_name else []) + (["reset pattern"] if by_pattern else []),
+        "resets": starts,
+        "period": period,
+    }
 
 
 def _reset_pattern(np, y):
@@ -195,8 +194,8 @@ def _reset_pattern(np, y):
         stop = min(first + period, n)
         if stop - first < period:
             break
-        early.append(d[first:first + max(1, period // 10)])
-        late.append(d[first + period // 2:stop - 1])
+        early.append(d[first : first + max(1, period // 10)])
+        late.append(d[first + period // 2 : stop - 1])
     if not early:
         return None, None
     if not np.median(np.concatenate(early)) >= 4 * np.median(np.concatenate(late)):

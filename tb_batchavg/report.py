@@ -50,6 +50,7 @@ CHART_POINTS = 400  # loss points kept (extremes first, decimate.minmax_indices)
 
 # The settings ------------------------------------------------------------------------------
 
+
 def settings_from(values):
     """(settings, named tags, max_points) from the route's parameter names -> strings (as a
     query string gives them; absent or "" means the default), parsed exactly as the route
@@ -62,6 +63,7 @@ def settings_from(values):
 
 # One run -----------------------------------------------------------------------------------
 
+
 def run_diagnostics(source, run, version, values):
     """The `diagnostics` route's answer for `run` (before JSON), computed by the route's own
     handler (tb_batchavg.server.diagnostics.handle) on a request carrying `values` (the route's
@@ -70,8 +72,9 @@ def run_diagnostics(source, run, version, values):
     route answers 404 or 400."""
     store = _OneRunStore(source, run, version)
     query = {k: v for k, v in values.items() if v not in (None, "")}
-    request = wrappers.Request(werkzeug.test.EnvironBuilder(path="/diagnostics", query_string=dict(query, run=run))
-                               .get_environ())
+    request = wrappers.Request(
+        werkzeug.test.EnvironBuilder(path="/diagnostics", query_string=dict(query, run=run)).get_environ()
+    )
     route_diagnostics.handle(store, request)
     return store.answer
 
@@ -135,8 +138,13 @@ def task(name, directory, values, chart=False):
     try:
         answer = run_diagnostics(source, name, run.version, values)
     except (params.BadRequest, params.NotFound, ValueError) as e:  # the route's 400 and 404
-        answer = {"run": name, "status": "error", "error": str(e),
-                  "tags": metadata.detect_roles(source.tags(name), name, source.counts(name)), "events": []}
+        answer = {
+            "run": name,
+            "status": "error",
+            "error": str(e),
+            "tags": metadata.detect_roles(source.tags(name), name, source.counts(name)),
+            "events": [],
+        }
     answer["health"] = run.health()
     if chart and answer["status"] in FLAGGED and answer["tags"].get("loss"):
         loss = source.series(name, answer["tags"]["loss"])
@@ -150,6 +158,7 @@ def _task_args(args):
 
 
 # The runs ----------------------------------------------------------------------------------
+
 
 def list_runs(logdir, pattern=None):
     """([(run, directory)] in name order, matching the regular expression `pattern` (searched
@@ -254,8 +263,14 @@ def build(logdir, values=None, runs=None, workers=None, engine="local", address=
     summary = {status: 0 for status in STATUSES}
     for entry in entries:
         summary[entry["status"]] += 1
-    report = {"schema_version": SCHEMA_VERSION, "logdir": logdir, "settings": _plain(settings),
-              "errors": errors, "runs": entries, "summary": summary}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "logdir": logdir,
+        "settings": _plain(settings),
+        "errors": errors,
+        "runs": entries,
+        "summary": summary,
+    }
     return report, {r["answer"]["run"]: r["chart"] for r in results if r["chart"] is not None}
 
 
@@ -265,6 +280,7 @@ def fails(report, level):
 
 
 # Formats -----------------------------------------------------------------------------------
+
 
 def _kinds(entry):
     counts = {}
@@ -288,8 +304,16 @@ def _rows(report):
     for entry in report["runs"]:
         alarms = [e for e in entry.get("events", []) if e["severity"] != "info"]
         status = entry["status"] + (": " + entry["error"] if entry["status"] == "error" else "")
-        rows.append((entry["run"], status, str(len(alarms)), _first(entry), _kinds(entry),
-                     (entry.get("tags") or {}).get("loss") or ""))
+        rows.append(
+            (
+                entry["run"],
+                status,
+                str(len(alarms)),
+                _first(entry),
+                _kinds(entry),
+                (entry.get("tags") or {}).get("loss") or "",
+            )
+        )
     return header, rows
 
 
@@ -359,10 +383,17 @@ def _svg(chart, events, width=720, height=180, pad=36):
         if event["severity"] == "info":
             continue
         a, b = x(max(x0, min(x1, event["start"]))), x(max(x0, min(x1, event["end"])))
-        parts.append('<rect class="ev-%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s</title></rect>'
-                     % (e(event["severity"]), a, pad / 4, max(b - a, 1.0), height - pad * 0.75,
-                        e("%s, steps %d-%d: %s" % (event["kind"], event["start"], event["end"],
-                                                   event.get("detail", "")))))
+        parts.append(
+            '<rect class="ev-%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s</title></rect>'
+            % (
+                e(event["severity"]),
+                a,
+                pad / 4,
+                max(b - a, 1.0),
+                height - pad * 0.75,
+                e("%s, steps %d-%d: %s" % (event["kind"], event["start"], event["end"], event.get("detail", ""))),
+            )
+        )
     path, pen = [], "M"
     for s, v in zip(chart["step"], chart["value"]):  # a gap at each non-finite value
         if v is None or not math.isfinite(v):
@@ -372,8 +403,9 @@ def _svg(chart, events, width=720, height=180, pad=36):
         pen = "L"
     parts.append('<path class="loss" d="%s"/>' % " ".join(path))
     parts.append('<text class="axis" x="%d" y="%.1f">%s</text>' % (pad, height - 4, e("step %d" % x0)))
-    parts.append('<text class="axis" x="%d" y="%.1f" text-anchor="end">%s</text>'
-                 % (width - pad, height - 4, e("step %d" % x1)))
+    parts.append(
+        '<text class="axis" x="%d" y="%.1f" text-anchor="end">%s</text>' % (width - pad, height - 4, e("step %d" % x1))
+    )
     parts.append('<text class="axis" x="2" y="%.1f">%s</text>' % (pad / 2, e("%.4g" % y1)))
     parts.append('<text class="axis" x="2" y="%.1f">%s</text>' % (height - pad / 2, e("%.4g" % y0)))
     parts.append("</svg>")
@@ -384,10 +416,16 @@ def format_html(report, charts):
     """One self-contained page: inline CSS and SVG, no script, every text from data escaped."""
     e = html.escape
     header, rows = _rows(report)
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>Training health: %s</title>" % e(report["logdir"]), "<style>%s</style></head><body>" % _CSS,
-           "<h1>Training health</h1>", "<p>%s</p>" % e(report["logdir"]), "<p>%s</p>" % e(_summary_line(report))]
-    out += ["<p class=\"error\">error: %s</p>" % e(error) for error in report["errors"]]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>Training health: %s</title>" % e(report["logdir"]),
+        "<style>%s</style></head><body>" % _CSS,
+        "<h1>Training health</h1>",
+        "<p>%s</p>" % e(report["logdir"]),
+        "<p>%s</p>" % e(_summary_line(report)),
+    ]
+    out += ['<p class="error">error: %s</p>' % e(error) for error in report["errors"]]
     out.append("<table><thead><tr>%s</tr></thead><tbody>" % "".join("<th>%s</th>" % e(h) for h in header))
     for i, (entry, row) in enumerate(zip(report["runs"], rows)):
         cells = ["<td>%s</td>" % e(c) for c in row]
@@ -399,8 +437,10 @@ def format_html(report, charts):
     for i, entry in enumerate(report["runs"]):
         if entry["run"] not in charts:
             continue
-        out.append('<div class="chart" id="chart-%d"><h3>%s <span class="%s">%s</span> (loss: %s)</h3>'
-                   % (i, e(entry["run"]), e(entry["status"]), e(entry["status"]), e(entry["tags"]["loss"])))
+        out.append(
+            '<div class="chart" id="chart-%d"><h3>%s <span class="%s">%s</span> (loss: %s)</h3>'
+            % (i, e(entry["run"]), e(entry["status"]), e(entry["status"]), e(entry["tags"]["loss"]))
+        )
         out.append(_svg(charts[entry["run"]], entry["events"]))
         out.append("</div>")
     out.append("</body></html>")
@@ -423,8 +463,9 @@ def main(args):
     values = {name: getattr(args, name) for name in list(diagnostics.DEFAULTS) + list(metadata.ROLES) + ["max_points"]}
     started = time.monotonic()
     try:
-        report, charts = build(args.logdir, values, args.runs, args.workers, args.engine, args.address,
-                               charts=args.format == "html")
+        report, charts = build(
+            args.logdir, values, args.runs, args.workers, args.engine, args.address, charts=args.format == "html"
+        )
     except (params.BadRequest, re.error) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

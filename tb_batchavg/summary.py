@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["BatchAverages", "NORMS", "gradient_norm", "log_batch"]
+__all__ = ["BatchAverages", "NORMS", "gradient_norm", "log_batch"]  # noqa: F822 (BatchAverages: module __getattr__, TensorFlow imported lazily)
 
 NORMS = ("l2", "l1", "linf")
 
@@ -43,9 +43,7 @@ def _tf():
     try:
         import tensorflow as tf
     except ImportError as error:
-        raise ImportError(
-            "tb_batchavg.summary needs TensorFlow: pip install 'tb-batchavg[tf]'"
-        ) from error
+        raise ImportError("tb_batchavg.summary needs TensorFlow: pip install 'tb-batchavg[tf]'") from error
     return tf
 
 
@@ -80,9 +78,12 @@ def _write_scalar(tag, value, step):
     tf = _tf()
     from tensorboard.plugins.scalar import metadata
 
-    return tf.summary.write(tag, tf.cast(value, tf.float32), step=step,
-                            metadata=metadata.create_summary_metadata(display_name=None,
-                                                                      description=None))
+    return tf.summary.write(
+        tag,
+        tf.cast(value, tf.float32),
+        step=step,
+        metadata=metadata.create_summary_metadata(display_name=None, description=None),
+    )
 
 
 def gradient_norm(gradients, norm="l2"):
@@ -121,8 +122,7 @@ def _learning_rate_at(optimizer, step):
     return optimizer.learning_rate
 
 
-def log_batch(step, loss, gradients=None, optimizer=None, *, norm="l2", writer=None,
-              prefix="train"):
+def log_batch(step, loss, gradients=None, optimizer=None, *, norm="l2", writer=None, prefix="train"):
     """Writes one batch's loss, gradient norm and learning rate as scalar summaries at `step`.
 
     step: the batch's step (an int, or an int64 tensor inside `tf.function` to avoid retracing);
@@ -259,7 +259,8 @@ def _make_batch_averages():
             capacity = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
             self._records = tf.Variable(
                 tf.fill([capacity, 5], tf.constant(-1.0, tf.float64)),
-                trainable=False, name="batchavg_records",
+                trainable=False,
+                name="batchavg_records",
             )
             pending = {}
 
@@ -299,11 +300,9 @@ def _make_batch_averages():
             scale = tf.cast(tf.convert_to_tensor(optimizer.scale_loss(1.0)), tf.float64)
             norm = tf.cast(gradient_norm(grads, self.norm), tf.float64) / scale
             has_loss = loss is not None
-            loss = tf.cast(tf.convert_to_tensor(loss), tf.float64) if has_loss else tf.constant(
-                math.nan, tf.float64)
+            loss = tf.cast(tf.convert_to_tensor(loss), tf.float64) if has_loss else tf.constant(math.nan, tf.float64)
             rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), tf.float64)
-            row = tf.stack([tf.cast(step, tf.float64), loss,
-                            tf.constant(float(has_loss), tf.float64), norm, rate])
+            row = tf.stack([tf.cast(step, tf.float64), loss, tf.constant(float(has_loss), tf.float64), norm, rate])
             slot = tf.math.floormod(step, tf.cast(tf.shape(self._records)[0], step.dtype))
             self._records.scatter_nd_update(tf.reshape(slot, [1, 1]), row[tf.newaxis])
 
@@ -319,12 +318,14 @@ def _make_batch_averages():
             rows = self._records.numpy()
             rows = rows[rows[:, _STEP] > self._last_step]
             if not len(rows):
-                self._warn_once("no batch was recorded: does the train step call "
-                                "optimizer.apply or optimizer.apply_gradients?")
+                self._warn_once(
+                    "no batch was recorded: does the train step call optimizer.apply or optimizer.apply_gradients?"
+                )
                 return
             if not rows[:, _HAS_LOSS].all():
-                self._warn_once("the loss is not logged: the train step did not call "
-                                "model.compute_loss before optimizer.apply")
+                self._warn_once(
+                    "the loss is not logged: the train step did not call model.compute_loss before optimizer.apply"
+                )
             rows = rows[np.argsort(rows[:, _STEP])]
             self._last_step = int(rows[-1, _STEP])
             self._unwritten.append(rows)
@@ -341,7 +342,7 @@ def _make_batch_averages():
         def _warn_once(self, message):
             if message not in self._warned:
                 self._warned.add(message)
-                warnings.warn("BatchAverages: " + message)
+                warnings.warn("BatchAverages: " + message, stacklevel=2)
 
         def on_epoch_end(self, epoch, logs=None):
             self._write()

@@ -102,9 +102,9 @@ def _fit_data(n, seed, batch_size=8):
     (a loss spike) and those of the last batch NaN (a NaN loss, NaN weights after it)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n * batch_size, 4)).astype(np.float32)
-    y = (x @ np.array([1.0, -2.0, 0.5, 3.0], np.float32) + 0.1 * rng.standard_normal(n * batch_size))
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0], np.float32) + 0.1 * rng.standard_normal(n * batch_size)
     y = y.astype(np.float32)[:, None]
-    y[(n // 3) * batch_size:(n // 3 + 1) * batch_size] *= 20
+    y[(n // 3) * batch_size : (n // 3 + 1) * batch_size] *= 20
     y[-batch_size:] = np.nan
     return x, y
 
@@ -129,8 +129,17 @@ def write_keras(logdir, n, seed=0):
     x, y = _fit_data(n, seed)
     model = _tiny_model(seed, n)
     callback = keras.callbacks.TensorBoard(logdir, update_freq=1)
-    model.fit(x, y, batch_size=8, epochs=2 if n >= 2 else 1, steps_per_epoch=max(1, n // 2),
-              validation_data=(x[:64], y[:64]), shuffle=False, verbose=0, callbacks=[callback])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2 if n >= 2 else 1,
+        steps_per_epoch=max(1, n // 2),
+        validation_data=(x[:64], y[:64]),
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )
     return logdir
 
 
@@ -180,8 +189,7 @@ def write_tf1_simple(logdir, n, seed=0):
     data = _matrix(n, seed)
     with tf.Graph().as_default() as graph:
         batch = tf.compat.v1.placeholder(tf.float32, [len(TAGS)])
-        merged = tf.compat.v1.summary.merge(
-            [tf.compat.v1.summary.scalar(tag, batch[j]) for j, tag in enumerate(TAGS)])
+        merged = tf.compat.v1.summary.merge([tf.compat.v1.summary.scalar(tag, batch[j]) for j, tag in enumerate(TAGS)])
         writer = tf.compat.v1.summary.FileWriter(logdir, graph)
         with tf.compat.v1.Session() as session:
             for i in range(n):
@@ -234,8 +242,7 @@ def write_tbx_display_name(logdir, n, seed=0):
     with SummaryWriter(logdir) as writer:
         for i in range(n):
             for j, tag in enumerate(TAGS):
-                writer.add_scalar(tag, data[i, j], i, display_name=tag.split("/")[-1],
-                                  summary_description="per batch")
+                writer.add_scalar(tag, data[i, j], i, display_name=tag.split("/")[-1], summary_description="per batch")
     return logdir
 
 

@@ -25,9 +25,7 @@ def write_scalars(directory, columns, steps=None, wall_start=1_700_000_000.0, fi
     steps = np.arange(n) if steps is None else np.asarray(steps)
     writer = EventFileWriter(directory, filename_suffix=filename_suffix)
     for i in range(n):
-        values = [
-            summary_pb2.Summary.Value(tag=tag, simple_value=float(v[i])) for tag, v in columns.items()
-        ]
+        values = [summary_pb2.Summary.Value(tag=tag, simple_value=float(v[i])) for tag, v in columns.items()]
         writer.add_event(
             event_pb2.Event(step=int(steps[i]), wall_time=wall_start + i, summary=summary_pb2.Summary(value=values))
         )
@@ -69,6 +67,7 @@ def make_app(logdir=None, *flags):
 
 def strict_json(data):
     """json.loads refusing NaN and Infinity, which are not JSON (browsers' JSON.parse fails)."""
+
     def refuse(token):
         raise ValueError("%s in a JSON answer" % token)
 
@@ -125,8 +124,18 @@ def tensorboard_server(logdir, *flags, timeout=90, env=None):
     plugin is listed, and stops the process on exit."""
     port = free_port()
     log = tempfile.TemporaryFile()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
-           "--port", str(port), *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        logdir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     prefix = ""
     for i, flag in enumerate(flags):

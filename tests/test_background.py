@@ -32,8 +32,9 @@ def test_runs_answers_while_a_run_loads_and_a_ready_run_is_served(logdir, monkey
     def big():
         return {r["run"]: r for r in helpers.get_json(client, "runs")["runs"]}.get("b_big")
 
-    first = helpers.wait_for(lambda: (lambda e: e and e["progress"]["bytes_read"] > 0 and e)(big()),
-                             what="b_big to start loading")
+    first = helpers.wait_for(
+        lambda: (lambda e: e and e["progress"]["bytes_read"] > 0 and e)(big()), what="b_big to start loading"
+    )
     assert first["state"] == "loading" and first["progress"]["bytes_read"] < first["progress"]["bytes_total"]
     body = helpers.get_json(client, small)  # a ready run: answered while the other loads
     assert body["count"] == 2_000 and body["average"] is not None
@@ -55,10 +56,15 @@ def test_a_data_request_for_a_loading_run_waits_for_it(logdir, monkeypatch):
     assert body["count"] == 200_000
 
 
-@pytest.mark.parametrize("flag, value", [("--batchavg_cache_mb", "nan"), ("--batchavg_cache_mb", "-1"),
-                                         ("--batchavg_reload_seconds", "inf")])
+@pytest.mark.parametrize(
+    "flag, value", [("--batchavg_cache_mb", "nan"), ("--batchavg_cache_mb", "-1"), ("--batchavg_reload_seconds", "inf")]
+)
 def test_flags_refuse_nan_inf_and_negative_values_at_start_up(tmp_path, flag, value):
-    done = subprocess.run([sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), flag + "=" + value],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), flag + "=" + value],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "%s must be a finite number >= 0" % flag in done.stderr

@@ -23,8 +23,15 @@ from tests import helpers
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -121,8 +128,9 @@ class Tab:
         self.attach()
 
     def attach(self):
-        handle = self.page.wait_for_selector("iframe[src*='plugin_entry.html?name=batchavg']", state="attached",
-                                             timeout=60000)
+        handle = self.page.wait_for_selector(
+            "iframe[src*='plugin_entry.html?name=batchavg']", state="attached", timeout=60000
+        )
         self.frame = handle.content_frame()
         self.frame.wait_for_function(RENDERED_JS, arg=0, timeout=60000)
 
@@ -158,8 +166,12 @@ class Tab:
         """A metric chart's plotting box (inside its margins) in page coordinates."""
         area = self.frame.locator("[data-role=%s] .plot-area" % role).bounding_box()
         margin = self.eval("%s.margin" % CHARTS_JS[role])
-        return {"left": area["x"] + margin["left"], "right": area["x"] + area["width"] - margin["right"],
-                "top": area["y"] + margin["top"], "bottom": area["y"] + area["height"] - margin["bottom"]}
+        return {
+            "left": area["x"] + margin["left"],
+            "right": area["x"] + area["width"] - margin["right"],
+            "top": area["y"] + margin["top"],
+            "bottom": area["y"] + area["height"] - margin["bottom"],
+        }
 
     def domain(self, chart):
         """The x domain a chart (a JS expression from CHARTS_JS) was last drawn with."""
@@ -240,8 +252,9 @@ def test_slider_moves_are_debounced(tab):
     tab.wait_render(before)
     shown = int(tab.frame.get_by_label("Window (points)").input_value())
     # The drawn loss is the last position's: the one debounced call has fired (nothing is pending).
-    tab.frame.wait_for_function("(w) => window.batchavg.results.get('run_0').results.loss.data.params.window === w",
-                                arg=shown)
+    tab.frame.wait_for_function(
+        "(w) => window.batchavg.results.get('run_0').results.loss.data.params.window === w", arg=shown
+    )
     loss_requests = [u for u in tab.requests[start:] if "/averages?" in u and "train%2Floss" in u]
     assert len(loss_requests) == 1, loss_requests
     assert "window=%d&" % shown in loss_requests[0]
@@ -252,8 +265,10 @@ def test_tooltip_values_equal_the_api_values(tab):
     box = tab.plot_box("loss")
     for fraction in (0.23, 0.61, 0.97):
         tab.page.mouse.move(box["left"] + fraction * (box["right"] - box["left"]), (box["top"] + box["bottom"]) / 2)
-        rows = tab.eval("[...document.querySelectorAll('[data-role=loss] .tooltip-row')].map(r => "
-                        "({...r.dataset, cells: [...r.querySelectorAll('td')].map(c => c.textContent)}))")
+        rows = tab.eval(
+            "[...document.querySelectorAll('[data-role=loss] .tooltip-row')].map(r => "
+            "({...r.dataset, cells: [...r.querySelectorAll('td')].map(c => c.textContent)}))"
+        )
         assert [r["run"] for r in rows] == ["run_0", "run_1", "run_2"]
         for row in rows:
             params = tab.eval("(run) => window.batchavg.results.get(run).results.loss.data.params", row["run"])
@@ -263,8 +278,9 @@ def test_tooltip_values_equal_the_api_values(tab):
             assert float(row["raw"]) == at_step["raw"]["value"][0]
             assert math.isclose(float(row["cells"][3]), at_step["raw"]["value"][0], rel_tol=1e-5)
             average_step = int(row["averageStep"])
-            at_average = tab.api_json("averages", run=row["run"], tag="train/loss", start=average_step,
-                                      end=average_step, **params)
+            at_average = tab.api_json(
+                "averages", run=row["run"], tag="train/loss", start=average_step, end=average_step, **params
+            )
             assert float(row["average"]) == at_average["average"]["value"][0]
             assert math.isclose(float(row["cells"][4].split(" ")[0]), at_average["average"]["value"][0], rel_tol=1e-5)
     tab.screenshot("tooltip.png")
@@ -304,8 +320,11 @@ def test_zoom_narrows_every_chart_and_fetches_full_detail(tab):
     assert all(d == zoom for d in domains.values()), domains
     assert full[0] < zoom[0] < zoom[1] < full[1]
     assert zoom[1] - zoom[0] < 0.2 * (full[1] - full[0])
-    zoomed = [urllib.parse.parse_qs(urllib.parse.urlparse(u).query) for u in tab.requests[start:]
-              if "/averages?" in u or "/correlation?" in u]
+    zoomed = [
+        urllib.parse.parse_qs(urllib.parse.urlparse(u).query)
+        for u in tab.requests[start:]
+        if "/averages?" in u or "/correlation?" in u
+    ]
     assert zoomed and all("start" in q and "end" in q for q in zoomed)
     raw = tab.eval("window.batchavg.results.get('run_0').results.loss.data.raw")
     steps = np.array(raw["step"])
@@ -519,8 +538,11 @@ def test_health_table_sorts_runs_and_a_click_zooms_every_chart_to_the_event(tab)
     event = tab.frame.locator(".health-table tr[data-run=%s] button.event" % SPIKE_RUN, has_text="loss spike")
     before = tab.renders()
     event.click()
-    tab.frame.wait_for_function("""(after) => window.batchavg.group.zoom !== null &&
-      window.batchavg.renders > after && document.getElementById('batchavg').dataset.state === 'ready'""", arg=before)
+    tab.frame.wait_for_function(
+        """(after) => window.batchavg.group.zoom !== null &&
+      window.batchavg.renders > after && document.getElementById('batchavg').dataset.state === 'ready'""",
+        arg=before,
+    )
     assert tab.frame.locator(".run-item", has_text=SPIKE_RUN).locator("input").is_checked()
     domains = [tab.domain(chart) for chart in CHARTS_JS.values()]
     assert all(d == domains[0] for d in domains)
@@ -544,7 +566,9 @@ def test_draw_time_of_ten_runs_by_three_charts(tab):
     before = [sorted(map(tuple, tab.eval(SERIES_DRAWN_JS, i))) for i in range(len(SHARED_CHARTS))]
     again = []
     for _ in range(5):
-        again.append(tab.eval("() => { const t = performance.now(); window.batchavg.render(); return performance.now() - t; }"))
+        again.append(
+            tab.eval("() => { const t = performance.now(); window.batchavg.render(); return performance.now() - t; }")
+        )
     points = 0
     for index, role in enumerate(SHARED_CHARTS):
         drawn = sorted(map(tuple, tab.eval(SERIES_DRAWN_JS, index)))
@@ -555,10 +579,14 @@ def test_draw_time_of_ten_runs_by_three_charts(tab):
         points += sum(n for _, _, n in drawn)
         assert tab.coloured_pixels(role) > 500
     # The loss and gradient norm are averaged (a curve per run beside its raw values).
-    assert sum(kind == "average" for _, kind, _ in before[0]) == sum(kind == "average" for _, kind, _ in before[1]) == 10
-    print("\ndraw time, 10 runs x 3 charts (+ correlation panel), %d points: %.1f ms after the data arrived; "
-          "redraws %s ms (median %.1f ms)"
-          % (points, first, ", ".join("%.1f" % t for t in again), statistics.median(again)))
+    assert (
+        sum(kind == "average" for _, kind, _ in before[0]) == sum(kind == "average" for _, kind, _ in before[1]) == 10
+    )
+    print(
+        "\ndraw time, 10 runs x 3 charts (+ correlation panel), %d points: %.1f ms after the data arrived; "
+        "redraws %s ms (median %.1f ms)"
+        % (points, first, ", ".join("%.1f" % t for t in again), statistics.median(again))
+    )
     tab.screenshot("ten_runs.png")
 
 
@@ -592,8 +620,9 @@ def test_tensorboard_reload_refreshes_and_keeps_zoom_and_settings(tab, logdir):
     helpers.write_scalars(str(logdir / "late_run"), helpers.training_like(500, seed=5))
     # TensorBoard's own reload button: the tab hears "experimental.DataReloaded" on its port.
     tab.page.locator("app-header-reload button").click()
-    tab.frame.wait_for_function("[...document.querySelectorAll('.run-name')].some(e => e.textContent === 'late_run')",
-                                timeout=30000)
+    tab.frame.wait_for_function(
+        "[...document.querySelectorAll('.run-name')].some(e => e.textContent === 'late_run')", timeout=30000
+    )
     tab.frame.wait_for_function(RENDERED_JS, arg=0)
     assert tab.domain(CHARTS_JS["loss"]) == zoom
     assert tab.frame.get_by_label("Window (points)").input_value() == window
@@ -620,7 +649,7 @@ def test_dark_mode_follows_the_system_preference(browser, server):
         tab.open()
         assert tab.eval("document.documentElement.dataset.theme") == "dark"
         background = tab.eval("getComputedStyle(document.body).backgroundColor")
-        r, g, b = (int(v) for v in background[background.index("(") + 1:-1].split(",")[:3])
+        r, g, b = (int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3])
         assert max(r, g, b) < 80, background
         tab.screenshot("dark.png")
     finally:
@@ -658,9 +687,13 @@ def add_run(tab, logdir, name, columns):
     tab.act(lambda: tab.frame.get_by_role("button", name="Refresh").click())
     # Listed, read (runs load in the background: "state"), and no poll of the run list pending (a run
     # becoming ready is fetched then, which would overtake the test's own requests).
-    tab.frame.wait_for_function("""(name) => window.batchavg.runs.some((r) => r.run === name &&
+    tab.frame.wait_for_function(
+        """(name) => window.batchavg.runs.some((r) => r.run === name &&
       (!r.state || r.state === 'ready')) && window.batchavg.pollTimer === null &&
-      document.getElementById('batchavg').dataset.state === 'ready'""", arg=name, timeout=30000)
+      document.getElementById('batchavg').dataset.state === 'ready'""",
+        arg=name,
+        timeout=30000,
+    )
 
 
 def set_number(tab, control, value):
@@ -676,7 +709,9 @@ def test_a_run_shorter_than_the_window_shows_a_notice_and_its_raw_values(tab, lo
     tab.show_runs("^(run_0|%s)$" % SHORT_RUN)
     if tab.frame.get_by_label("Method").input_value() != "sma":
         tab.act(lambda: tab.frame.get_by_label("Method").select_option("sma"))
-    with tab.page.expect_response(lambda r: "/averages?run=%s&" % SHORT_RUN in r.url and "window=1000&" in r.url) as info:
+    with tab.page.expect_response(
+        lambda r: "/averages?run=%s&" % SHORT_RUN in r.url and "window=1000&" in r.url
+    ) as info:
         set_number(tab, tab.frame.get_by_label("Window (points)"), 1000)
     refused = info.value
     assert refused.status == 200 and refused.json()["reason"] == "window_longer_than_series"
@@ -690,7 +725,11 @@ def test_a_run_shorter_than_the_window_shows_a_notice_and_its_raw_values(tab, lo
         assert "longer than" not in tab.frame.locator("[data-role=%s] .notes" % role).text_content()
     assert not tab.frame.locator("[data-role=learning_rate] .run-notices").is_visible()  # never averaged
     short = tab.eval("window.batchavg.results.get('%s').results.loss" % SHORT_RUN)
-    assert (short["short"]["window"], short["short"]["length"], short["data"]["raw"]["count"]) == (1000, SHORT_N, SHORT_N)
+    assert (short["short"]["window"], short["short"]["length"], short["data"]["raw"]["count"]) == (
+        1000,
+        SHORT_N,
+        SHORT_N,
+    )
     assert tab.eval("window.batchavg.results.get('run_0').results.loss.data.average.count") == N - 1000 + 1
     drawn = tab.eval(SERIES_DRAWN_JS, 0)
     assert sorted((run, kind) for run, kind, _ in drawn) == [("run_0", "average"), ("run_0", "raw"), (SHORT_RUN, "raw")]
@@ -700,14 +739,18 @@ def test_a_run_shorter_than_the_window_shows_a_notice_and_its_raw_values(tab, lo
 
     # With raw lines off, the short run's raw values are still drawn (it has nothing else).
     tab.act(lambda: tab.frame.get_by_label("Show raw values").uncheck())
-    assert sorted((run, kind) for run, kind, _ in tab.eval(SERIES_DRAWN_JS, 0)) == [("run_0", "average"), (SHORT_RUN, "raw")]
+    assert sorted((run, kind) for run, kind, _ in tab.eval(SERIES_DRAWN_JS, 0)) == [
+        ("run_0", "average"),
+        (SHORT_RUN, "raw"),
+    ]
     tab.act(lambda: tab.frame.get_by_label("Show raw values").check())
 
     # A rolling window longer than short_run's joined points: its table row, lag and scatter stay.
     set_number(tab, tab.frame.locator("#ba-corr-corrWindow"), 1000)
     assert tab.frame.locator("[data-role=correlation] .run-notice.short").all_text_contents() == [
         "%s: %d joined points, shorter than the rolling window 1000 – no rolling correlation (the table, lag and "
-        "scatter cover the run)" % (SHORT_RUN, SHORT_N)]
+        "scatter cover the run)" % (SHORT_RUN, SHORT_N)
+    ]
     rows = tab.frame.locator(".corr-table tbody tr")
     assert sorted(rows.evaluate_all("(rows) => rows.map((r) => r.dataset.run)")) == ["run_0", SHORT_RUN]
     reference = tab.api_json("correlation", run=SHORT_RUN)
@@ -733,22 +776,33 @@ def test_hostile_tag_names_are_shown_as_text_and_run_nothing(tab, logdir):
     tab.show_runs("^%s$" % HOSTILE_TAG_RUN)
     roles = tab.api_json("runs")["runs"]
     assert next(r for r in roles if r["run"] == HOSTILE_TAG_RUN)["roles"] == {
-        "loss": HOSTILE_TAGS["train/loss"], "grad_norm": HOSTILE_TAGS["train/grad_norm"],
-        "learning_rate": HOSTILE_TAGS["train/learning_rate"]}
-    for role, label, tag in (("loss", "Loss tag", "train/loss"), ("grad_norm", "Gradient norm tag", "train/grad_norm"),
-                             ("learning_rate", "Learning rate tag", "train/learning_rate")):
+        "loss": HOSTILE_TAGS["train/loss"],
+        "grad_norm": HOSTILE_TAGS["train/grad_norm"],
+        "learning_rate": HOSTILE_TAGS["train/learning_rate"],
+    }
+    for role, label, tag in (
+        ("loss", "Loss tag", "train/loss"),
+        ("grad_norm", "Gradient norm tag", "train/grad_norm"),
+        ("learning_rate", "Learning rate tag", "train/learning_rate"),
+    ):
         options = tab.frame.get_by_label(label).evaluate("(s) => [...s.options].map((o) => [o.value, o.textContent])")
         assert [HOSTILE_TAGS[tag], HOSTILE_TAGS[tag]] in options, role  # the tag selects
         assert tab.frame.locator("[data-role=%s] .tag-label" % role).text_content() == "· " + HOSTILE_TAGS[tag]
         assert tab.coloured_pixels(role) > 500, role  # its data loaded: the name went through the URL intact
     assert tab.frame.locator(".health-table tr[data-run=%s] .status" % HOSTILE_TAG_RUN).text_content() in (
-        "ok", "warning", "diverged")
+        "ok",
+        "warning",
+        "diverged",
+    )
     assert tab.frame.locator(".corr-table tbody th").all_text_contents() == [HOSTILE_TAG_RUN]
 
     # Picked by hand in the tag select: fetched and drawn, shown as text in the chart's title.
     select = tab.frame.get_by_label("Loss tag")
     tab.act(lambda: select.select_option(HOSTILE_TAGS["train/loss"]))
-    assert tab.eval("window.batchavg.results.get('%s').results.loss.data.tag" % HOSTILE_TAG_RUN) == HOSTILE_TAGS["train/loss"]
+    assert (
+        tab.eval("window.batchavg.results.get('%s').results.loss.data.tag" % HOSTILE_TAG_RUN)
+        == HOSTILE_TAGS["train/loss"]
+    )
     assert tab.frame.locator("[data-role=loss] .tag-label").text_content() == "· " + HOSTILE_TAGS["train/loss"]
     box = tab.plot_box("loss")
     tab.page.mouse.move((box["left"] + box["right"]) / 2, (box["top"] + box["bottom"]) / 2)
@@ -759,7 +813,9 @@ def test_hostile_tag_names_are_shown_as_text_and_run_nothing(tab, logdir):
     set_number(tab, tab.frame.get_by_label("Window (points)"), 1000)
     notice = tab.frame.locator("[data-role=loss] .run-notice.short")
     assert notice.text_content() == "%s: %d points, shorter than the window 1000 – showing raw values only" % (
-        HOSTILE_TAG_RUN, HOSTILE_TAG_N)
+        HOSTILE_TAG_RUN,
+        HOSTILE_TAG_N,
+    )
     tab.frame.get_by_label("Run", exact=True).select_option(HOSTILE_TAG_RUN)
     tab.frame.get_by_label("Series", exact=True).select_option("loss")
     with tab.page.expect_download() as info:
@@ -773,9 +829,12 @@ def test_hostile_tag_names_are_shown_as_text_and_run_nothing(tab, logdir):
     assert tab.page.evaluate("typeof window.__pwned") == "undefined"
     for page_or_frame in (tab.frame, tab.page):
         assert page_or_frame.locator("img").count() == 0
-        assert page_or_frame.evaluate("""() => [...document.querySelectorAll('*')].filter((e) =>
+        assert (
+            page_or_frame.evaluate("""() => [...document.querySelectorAll('*')].filter((e) =>
           [...e.attributes].some((a) => a.name.startsWith('on')) || /pwned/.test(e.tagName === 'SCRIPT' ? e.text : '') ||
-          (e.tagName === 'svg' && e.closest('#batchavg'))).map((e) => e.outerHTML.slice(0, 80))""") == []
+          (e.tagName === 'svg' && e.closest('#batchavg'))).map((e) => e.outerHTML.slice(0, 80))""")
+            == []
+        )
     assert tab.dialogs == []
     tab.act(lambda: select.select_option(""))
     set_number(tab, tab.frame.get_by_label("Window (points)"), 50)

@@ -22,8 +22,10 @@ pytestmark = pytest.mark.browser
 
 N = 3000
 KERAS_EPOCH, KERAS_EPOCHS = 100, 6
-PALETTE = {"light": ["#425066", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7cb342", "#e8710a"],
-           "dark": ["#8e98a3", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7cb342", "#e8710a"]}
+PALETTE = {
+    "light": ["#425066", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7cb342", "#e8710a"],
+    "dark": ["#8e98a3", "#12b5cb", "#e52592", "#f9ab00", "#9334e6", "#7cb342", "#e8710a"],
+}
 
 
 SELECTS_CUT_JS = """() => [...document.querySelectorAll('.sidebar select')].filter((s) => s.offsetParent !== null).filter((s) => {
@@ -63,14 +65,23 @@ def logdir(tmp_path_factory):
     run("d_sparse", helpers.training_like(300, seed=4), steps=np.arange(300) * 10)  # logs every 10 steps
     run("e_short", helpers.training_like(192, seed=5))
     x = helpers.training_like(KERAS_EPOCH * KERAS_EPOCHS, seed=6)["train/loss"] * np.exp(
-        0.3 * rng.standard_normal(KERAS_EPOCH * KERAS_EPOCHS))
-    running = np.concatenate([np.cumsum(x[e * KERAS_EPOCH:(e + 1) * KERAS_EPOCH]) / np.arange(1, KERAS_EPOCH + 1)
-                              for e in range(KERAS_EPOCHS)])
+        0.3 * rng.standard_normal(KERAS_EPOCH * KERAS_EPOCHS)
+    )
+    running = np.concatenate(
+        [
+            np.cumsum(x[e * KERAS_EPOCH : (e + 1) * KERAS_EPOCH]) / np.arange(1, KERAS_EPOCH + 1)
+            for e in range(KERAS_EPOCHS)
+        ]
+    )
     run("keras/train", {"batch_loss": running})
     epochs = np.arange(KERAS_EPOCHS)
-    run("keras/train", {"epoch_loss": running[KERAS_EPOCH - 1::KERAS_EPOCH],
-                        "epoch_learning_rate": 1e-3 / (epochs + 1)}, steps=epochs, suffix=".epochs")
-    run("keras/validation", {"epoch_loss": running[KERAS_EPOCH - 1::KERAS_EPOCH] * 1.1}, steps=epochs)
+    run(
+        "keras/train",
+        {"epoch_loss": running[KERAS_EPOCH - 1 :: KERAS_EPOCH], "epoch_learning_rate": 1e-3 / (epochs + 1)},
+        steps=epochs,
+        suffix=".epochs",
+    )
+    run("keras/validation", {"epoch_loss": running[KERAS_EPOCH - 1 :: KERAS_EPOCH] * 1.1}, steps=epochs)
     run("f_hparams", {"hparam/loss": [0.42]})
     (root / "g_empty").mkdir()
     EventFileWriter(str(root / "g_empty")).close()  # a run with no scalars at all
@@ -98,8 +109,9 @@ def browser():
 
 class Page:
     def __init__(self, browser, base, width=1440, height=900, scheme="light"):
-        self.context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme,
-                                           accept_downloads=True)
+        self.context = browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=scheme, accept_downloads=True
+        )
         self.page = self.context.new_page()
         self.base = base
         self.responses = []
@@ -107,8 +119,9 @@ class Page:
         self.page.on("response", lambda r: self.responses.append((r.status, r.url)))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(base + "/#batchavg")
-        handle = self.page.wait_for_selector("iframe[src*='plugin_entry.html?name=batchavg']", state="attached",
-                                             timeout=60000)
+        handle = self.page.wait_for_selector(
+            "iframe[src*='plugin_entry.html?name=batchavg']", state="attached", timeout=60000
+        )
         self.frame = handle.content_frame()
         self.frame.wait_for_function(RENDERED_JS, arg=0, timeout=60000)
         self.wait_health()
@@ -132,6 +145,7 @@ class Page:
 
     def api(self, route, **params):
         import urllib.parse
+
         url = "%s/data/plugin/batchavg/%s?%s" % (self.base, route, urllib.parse.urlencode(params))
         with urllib.request.urlopen(url, timeout=30) as response:
             return helpers.strict_json(response.read())
@@ -180,7 +194,8 @@ def test_a_typed_window_applies_to_every_run_while_typing_and_short_runs_are_ans
     assert tab.eval("document.activeElement.type") == "number"  # still typing: no blur needed
     assert tab.eval("window.batchavg.results.get('a_long').results.loss.data.params.window") == 250
     assert tab.frame.locator("[data-role=loss] .run-notice.short").text_content() == (
-        "e_short: 192 points, shorter than the window 250 – showing raw values only")
+        "e_short: 192 points, shorter than the window 250 – showing raw values only"
+    )
     drawn = tab.eval("window.batchavg.panels[0].chart.series.filter((s) => s.run === 'e_short').map((s) => s.alpha)")
     assert drawn == [1]
     assert tab.plugin_errors() == []
@@ -201,7 +216,9 @@ def test_a_loss_below_zero_stays_visible_and_forced_log_says_what_it_hides(tab):
     assert note == "Linear y: %d values ≤ 0 (b_nll: %d) cannot be shown on a log axis." % (count, count)
     tab.frame.get_by_label("Loss y scale").select_option("log")  # redraws this chart only (no fetch)
     assert tab.eval(chart + ".scales.y.log") is True
-    assert tab.frame.locator("[data-role=loss] .scale-note").text_content().startswith("%d values ≤ 0 not shown" % count)
+    assert (
+        tab.frame.locator("[data-role=loss] .scale-note").text_content().startswith("%d values ≤ 0 not shown" % count)
+    )
     tab.frame.get_by_label("Loss y scale").select_option("auto")
     assert tab.eval(chart + ".scales.y.log") is False
 
@@ -248,8 +265,10 @@ def test_keras_running_mean_is_named_and_raises_no_spike_and_epoch_tags_play_no_
     assert notice.startswith("keras/train: batch_loss is a running mean since the epoch's start")
     assert "BatchAverages" in notice
     assert tab.eval("window.batchavg.results.get('keras/train').results.learning_rate.missing") is True
-    rows = dict(tab.eval("""[...document.querySelectorAll('.health-table tbody tr')].map((tr) =>
-      [tr.dataset.run, tr.querySelector('.status').textContent])"""))
+    rows = dict(
+        tab.eval("""[...document.querySelectorAll('.health-table tbody tr')].map((tr) =>
+      [tr.dataset.run, tr.querySelector('.status').textContent])""")
+    )
     assert rows == {"keras/train": "ok", "keras/validation": "no data"}
     # Charts without data keep no stale off-scale note (from runs shown before).
     assert tab.frame.locator("[data-role=grad_norm] .offscale-note").is_hidden()
@@ -320,8 +339,10 @@ def test_small_defects(tab):
     """Item 5: the filter that matches nothing, the scatter's colour bar, selects wide enough for
     their labels, log ticks of one format spread evenly, the band told from the raw cloud."""
     tab.show("^nothing-matches$")
-    assert tab.frame.locator("[data-role=loss] .plot-message").text_content() == \
-        "No run matches the filter “^nothing-matches$”."
+    assert (
+        tab.frame.locator("[data-role=loss] .plot-message").text_content()
+        == "No run matches the filter “^nothing-matches$”."
+    )
     tab.show("^a_long$")
     cut = tab.eval(SELECTS_CUT_JS)
     assert cut == []
@@ -391,8 +412,9 @@ def test_runs_load_in_the_background_with_progress_and_are_drawn_when_ready(brow
         requested = []
         page_.on("request", lambda r: requested.append(r.url))
         page_.goto(server + "/#batchavg")
-        frame = page_.wait_for_selector("iframe[src*='plugin_entry.html?name=batchavg']",
-                                        state="attached", timeout=60000).content_frame()
+        frame = page_.wait_for_selector(
+            "iframe[src*='plugin_entry.html?name=batchavg']", state="attached", timeout=60000
+        ).content_frame()
         frame.wait_for_function(RENDERED_JS, arg=0, timeout=60000)
         item = frame.locator(".run-list li[data-run=a_long]")
         assert item.get_attribute("data-state") == "loading"

@@ -143,7 +143,8 @@ def test_symlink_cycles_end_and_runs_agree_with_tensorboard(tmp_path):
     provider = helpers.tensorboard_provider(str(logdir), "--load_fast=true", "--reload_interval=0")
     theirs = helpers.wait_for(
         lambda: sorted(r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")),
-        what="the data server's runs")
+        what="the data server's runs",
+    )
     assert reader.runs() == theirs == ["linked", "run"]
 
 
@@ -164,6 +165,7 @@ def test_a_directory_reached_by_several_link_paths_is_named_as_tensorboard_names
     provider = helpers.tensorboard_provider(str(logdir), "--load_fast=true", "--reload_interval=0")
     theirs = helpers.wait_for(
         lambda: sorted(r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")),
-        what="the data server's runs")
+        what="the data server's runs",
+    )
     assert reader.runs() == theirs
     assert len(theirs) == 8 and all(reader.counts(run) == {t: 10 for t in helpers.training_like(1)} for run in theirs)

@@ -50,17 +50,29 @@ def server(kind):
         cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
         probe = "/"
     else:
-        cmd = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-               "--port", str(port), "--in-memory", "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "-q",
+        ]
         probe = "/storage/v1/b"
     endpoint = "http://127.0.0.1:%d" % port
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+
         def up():
             try:
                 return urllib.request.urlopen(endpoint + probe, timeout=2).status == 200
             except OSError:
                 assert proc.poll() is None, "%s server exited" % kind
+
         helpers.wait_for(up, timeout=60, what="%s server" % kind)
         yield endpoint, proc
     finally:
@@ -74,14 +86,25 @@ class Store:
     def __init__(self, kind, endpoint, monkeypatch):
         self.kind, self.endpoint = kind, endpoint
         # TensorBoard's own gfile for the reader and TensorBoard's own loading, as without TensorFlow.
-        for module in (reader, data_ingester, directory_loader, directory_watcher, event_file_loader,
-                       io_wrapper, plugin_asset_util):
+        for module in (
+            reader,
+            data_ingester,
+            directory_loader,
+            directory_watcher,
+            event_file_loader,
+            io_wrapper,
+            plugin_asset_util,
+        ):
             monkeypatch.setattr(module, "tf", tensorflow_stub)
         if kind == "s3":
             import boto3
 
-            for name, value in [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
-                                ("AWS_DEFAULT_REGION", "us-east-1"), ("S3_ENDPOINT", endpoint)]:
+            for name, value in [
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("S3_ENDPOINT", endpoint),
+            ]:
                 monkeypatch.setenv(name, value)
             # TensorBoard's S3 filesystem read S3_ENDPOINT when it was imported.
             monkeypatch.setattr(tensorflow_stub.io.gfile.get_filesystem("s3://b/k"), "_s3_endpoint", endpoint)
@@ -90,8 +113,9 @@ class Store:
             monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
 
     def _gcs(self, method, url, body, content_type):
-        request = urllib.request.Request(self.endpoint + url, data=body, method=method,
-                                         headers={"Content-Type": content_type})
+        request = urllib.request.Request(
+            self.endpoint + url, data=body, method=method, headers={"Content-Type": content_type}
+        )
         urllib.request.urlopen(request, timeout=10).read()
 
     def bucket(self):
@@ -106,8 +130,12 @@ class Store:
         if self.kind == "s3":
             self.client.put_object(Bucket=bucket, Key=key, Body=data)
         else:
-            self._gcs("POST", "/upload/storage/v1/b/%s/o?uploadType=media&name=%s" % (
-                bucket, urllib.parse.quote(key, safe="")), data, "application/octet-stream")
+            self._gcs(
+                "POST",
+                "/upload/storage/v1/b/%s/o?uploadType=media&name=%s" % (bucket, urllib.parse.quote(key, safe="")),
+                data,
+                "application/octet-stream",
+            )
 
     def root(self, bucket):
         return "%s://%s/logs" % ("s3" if self.kind == "s3" else "gs", bucket)
@@ -151,8 +179,11 @@ def assert_columns(logs, data):
 
 
 def app_client(root, reload_seconds="0.5"):
-    return Client(helpers.make_app(root, "--load_fast=false", "--reload_interval=0",
-                                   "--batchavg_reload_seconds=" + reload_seconds))
+    return Client(
+        helpers.make_app(
+            root, "--load_fast=false", "--reload_interval=0", "--batchavg_reload_seconds=" + reload_seconds
+        )
+    )
 
 
 def test_full_resolution_through_reader_and_app(store):
@@ -181,8 +212,15 @@ def test_full_resolution_through_reader_and_app(store):
 def test_missing_bucket_is_an_error_in_runs_never_a_500(store):
     root = store.root("no-such-bucket-%d" % helpers.free_port())
     client = app_client(root)
-    routes = ["runs", "run_order", "averages?run=run&tag=train/loss", "correlation?run=run",
-              "diagnostics?run=run", "export?run=run&tag=train/loss&format=csv", "index.js"]
+    routes = [
+        "runs",
+        "run_order",
+        "averages?run=run&tag=train/loss",
+        "correlation?run=run",
+        "diagnostics?run=run",
+        "export?run=run&tag=train/loss&format=csv",
+        "index.js",
+    ]
     for route in routes:
         status = client.get("/data/plugin/batchavg/" + route).status_code
         assert status < 500, (route, status)
@@ -192,8 +230,11 @@ def test_missing_bucket_is_an_error_in_runs_never_a_500(store):
     logs = reader.LogdirReader(root)
     logs.reload()
     assert logs.runs() == [] and len(logs.errors) == 1 and root in logs.errors[0], logs.errors
-    errors = helpers.wait_for(lambda: helpers.get_json(client, "runs").get("errors"), timeout=30,
-                              what="the missing bucket named in runs' errors")
+    errors = helpers.wait_for(
+        lambda: helpers.get_json(client, "runs").get("errors"),
+        timeout=30,
+        what="the missing bucket named in runs' errors",
+    )
     assert root in errors[0]
 
 
@@ -228,8 +269,11 @@ def test_endpoint_down_keeps_serving_what_was_read(kind, monkeypatch):
 
     errors = helpers.wait_for(health_errors, timeout=150, what="the run's health naming the store error")
     assert "cannot" in errors[0]
-    for route in ["correlation?run=run&x=train/loss&y=train/grad_norm", "diagnostics?run=run",
-                  "export?run=run&tag=train/loss&format=csv"]:
+    for route in [
+        "correlation?run=run&x=train/loss&y=train/grad_norm",
+        "diagnostics?run=run",
+        "export?run=run&tag=train/loss&format=csv",
+    ]:
         assert client.get("/data/plugin/batchavg/" + route).status_code == 200, route
     quick("averages?run=no-such-run&tag=train/loss", expect=404)
 
@@ -237,7 +281,9 @@ def test_endpoint_down_keeps_serving_what_was_read(kind, monkeypatch):
 def reads(monkeypatch):
     """Records the (offset) of every read the reader makes."""
     offsets, read_at = [], reader._read_at
-    monkeypatch.setattr(reader, "_read_at", lambda path, offset, size: offsets.append(offset) or read_at(path, offset, size))
+    monkeypatch.setattr(
+        reader, "_read_at", lambda path, offset, size: offsets.append(offset) or read_at(path, offset, size)
+    )
     return offsets
 
 

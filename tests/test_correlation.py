@@ -214,7 +214,7 @@ def test_correlate_empty_and_constant_results():
 
 
 def pandas_rolling_corr(x, y, window):
-    r = pd.Series(x).rolling(window).corr(pd.Series(y)).to_numpy()[window - 1:]
+    r = pd.Series(x).rolling(window).corr(pd.Series(y)).to_numpy()[window - 1 :]
     # A window with a constant side has no correlation: pandas says NaN, or inf with numpy < 2.
     return np.where(np.isinf(r), np.nan, r)
 
@@ -397,7 +397,7 @@ def test_tie_sums_are_exact_beyond_int64():
     sizes = np.array([1, 2, 3, 40], dtype=np.int64)
     assert correlation._tie_sum(sizes) == 0 + 6 + 24 + 63960
     sizes = np.array([3_000_000, 5, 1], dtype=np.int64)
-    assert correlation._tie_sum(sizes) == 3_000_000 ** 3 - 3_000_000 + 120
+    assert correlation._tie_sum(sizes) == 3_000_000**3 - 3_000_000 + 120
 
 
 def test_spearman_near_ties_and_all_tied():
@@ -415,7 +415,7 @@ def exact_rolling(x, y, window):
     """Two-pass Pearson of every window, NaN where a side is constant."""
     r = np.full(len(x) - window + 1, np.nan)
     for end in range(window - 1, len(x)):
-        a, b = x[end - window + 1:end + 1], y[end - window + 1:end + 1]
+        a, b = x[end - window + 1 : end + 1], y[end - window + 1 : end + 1]
         if a.min() != a.max() and b.min() != b.max():
             r[end - window + 1] = stats.pearsonr(a, b).statistic
     return r
@@ -450,8 +450,9 @@ def test_rolling_window_equal_to_length(n):
     got = rolling_pearson(x, y, n)
     assert got.shape == (1,)
     assert_close(got[0], stats.pearsonr(x, y).statistic)
-    np.testing.assert_allclose(rolling_pearson(x, y, max(2, n - 1)), exact_rolling(x, y, max(2, n - 1)),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        rolling_pearson(x, y, max(2, n - 1)), exact_rolling(x, y, max(2, n - 1)), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("n, max_lag", [(50, 47), (50, 60), (400, 397)])

@@ -68,10 +68,17 @@ def test_stride_indices(n, max_points):
             assert gaps.max() - gaps.min() <= 1
 
 
-@pytest.mark.parametrize("values, want", [
-    ([], []), ([1.0, 2.0], []), ([np.nan], [0]), ([1.0, np.inf, 2.0, -np.inf], [1, 3]),
-    ([np.nan, 1.0, np.nan, np.inf], [0, 2, 3]), ([-np.inf] * 3, [0, 1, 2]),
-])
+@pytest.mark.parametrize(
+    "values, want",
+    [
+        ([], []),
+        ([1.0, 2.0], []),
+        ([np.nan], [0]),
+        ([1.0, np.inf, 2.0, -np.inf], [1, 3]),
+        ([np.nan, 1.0, np.nan, np.inf], [0, 2, 3]),
+        ([-np.inf] * 3, [0, 1, 2]),
+    ],
+)
 def test_nonfinite_positions(values, want):
     got = decimate.nonfinite_positions(np.asarray(values, dtype=np.float64))
     assert got.dtype == np.int64 and got.tolist() == want

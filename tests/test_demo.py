@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tb_batchavg import cli, demo_runs
-from tb_batchavg.metadata import detect_roles
 from tb_batchavg.ingest.reader import LogdirReader
+from tb_batchavg.metadata import detect_roles
 
 # Writes its logs with TensorFlow.
 pytestmark = pytest.mark.tf
@@ -35,8 +35,12 @@ def demo_logdir(tmp_path_factory):
 
 
 def _event_files(logdir):
-    return {os.path.join(root, name): os.path.getsize(os.path.join(root, name))
-            for root, _, names in os.walk(logdir) for name in names if "tfevents" in name}
+    return {
+        os.path.join(root, name): os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(logdir)
+        for name in names
+        if "tfevents" in name
+    }
 
 
 def test_demo_logs_are_read_with_every_role(demo_logdir):
@@ -48,8 +52,11 @@ def test_demo_logs_are_read_with_every_role(demo_logdir):
     assert sorted(reader.runs()) == sorted(demo_runs.RUNS)
     for run in demo_runs.RUNS:
         roles = detect_roles(reader.tags(run))
-        assert roles == {"loss": "train/loss", "grad_norm": "train/grad_norm",
-                         "learning_rate": "train/learning_rate"}, run
+        assert roles == {
+            "loss": "train/loss",
+            "grad_norm": "train/grad_norm",
+            "learning_rate": "train/learning_rate",
+        }, run
         for tag in roles.values():
             series = reader.series(run, tag)
             np.testing.assert_array_equal(series.step, np.arange(STEPS))
@@ -72,8 +79,9 @@ def test_demo_runs_follow_their_schedules(demo_logdir):
         "sgd_step_decay": np.where(step <= STEPS // 2, 0.2, np.where(step <= 3 * STEPS // 4, 0.02, 0.002)),
     }
     for run, rate in expected.items():
-        np.testing.assert_allclose(reader.series(run, "train/learning_rate").value, rate, rtol=1e-5,
-                                   atol=1e-9, err_msg=run)
+        np.testing.assert_allclose(
+            reader.series(run, "train/learning_rate").value, rate, rtol=1e-5, atol=1e-9, err_msg=run
+        )
 
 
 def test_demo_reuses_finished_logs(demo_logdir):
@@ -98,9 +106,11 @@ def test_demo_never_deletes_files_it_did_not_write(tmp_path):
 def test_demo_serves_the_tab_on_localhost_until_interrupted(demo_logdir):
     logdir, _ = demo_logdir
     process = subprocess.Popen(
-        [sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir, "--steps", str(STEPS),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir, "--steps", str(STEPS), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         deadline = time.time() + 90
         url = None
@@ -145,8 +155,10 @@ def test_demo_wrapper_stops_tensorboard_on_a_signal_even_with_sigint_ignored(dem
     wrapper stops it and TensorBoard with it; nothing is left serving with parent 1."""
     logdir, _ = demo_logdir
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
-    process, base = _serving([sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir,
-                              "--steps", str(STEPS), "--port", "0"], preexec_fn=ignore_sigint)
+    process, base = _serving(
+        [sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir, "--steps", str(STEPS), "--port", "0"],
+        preexec_fn=ignore_sigint,
+    )
     try:
         (child,) = _tensorboard_children(process.pid)
         process.send_signal(signum)
@@ -165,8 +177,9 @@ def test_demo_wrapper_stops_tensorboard_on_a_signal_even_with_sigint_ignored(dem
 
 def test_tensorboard_stops_when_the_wrapper_is_killed(demo_logdir):
     logdir, _ = demo_logdir
-    process, base = _serving([sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir,
-                              "--steps", str(STEPS), "--port", "0"])
+    process, base = _serving(
+        [sys.executable, "-m", "tb_batchavg.cli", "demo", "--logdir", logdir, "--steps", str(STEPS), "--port", "0"]
+    )
     (child,) = _tensorboard_children(process.pid)
     process.kill()
     process.wait()

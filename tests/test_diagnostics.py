@@ -28,14 +28,13 @@ def _loss_trend(n, rng, noise):
 
 N_PLANTED = 60_000
 # loss spikes: (first point, width in points, height above the trend); noise SD 0.02
-LOSS_SPIKES = [(10_000, 1, 0.2), (20_000, 3, 1.0), (25_000, 1, 0.3), (30_000, 8, 3.0),
-               (33_000, 2, 0.5)]
+LOSS_SPIKES = [(10_000, 1, 0.2), (20_000, 3, 1.0), (25_000, 1, 0.3), (30_000, 8, 3.0), (33_000, 2, 0.5)]
 LOSS_NAN = 35_000
-DIVERGENCE = 50_000          # the loss level jumps from 0.3 to 2.3 here and stays
-GRAD_SPIKE = 12_000          # one point x30
-EXPLOSION = (40_000, 40_399)    # x100
-VANISHING = (45_000, 45_499)    # x0.001
-LR_DROPS = (20_000, 40_000)     # x0.1 each
+DIVERGENCE = 50_000  # the loss level jumps from 0.3 to 2.3 here and stays
+GRAD_SPIKE = 12_000  # one point x30
+EXPLOSION = (40_000, 40_399)  # x100
+VANISHING = (45_000, 45_499)  # x0.001
+LR_DROPS = (20_000, 40_000)  # x0.1 each
 
 
 def _planted_run():
@@ -44,13 +43,13 @@ def _planted_run():
     steps = _steps(n)
     loss = _loss_trend(n, rng, 0.02)
     for first, width, height in LOSS_SPIKES:
-        loss[first:first + width] += height
+        loss[first : first + width] += height
     loss[LOSS_NAN] = np.nan
     loss[DIVERGENCE:] += 2.0
     grad = np.exp(0.2 * rng.standard_normal(n))
     grad[GRAD_SPIKE] *= 30
-    grad[EXPLOSION[0]:EXPLOSION[1] + 1] *= 100
-    grad[VANISHING[0]:VANISHING[1] + 1] *= 1e-3
+    grad[EXPLOSION[0] : EXPLOSION[1] + 1] *= 100
+    grad[VANISHING[0] : VANISHING[1] + 1] *= 1e-3
     lr = np.full(n, 0.1)
     for drop in LR_DROPS:
         lr[drop:] *= 0.1
@@ -67,21 +66,24 @@ def _matching(events, kind, start, end, tolerance, steps):
     """Events of `kind` whose start and end lie within `tolerance` points of
     the given point positions."""
     spacing = int(steps[1] - steps[0])
-    return [e for e in events if e["kind"] == kind
-            and abs(e["start"] - steps[start]) <= tolerance * spacing
-            and abs(e["end"] - steps[end]) <= tolerance * spacing]
+    return [
+        e
+        for e in events
+        if e["kind"] == kind
+        and abs(e["start"] - steps[start]) <= tolerance * spacing
+        and abs(e["end"] - steps[end]) <= tolerance * spacing
+    ]
 
 
 def test_every_planted_event_is_found_at_its_steps(planted):
     steps, result = planted
     events = result["events"]
     last = N_PLANTED - 1
-    expected = [("loss_spike", first, first + width - 1, 1, ("warning", "critical"))
-                for first, width, _ in LOSS_SPIKES]
+    expected = [("loss_spike", first, first + width - 1, 1, ("warning", "critical")) for first, width, _ in LOSS_SPIKES]
     expected += [
         ("nonfinite", LOSS_NAN, LOSS_NAN, 0, ("critical",)),
         ("grad_explosion", GRAD_SPIKE, GRAD_SPIKE, 0, ("warning", "critical")),
-        ("grad_explosion", *EXPLOSION, 2, ("critical",)),        # the sustained rise
+        ("grad_explosion", *EXPLOSION, 2, ("critical",)),  # the sustained rise
         ("vanishing_gradient", *VANISHING, 2, ("warning",)),
         ("divergence", DIVERGENCE, last, 2, ("critical",)),
     ]
@@ -92,8 +94,7 @@ def test_every_planted_event_is_found_at_its_steps(planted):
         assert found[0]["severity"] in severities, found
     spikes = {(e["start"], e["end"]): e for e in events if e["kind"] == "loss_spike"}
     for first, width, _ in LOSS_SPIKES:
-        (event,) = [e for (s, _), e in spikes.items()
-                    if abs(s - steps[first]) <= 3]
+        (event,) = [e for (s, _), e in spikes.items() if abs(s - steps[first]) <= 3]
         assert steps[first] <= event["peak_step"] <= steps[first + width - 1]
     assert result["status"] == "diverged"
 
@@ -117,8 +118,7 @@ def test_nothing_else_of_warning_severity(planted):
             continue
         spans = allowed.get(event["kind"], [])
         slack = 2 * spacing
-        assert any(steps[a] - slack <= event["start"] and event["end"] <= steps[b] + slack
-                   for a, b in spans), event
+        assert any(steps[a] - slack <= event["start"] and event["end"] <= steps[b] + slack for a, b in spans), event
 
 
 def test_event_format(planted):
@@ -134,8 +134,11 @@ def test_event_format(planted):
         assert event["severity"] in ("info", "warning", "critical")
         assert str(event["peak_step"]) in event["detail"] or str(event["start"]) in event["detail"]
     assert result["params"] == DEFAULTS
-    assert result["nonfinite"]["loss"] == {"count": 1, "first_step": int(steps[LOSS_NAN]),
-                                           "steps": [int(steps[LOSS_NAN])]}
+    assert result["nonfinite"]["loss"] == {
+        "count": 1,
+        "first_step": int(steps[LOSS_NAN]),
+        "steps": [int(steps[LOSS_NAN])],
+    }
     assert result["nonfinite"]["grad_norm"]["count"] == 0
 
 
@@ -151,8 +154,7 @@ def test_a_late_unstable_stretch_does_not_hide_earlier_spikes(noise, height):
     spikes = [10_000, 30_000, 50_000, 70_000]
     loss[spikes] += height
     loss[90_000:] += 0.05 * np.abs(rng.standard_cauchy(n - 90_000))
-    found = [e["start"] for e in diagnose((i, loss))["events"]
-             if e["kind"] == "loss_spike" and e["start"] < 90_000]
+    found = [e["start"] for e in diagnose((i, loss))["events"] if e["kind"] == "loss_spike" and e["start"] < 90_000]
     assert set(spikes) <= set(found)
     assert len(found) <= len(spikes) + 9
 
@@ -166,7 +168,7 @@ def test_many_scattered_spikes_do_not_raise_the_threshold():
     big = rng.choice(np.arange(2000, n, 10), 200, replace=False)
     loss[big] += 2.0
     moderate = [15_005, 45_005, 75_005]
-    loss[moderate] += 0.24   # 12 SDs
+    loss[moderate] += 0.24  # 12 SDs
     events = [e for e in diagnose((i, loss))["events"] if e["kind"] == "loss_spike"]
     # spikes at most half a window apart are one burst: one event covering them
     for spike in [*moderate, *big]:
@@ -198,21 +200,20 @@ def test_spike_severity_and_value():
     n = 30_000
     steps = _steps(n)
     loss = _loss_trend(n, rng, 0.02)
-    loss[15_000] += 0.18   # 9 SDs: warning at threshold 6
-    loss[20_000] += 2.0    # 100 SDs: critical
+    loss[15_000] += 0.18  # 9 SDs: warning at threshold 6
+    loss[20_000] += 2.0  # 100 SDs: critical
     events = diagnose((steps, loss))["events"]
-    assert [(e["start"], e["severity"]) for e in events] == [
-        (steps[15_000], "warning"), (steps[20_000], "critical")]
+    assert [(e["start"], e["severity"]) for e in events] == [(steps[15_000], "warning"), (steps[20_000], "critical")]
     assert events[1]["value"] == loss[20_000]
 
 
 # Learning rate -------------------------------------------------------------
 
+
 def test_warmup_then_cosine_gives_one_event_at_the_warmup_end():
     n, warmup = 100_000, 2000
     i = np.arange(n)
-    lr = np.where(i < warmup, 1e-3 * i / warmup,
-                  1e-3 * 0.5 * (1 + np.cos(np.pi * (i - warmup) / (n - 1 - warmup))))
+    lr = np.where(i < warmup, 1e-3 * i / warmup, 1e-3 * 0.5 * (1 + np.cos(np.pi * (i - warmup) / (n - 1 - warmup))))
     for logged in (lr, lr.astype(np.float32).astype(np.float64)):
         result = diagnose(learning_rate=(i, logged))
         assert [(e["kind"], e["start"]) for e in result["events"]] == [("lr_change", warmup)]
@@ -232,11 +233,12 @@ def test_step_schedule_changes_are_found(factor):
 def test_smooth_decays_give_no_events():
     i = np.arange(50_000)
     # exponential, linear to zero, inverse square root after a 4000-step warm-up
-    for lr in (0.1 * 0.9999 ** i, 0.1 * (1 - i / len(i)), 0.1 * np.sqrt(4000 / (4000 + i))):
+    for lr in (0.1 * 0.9999**i, 0.1 * (1 - i / len(i)), 0.1 * np.sqrt(4000 / (4000 + i))):
         assert diagnose(learning_rate=(i, lr))["events"] == []
 
 
 # Pure noise ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("noise, log_scale", [("gaussian", 0.3), ("student_t3", 0.08)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -279,8 +281,8 @@ def test_frequent_tenfold_jumps_are_all_events_and_only_those():
 def test_flat_stretch_does_not_flag_tiny_wiggles():
     rng = np.random.default_rng(0)
     loss = np.full(5000, 0.5)
-    loss[::7] += 1e-7 * rng.random(len(loss[::7]))   # dense wiggles
-    loss[3::500] += 1e-6                               # rare ones: too few to raise K
+    loss[::7] += 1e-7 * rng.random(len(loss[::7]))  # dense wiggles
+    loss[3::500] += 1e-6  # rare ones: too few to raise K
     assert diagnose((np.arange(5000), loss))["events"] == []
     loss[4000] = 0.6
     (event,) = diagnose((np.arange(5000), loss))["events"]
@@ -292,8 +294,7 @@ def test_status_ok_for_a_healthy_run_with_only_info_events():
     n = 20_000
     i = np.arange(n)
     lr = np.where(i < 10_000, 0.1, 0.01)
-    result = diagnose((i, _loss_trend(n, rng, 0.02)), (i, np.exp(0.2 * rng.standard_normal(n))),
-                      (i, lr))
+    result = diagnose((i, _loss_trend(n, rng, 0.02)), (i, np.exp(0.2 * rng.standard_normal(n))), (i, lr))
     assert result["status"] == "ok"
     assert [e["kind"] for e in result["events"]] == ["lr_change"]
 
@@ -321,7 +322,9 @@ def test_loss_ending_non_finite_is_divergence_however_short():
     loss[-3:] = np.inf
     result = diagnose((np.arange(5000), loss))
     assert [(e["kind"], e["start"], e["end"]) for e in result["events"]] == [
-        ("divergence", 4997, 4999), ("nonfinite", 4997, 4999)]
+        ("divergence", 4997, 4999),
+        ("nonfinite", 4997, 4999),
+    ]
 
 
 def test_warmup_still_rising_at_the_end_is_not_an_event():
@@ -340,11 +343,20 @@ def test_missing_roles():
     result = diagnose()
     assert result["status"] == "no_data" and result["events"] == []  # nothing checked is not ok
     assert result["nonfinite"] == {"loss": None, "grad_norm": None, "learning_rate": None}
-    assert result["precedence"] == {"lag": None, "lag_r": None, "lag_n": None, "pairs": 0, "min_pairs": 30,
-                                    "matched": 0, "of": 0, "median_lead_steps": None}
+    assert result["precedence"] == {
+        "lag": None,
+        "lag_r": None,
+        "lag_n": None,
+        "pairs": 0,
+        "min_pairs": 30,
+        "matched": 0,
+        "of": 0,
+        "median_lead_steps": None,
+    }
 
 
 # Precedence ----------------------------------------------------------------
+
 
 def test_gradient_spikes_leading_loss_spikes_are_aligned():
     rng = np.random.default_rng(11)
@@ -369,14 +381,15 @@ def test_grad_events_after_a_loss_spike_or_too_early_do_not_match():
     loss = _loss_trend(n, rng, 0.02)
     grad = np.exp(0.2 * rng.standard_normal(n))
     loss[[8000, 15_000]] += 1.0
-    grad[8010] *= 50            # after the loss spike
-    grad[15_000 - 500] *= 50    # more than precede_window before
+    grad[8010] *= 50  # after the loss spike
+    grad[15_000 - 500] *= 50  # more than precede_window before
     precedence = diagnose((i, loss), (i, grad))["precedence"]
     assert (precedence["matched"], precedence["of"]) == (0, 2)
     assert precedence["median_lead_steps"] is None
 
 
 # Statistics against independent references --------------------------------------
+
 
 def test_reference_matches_brute_force():
     rng = np.random.default_rng(4)
@@ -391,11 +404,13 @@ def test_reference_matches_brute_force():
         chunk = chunk[np.isfinite(chunk)]
         return np.median(chunk) if len(chunk) >= minimum else np.nan
 
-    median = np.array([finite_median(values[max(i - window, 0):i], half) for i in range(n)])
+    median = np.array([finite_median(values[max(i - window, 0) : i], half) for i in range(n)])
     np.testing.assert_allclose(reference.median, median, equal_nan=True)
     after = window - 1 - (window - 1) // 2
-    level = [finite_median(values[max(min(i + after, n - 1) - window + 1, 0):
-                                  min(i + after, n - 1) + 1], half) for i in range(n)]
+    level = [
+        finite_median(values[max(min(i + after, n - 1) - window + 1, 0) : min(i + after, n - 1) + 1], half)
+        for i in range(n)
+    ]
     np.testing.assert_allclose(reference.level, level, equal_nan=True)
     # the smaller of the one-sided MADs: the medians of the residuals >= 0 and of those <= 0
     # (dips inflate only the lower, spikes only the upper), each from at least a quarter of a
@@ -404,8 +419,12 @@ def test_reference_matches_brute_force():
 
     def side_mad(side):
         side = np.where(side >= 0, side, np.nan)
-        return np.array([finite_median(side[max((i // half - 2) * half, 0):(i // half) * half],
-                                       max(1, half // 4)) for i in range(n)])
+        return np.array(
+            [
+                finite_median(side[max((i // half - 2) * half, 0) : (i // half) * half], max(1, half // 4))
+                for i in range(n)
+            ]
+        )
 
     mad = np.fmin(side_mad(residual), side_mad(-residual))
     scale = 1.4826 * mad
@@ -422,7 +441,7 @@ def test_earlier_median_matches_brute_force():
     half = 7
     earlier = diagnostics._earlier_median(level, half)
     for i in range(len(level)):
-        samples = level[half - 1:i + 1:half]
+        samples = level[half - 1 : i + 1 : half]
         samples = samples[np.isfinite(samples)]
         expected = np.median(samples) if len(samples) else np.nan
         np.testing.assert_allclose(earlier[i], expected, equal_nan=True)
@@ -439,13 +458,11 @@ def test_block_side_mad_matches_brute_force_for_any_block_size(n):
         minimum = max(1, half // 4)
         expected = []
         for i in range(n):
-            chunk = residual[max((i // half - 2) * half, 0):(i // half) * half]
+            chunk = residual[max((i // half - 2) * half, 0) : (i // half) * half]
             chunk = chunk[np.isfinite(chunk)]
-            sides = [np.median(side) for side in (chunk[chunk >= 0], -chunk[chunk <= 0])
-                     if len(side) >= minimum]
+            sides = [np.median(side) for side in (chunk[chunk >= 0], -chunk[chunk <= 0]) if len(side) >= minimum]
             expected.append(min(sides) if sides else np.nan)
-        np.testing.assert_allclose(diagnostics._block_side_mad(residual, half, minimum), expected,
-                                   err_msg=str(half))
+        np.testing.assert_allclose(diagnostics._block_side_mad(residual, half, minimum), expected, err_msg=str(half))
 
 
 def test_a_huge_window_on_a_tiny_run_allocates_nothing_of_the_window_size():
@@ -472,8 +489,7 @@ def test_a_huge_window_on_a_tiny_run_allocates_nothing_of_the_window_size():
 def test_heavy_tail_threshold_tracks_the_student_t_quantile():
     # The calibrated threshold should be near the z that Student-t(3) noise
     # exceeds once per 1/tail_rate points, in robust SDs (scipy reference).
-    target = scipy.stats.t(3).isf(DEFAULTS["tail_rate"]) / (
-        1.4826 * scipy.stats.t(3).ppf(0.75))
+    target = scipy.stats.t(3).isf(DEFAULTS["tail_rate"]) / (1.4826 * scipy.stats.t(3).ppf(0.75))
     rng = np.random.default_rng(9)
     values = rng.standard_t(3, 200_000)
     reference = diagnostics._Reference(values, DEFAULTS)
@@ -485,13 +501,32 @@ def test_heavy_tail_threshold_tracks_the_student_t_quantile():
 
 # Parameters ----------------------------------------------------------------
 
-@pytest.mark.parametrize("name, value", [
-    ("spike_k", 0), ("spike_k", -1.0), ("explode_k", 0.0), ("window", 2), ("window", 10.5),
-    ("window", "100"), ("sustain", 0), ("merge_gap", -1), ("rise_factor", 1.0),
-    ("divergence_factor", 0.5), ("vanish_fraction", 0.0), ("vanish_fraction", 1.0),
-    ("tail_rate", 1.5), ("scale_floor", 0), ("lr_change", 1.0), ("precede_window", -5),
-    ("max_lag", -1), ("spike_k", float("nan")), ("spike_k", True), ("window", True),
-])
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("spike_k", 0),
+        ("spike_k", -1.0),
+        ("explode_k", 0.0),
+        ("window", 2),
+        ("window", 10.5),
+        ("window", "100"),
+        ("sustain", 0),
+        ("merge_gap", -1),
+        ("rise_factor", 1.0),
+        ("divergence_factor", 0.5),
+        ("vanish_fraction", 0.0),
+        ("vanish_fraction", 1.0),
+        ("tail_rate", 1.5),
+        ("scale_floor", 0),
+        ("lr_change", 1.0),
+        ("precede_window", -5),
+        ("max_lag", -1),
+        ("spike_k", float("nan")),
+        ("spike_k", True),
+        ("window", True),
+    ],
+)
 def test_invalid_parameters_raise_value_error_naming_them(name, value):
     with pytest.raises(ValueError, match=name):
         diagnose(**{name: value})

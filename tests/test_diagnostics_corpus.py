@@ -21,8 +21,7 @@ CORPUS = os.path.join(ROOT, "tests", "data", "diagnostics_corpus")
 with open(os.path.join(CORPUS, "labels.json")) as _f:
     LABELS = json.load(_f)
 RUNS = sorted(LABELS["runs"])
-TAGS = {"loss": "train/loss", "grad_norm": "train/grad_norm",
-        "learning_rate": "train/learning_rate"}
+TAGS = {"loss": "train/loss", "grad_norm": "train/grad_norm", "learning_rate": "train/learning_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +30,7 @@ def answers(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("corpus")
     for name in RUNS:
         data = np.load(os.path.join(CORPUS, name + ".npz"))
-        helpers.write_scalars(str(logdir / name), {tag: data[role] for role, tag in TAGS.items()},
-                              steps=data["step"])
+        helpers.write_scalars(str(logdir / name), {tag: data[role] for role, tag in TAGS.items()}, steps=data["step"])
     client = Client(helpers.make_app(str(logdir)))
     return {name: helpers.get_json(client, "diagnostics?run=" + name) for name in RUNS}
 
@@ -53,13 +51,15 @@ def test_statuses_agree_with_the_labels(answers, split):
     assert names
     agree = [n for n in names if answers[n]["status"] == LABELS["runs"][n]["status"]]
     assert len(agree) >= 0.9 * len(names), {
-        n: (answers[n]["status"], LABELS["runs"][n]["status"]) for n in names if n not in agree}
+        n: (answers[n]["status"], LABELS["runs"][n]["status"]) for n in names if n not in agree
+    }
 
 
 def test_healthy_runs_are_ok_and_nothing_healthy_diverges(answers):
     healthy = [n for n in RUNS if LABELS["runs"][n]["status"] == "ok"]
-    not_ok = {n: [e for e in answers[n]["events"] if e["severity"] != "info"]
-              for n in healthy if answers[n]["status"] != "ok"}
+    not_ok = {
+        n: [e for e in answers[n]["events"] if e["severity"] != "info"] for n in healthy if answers[n]["status"] != "ok"
+    }
     assert len(not_ok) <= 0.1 * len(healthy), not_ok
     # warm restarts (SGDR): at most one of the seven runs not ok (mlp_cls_sgdr_adam_s2 has a loss
     # spike at step 220, before its first restart, not labelled)
@@ -80,7 +80,8 @@ def _totals(answers, held_out):
         if label.get("held_out", False) != held_out:
             continue
         for kind, (episodes, found, events, matched, per) in scores.score_run(
-                answers[name], label, LABELS["ignore_before"]).items():
+            answers[name], label, LABELS["ignore_before"]
+        ).items():
             total = totals[kind]
             total[0] += episodes
             total[1] += found

@@ -26,8 +26,11 @@ def client(tmp_path_factory):
 
 def test_planted_spike_and_nan_are_reported(client):
     body = helpers.get_json(client, "diagnostics?run=planted")
-    assert body["tags"] == {"loss": "train/loss", "grad_norm": "train/grad_norm",
-                            "learning_rate": "train/learning_rate"}
+    assert body["tags"] == {
+        "loss": "train/loss",
+        "grad_norm": "train/grad_norm",
+        "learning_rate": "train/learning_rate",
+    }
     spikes = [e for e in body["events"] if e["kind"] == "loss_spike"]
     assert [e["peak_step"] for e in spikes] == [SPIKE_STEP]
     nonfinite = [e for e in body["events"] if e["kind"] == "nonfinite"]

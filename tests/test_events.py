@@ -42,8 +42,10 @@ def test_simple_values_with_varied_steps_and_same_length_tags(tmp_path):
     writer = EventFileWriter(writer_dir)
     steps = [0, 1, 127, 128, 300, 16383, 16384, 2**40, -5, 7]
     for i, step in enumerate(steps):
-        values = [summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in
-                  (("loss_a", i * 0.5), ("loss_b", -i), ("lr", np.inf if i == 3 else np.nan if i == 4 else 1.0))]
+        values = [
+            summary_pb2.Summary.Value(tag=t, simple_value=v)
+            for t, v in (("loss_a", i * 0.5), ("loss_b", -i), ("lr", np.inf if i == 3 else np.nan if i == 4 else 1.0))
+        ]
         writer.add_event(event_pb2.Event(step=step, wall_time=100.0 + i, summary=summary_pb2.Summary(value=values)))
     writer.add_event(event_pb2.Event(step=3, wall_time=5.0))  # no summary
     writer.close()

@@ -28,8 +28,14 @@ def test_the_tab_draws_in_firefox_without_console_errors(tmp_path):
         pytest.fail("node and puppeteer-core are needed (`npm ci` in the checkout installs it)")
     helpers.write_scalars(str(tmp_path / "run_a"), helpers.training_like(N, seed=1))
     with helpers.tensorboard_process(str(tmp_path)) as base:
-        done = subprocess.run(["node", SCRIPT, base], cwd=ROOT, capture_output=True, text=True, timeout=180,
-                              env=dict(os.environ, PUPPETEER_SKIP_DOWNLOAD="1"))
+        done = subprocess.run(
+            ["node", SCRIPT, base],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=dict(os.environ, PUPPETEER_SKIP_DOWNLOAD="1"),
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["errors"] == []

@@ -27,11 +27,28 @@ from tb_batchavg.server.plugin import BatchAvgPlugin
 # A real tensorboard process under load for several seconds.
 pytestmark = pytest.mark.slow
 
-SHORT_FORM = ["--clients", "32", "--duration", "8", "--static-runs", "1", "--static-steps", "10000",
-              "--cache-mb", "16", "--writer-delay", "1"]
+SHORT_FORM = [
+    "--clients",
+    "32",
+    "--duration",
+    "8",
+    "--static-runs",
+    "1",
+    "--static-steps",
+    "10000",
+    "--cache-mb",
+    "16",
+    "--writer-delay",
+    "1",
+]
 RAW_TRAVERSALS = [
-    "../../../../etc/passwd", "../../../setup.py", "%2e%2e/%2e%2e/%2e%2e/setup.py", "..%2f..%2f..%2fsetup.py",
-    "%252e%252e%252f%252e%252e%252fsetup.py", "..%5c..%5csetup.py", "index.js/../../../../setup.py",
+    "../../../../etc/passwd",
+    "../../../setup.py",
+    "%2e%2e/%2e%2e/%2e%2e/setup.py",
+    "..%2f..%2f..%2fsetup.py",
+    "%252e%252e%252f%252e%252e%252fsetup.py",
+    "..%5c..%5csetup.py",
+    "index.js/../../../../setup.py",
     "%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
 ]
 
@@ -56,7 +73,10 @@ def socket_checks(base):
         assert b"root:" not in body and b"setuptools" not in body, path
     status, headers, _ = raw_get(base, load.PREFIX + "index.js")
     assert (status, headers["Content-Type"].split(";")[0], headers["X-Content-Type-Options"]) == (
-        200, "text/javascript", "nosniff")
+        200,
+        "text/javascript",
+        "nosniff",
+    )
     status, _, _ = raw_get(base, load.PREFIX + "runs?pad=" + "x" * 100_000)
     assert status == 414  # Request-URI Too Long, from TensorBoard's HTTP server
     status, headers, _ = raw_get(base, load.PREFIX + "runs")
@@ -78,8 +98,10 @@ def test_short_load_against_a_live_tensorboard():
     assert report["values_compared"] >= report["writer_steps"]
     # The only 4xx are the bad requests and the live run asked for before its first step was read
     # (a window longer than a series is answered 200, with a reason).
-    assert (report["status"].get("400", 0) + report["status"].get("404", 0)
-            == report["by_kind"]["bad"]["requests"] + report["before_data"])
+    assert (
+        report["status"].get("400", 0) + report["status"].get("404", 0)
+        == report["by_kind"]["bad"]["requests"] + report["before_data"]
+    )
     assert report["rss_baseline_mb"] <= report["rss_peak_mb"] <= report["memory_bound_mb"]
 
 
@@ -89,8 +111,10 @@ def test_memory_held_is_within_the_budget(tmp_path):
     and its cache of results within what the columns leave of --batchavg_cache_mb: no response,
     series copy or parse buffer outlives its request."""
     static_steps, live_steps, budget = 10_000, 5_000, 2**21
-    expected = {"static_0": {t: v.astype(np.float64) for t, v in logs.series(static_steps, 0).items()},
-                load.LIVE: {t: v.astype(np.float64) for t, v in load.live_columns(0, live_steps).items()}}
+    expected = {
+        "static_0": {t: v.astype(np.float64) for t, v in logs.series(static_steps, 0).items()},
+        load.LIVE: {t: v.astype(np.float64) for t, v in load.live_columns(0, live_steps).items()},
+    }
     os.makedirs(tmp_path / "static_0")
     logs.write_event_file(str(tmp_path / "static_0" / "events.out.tfevents.1.s"), static_steps, "step", 0)
     live = load.LiveWriter(str(tmp_path / "events.out.tfevents.1.live"), live_steps, 0, live_steps)

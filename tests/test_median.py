@@ -119,8 +119,7 @@ def test_distinct_values_closer_than_the_packed_key_bits():
     fallback) and extreme magnitudes."""
     rng = np.random.default_rng(3)
     base = np.array([1.0, -1.0, 1e300, -1e-300, 0.0, 5e-324])
-    values = (base[rng.integers(0, len(base), 4000)]
-              * (1 + rng.integers(-40, 40, 4000) * np.finfo(float).eps))
+    values = base[rng.integers(0, len(base), 4000)] * (1 + rng.integers(-40, 40, 4000) * np.finfo(float).eps)
     lo, hi = point_windows(len(values), 33, "centered")
     assert_same(run(values, lo, hi), explicit(values, lo, hi))
 
@@ -145,7 +144,7 @@ def test_odd_counts_only():
     values = np.round(rng.normal(size=20000), 2)
     window = 51
     lo = np.arange(len(values) - window + 1)
-    expected = pd.Series(values).rolling(window).median().to_numpy()[window - 1:]
+    expected = pd.Series(values).rolling(window).median().to_numpy()[window - 1 :]
     assert_same(run(values, lo, lo + window), expected)
 
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from werkzeug.test import Client
 
-from tb_batchavg.server import store as store_module
 from tb_batchavg.ingest.reader import LogdirReader
+from tb_batchavg.server import store as store_module
 from tests.helpers import get_json, make_app, training_like, wait_loaded, write_scalars
 
 STEPS = 20_000  # 3 tags x 20,000 points x 24 bytes = 1.44 MB of columns per run

@@ -16,8 +16,7 @@ VALUES = st.one_of(
 SERIES = st.lists(VALUES, min_size=0, max_size=120)
 # Magnitudes from 1e-3 to 1e36 of either sign (a run that explodes), with holes.
 WIDE_VALUES = st.one_of(
-    st.builds(lambda sign, exponent: sign * 10.0 ** exponent,
-              st.sampled_from([-1.0, 1.0]), st.floats(-3, 36)),
+    st.builds(lambda sign, exponent: sign * 10.0**exponent, st.sampled_from([-1.0, 1.0]), st.floats(-3, 36)),
     st.sampled_from([np.nan, np.inf, -np.inf]),
 )
 
@@ -81,8 +80,7 @@ def test_sma_and_std_band_error_is_relative_to_each_window(case):
     are within 1e-9 of its own largest finite |value| of the exact ones
     (math.fsum), whatever the values outside the window."""
     kwargs = {k: case[k] for k in ("window", "align", "edges", "unit")}
-    result = windows.moving_average(case["steps"], case["values"], method="sma", band="std",
-                                    **kwargs)
+    result = windows.moving_average(case["steps"], case["values"], method="sma", band="std", **kwargs)
     values = case["values"]
     for j, i in enumerate(result.index):
         window = values[_window_positions(case, i)]
@@ -114,9 +112,12 @@ def test_lengths_follow_the_edge_policy(case):
     elif case["unit"] == "points":
         assert len(result.index) == max(0, n - w + 1)
     else:
-        kept = [i for i in range(n)
-                if case["steps"][i] - (w - 1 if case["align"] == "trailing" else w // 2) >= case["steps"][0]
-                and case["steps"][i] + (0 if case["align"] == "trailing" else w - 1 - w // 2) <= case["steps"][-1]]
+        kept = [
+            i
+            for i in range(n)
+            if case["steps"][i] - (w - 1 if case["align"] == "trailing" else w // 2) >= case["steps"][0]
+            and case["steps"][i] + (0 if case["align"] == "trailing" else w - 1 - w // 2) <= case["steps"][-1]
+        ]
         assert result.index.tolist() == kept
 
 
@@ -130,7 +131,7 @@ def test_sma_and_median_equal_pandas(values, window, edges):
         result = windows.moving_average(steps, values, method=method, window=window, edges=edges)
         expected = getattr(clean.rolling(window, min_periods=1), reference)().to_numpy()
         if edges == "valid":
-            expected = expected[window - 1:]
+            expected = expected[window - 1 :]
         scale = 1e-9 * max(1.0, np.nanmax(np.abs(clean)) if clean.notna().any() else 1.0)
         np.testing.assert_allclose(result.value, expected, rtol=1e-9, atol=scale)
 

@@ -83,9 +83,7 @@ def read_with_data_server(logdir, expected, timeout=60):
 def same(a, b):
     if sorted(a) != sorted(b) or any(sorted(a[r]) != sorted(b[r]) for r in a):
         return False
-    return all(
-        np.array_equal(x, y, equal_nan=True) for r in a for t in a[r] for x, y in zip(a[r][t], b[r][t])
-    )
+    return all(np.array_equal(x, y, equal_nan=True) for r in a for t in a[r] for x, y in zip(a[r][t], b[r][t]))
 
 
 def assert_same(got, want):
@@ -302,7 +300,7 @@ def test_truncated_tail_is_left_and_completed_later(tmp_path):
     np.testing.assert_array_equal(r.series("run", "loss").step, np.arange(49))
     assert r.get("run").health()["bad_records"] == 0
     with open(path, "ab") as f:
-        f.write(data[last_header + 20:])
+        f.write(data[last_header + 20 :])
     assert r.get("run").reload() is True
     np.testing.assert_array_equal(r.series("run", "loss").value, np.arange(50.0))
 
@@ -405,7 +403,11 @@ def test_zero_length_files(tmp_path):
     assert r.runs() == ["empty_run", "run"]
     assert r.tags("empty_run") == []
     assert len(r.series("run", "loss").step) == 10
-    assert r.get("empty_run").health() == r.get("run").health() == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
+    assert (
+        r.get("empty_run").health()
+        == r.get("run").health()
+        == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
+    )
     # The empty file starts receiving data.
     data = open(helpers.write_scalars(str(tmp_path / "source"), {"loss": np.arange(3.0)}), "rb").read()
     with open(tmp_path / "empty_run" / "events.out.tfevents.1.host", "ab") as f:

@@ -14,12 +14,16 @@ from tests import helpers
 def frame(payload):
     """One TFRecord, framed with TensorBoard's reference crc32c (not ours)."""
     header = struct.pack("<Q", len(payload))
-    return (header + struct.pack("<I", tb_crc.masked_crc32c(header)) + payload
-            + struct.pack("<I", tb_crc.masked_crc32c(payload)))
+    return (
+        header
+        + struct.pack("<I", tb_crc.masked_crc32c(header))
+        + payload
+        + struct.pack("<I", tb_crc.masked_crc32c(payload))
+    )
 
 
 def payloads(data, scan):
-    return [data[s:s + n] for s, n in zip(scan.starts.tolist(), scan.lengths.tolist())]
+    return [data[s : s + n] for s, n in zip(scan.starts.tolist(), scan.lengths.tolist())]
 
 
 @pytest.mark.parametrize("high", [4, 70, 130, 3000, 70000])
@@ -30,12 +34,14 @@ def test_crc32c_matches_tensorboard_reference(high):
     lengths[:3] = (0, 1, high - 1)
     starts = rng.integers(0, len(buf) - lengths)
     got = records.crc32c(buf, starts, lengths)
-    want = [tb_crc.crc32c(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
+    want = [tb_crc.crc32c(buf[s : s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
     assert got.tolist() == want
 
 
-@pytest.mark.parametrize("total", [0, 1, 12, records._SMALL_BYTES - 1, records._SMALL_BYTES,
-                                   records._SMALL_BYTES + 1, 3 * records._SMALL_BYTES])
+@pytest.mark.parametrize(
+    "total",
+    [0, 1, 12, records._SMALL_BYTES - 1, records._SMALL_BYTES, records._SMALL_BYTES + 1, 3 * records._SMALL_BYTES],
+)
 def test_crc32c_of_few_and_many_bytes_agree(total, monkeypatch):
     """Either side of _SMALL_BYTES (the byte loop below, the numpy rows above), both ways give
     TensorBoard's CRCs."""
@@ -44,9 +50,9 @@ def test_crc32c_of_few_and_many_bytes_agree(total, monkeypatch):
     cuts = np.sort(rng.integers(0, total + 1, 9))
     lengths = np.diff(np.concatenate(([0], cuts, [total])))
     starts = rng.integers(0, len(buf) - lengths)
-    want = [tb_crc.crc32c(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
+    want = [tb_crc.crc32c(buf[s : s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())]
     assert records.crc32c(buf, starts, lengths).tolist() == want
-    for small in (0, 10 ** 9):  # the other way forced: numpy rows only, then the byte loop only
+    for small in (0, 10**9):  # the other way forced: numpy rows only, then the byte loop only
         monkeypatch.setattr(records, "_SMALL_BYTES", small)
         assert records.crc32c(buf, starts, lengths).tolist() == want, small
 
@@ -132,7 +138,7 @@ def test_empty_and_short_buffers():
 def test_a_corrupt_file_from_disk_is_reported_not_raised(tmp_path):
     path = helpers.write_scalars(str(tmp_path), helpers.training_like(50))
     data = bytearray(open(path, "rb").read())
-    data[len(data) // 2:] = os.urandom(len(data) - len(data) // 2)
+    data[len(data) // 2 :] = os.urandom(len(data) - len(data) // 2)
     scan = records.scan(bytes(data))
     assert scan.consumed <= len(data) // 2 + 200
     assert scan.corrupt_at is not None or scan.bad_records > 0

@@ -39,8 +39,8 @@ from werkzeug.test import Client
 
 from tb_batchavg import metadata
 from tb_batchavg.ingest import reader
-from tb_batchavg.stats import diagnostics
 from tb_batchavg.server.plugin import BatchAvgPlugin
+from tb_batchavg.stats import diagnostics
 from tests import helpers
 
 PREFIX = "/data/plugin/batchavg/"
@@ -64,7 +64,9 @@ def event_records(steps, columns):
     out = [framed(event_pb2.Event(wall_time=WALL_START, file_version="brain.Event:2").SerializeToString())]
     for i, step in enumerate(steps):
         values = [summary_pb2.Summary.Value(tag=t, simple_value=float(v[i])) for t, v in columns.items()]
-        event = event_pb2.Event(step=int(step), wall_time=WALL_START + int(step), summary=summary_pb2.Summary(value=values))
+        event = event_pb2.Event(
+            step=int(step), wall_time=WALL_START + int(step), summary=summary_pb2.Summary(value=values)
+        )
         out.append(framed(event.SerializeToString()))
     return out
 
@@ -101,8 +103,9 @@ def runs_by_name(client):
 def settled(client, run, condition):
     """The run's `runs` entry once `condition(entry)` holds: the plugin reads what changed in
     the background, within its reload interval."""
-    return helpers.wait_for(lambda: (lambda e: condition(e) and e)(runs_by_name(client).get(run, {})),
-                            what="run %r settled" % run)
+    return helpers.wait_for(
+        lambda: (lambda e: condition(e) and e)(runs_by_name(client).get(run, {})), what="run %r settled" % run
+    )
 
 
 def f32(values):
@@ -135,40 +138,99 @@ AVERAGING_CHOICES = ("method", "align", "edges", "unit", "band")
 ROUTES = {
     # route: (valid base query, required, run/tag-name parameters, integer, real, choice parameters)
     "runs": ({}, (), (), (), (), ()),
-    "averages": ({"run": RUN, "tag": "train/loss"}, ("run", "tag"), ("run", "tag"),
-                 ("window", "max_points", "start", "end"), ("weight",), AVERAGING_CHOICES),
-    "export": ({"run": RUN, "tag": "train/loss"}, ("run", "tag"), ("run", "tag"),
-               ("window",), ("weight",), AVERAGING_CHOICES + ("format",)),
-    "correlation": ({"run": RUN}, ("run",), ("run", "x", "y"),
-                    ("window", "max_lag", "max_points", "start", "end"), (), ()),
-    "diagnostics": ({"run": RUN}, ("run",), ("run", "loss", "grad_norm", "learning_rate"),
-                    (*DIAGNOSTIC_INTS, "max_points"), DIAGNOSTIC_REALS, ()),
+    "averages": (
+        {"run": RUN, "tag": "train/loss"},
+        ("run", "tag"),
+        ("run", "tag"),
+        ("window", "max_points", "start", "end"),
+        ("weight",),
+        AVERAGING_CHOICES,
+    ),
+    "export": (
+        {"run": RUN, "tag": "train/loss"},
+        ("run", "tag"),
+        ("run", "tag"),
+        ("window",),
+        ("weight",),
+        AVERAGING_CHOICES + ("format",),
+    ),
+    "correlation": (
+        {"run": RUN},
+        ("run",),
+        ("run", "x", "y"),
+        ("window", "max_lag", "max_points", "start", "end"),
+        (),
+        (),
+    ),
+    "diagnostics": (
+        {"run": RUN},
+        ("run",),
+        ("run", "loss", "grad_norm", "learning_rate"),
+        (*DIAGNOSTIC_INTS, "max_points"),
+        DIAGNOSTIC_REALS,
+        (),
+    ),
 }
 NOT_AN_INTEGER = ["abc", "1.5", "0x10", "1e3", " 7", "7 ", "1_000", "+", "--1", "１２", "9" * 100]
 NOT_A_NUMBER = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e999"]
 NOT_A_REAL = ["abc", "0,5", "1/2", "0x1p-1", "½", "", "."]
-UNKNOWN_NAMES = ["nope", "..", "../" + RUN, RUN + "/..", "./" + RUN, "/", RUN + "/", "/" + RUN,
-                 "%2e%2e%2f" + RUN, "..\\" + RUN, RUN.upper(), " " + RUN, "a\nb", "\u202e" + RUN,
-                 "ünïcødé missing", "<script>alert(1)</script>missing", '"><img src=x onerror=alert(1)>']
+UNKNOWN_NAMES = [
+    "nope",
+    "..",
+    "../" + RUN,
+    RUN + "/..",
+    "./" + RUN,
+    "/",
+    RUN + "/",
+    "/" + RUN,
+    "%2e%2e%2f" + RUN,
+    "..\\" + RUN,
+    RUN.upper(),
+    " " + RUN,
+    "a\nb",
+    "\u202e" + RUN,
+    "ünïcødé missing",
+    "<script>alert(1)</script>missing",
+    '"><img src=x onerror=alert(1)>',
+]
 BAD_NAMES = [RUN + "\x00", "\x00", "x" * (4096 + 1)]
 BAD_CHOICES = ["foo", "SMA", "sma ", "sma\x00", "<b>"]
 # Integer parameters whose value 0 or a negative is out of range, and the largest valid value + 1.
-ABOVE_RANGE = {"window": metadata.MAX_WINDOW + 1, "max_points": metadata.MAX_POINTS_LIMIT + 1,
-               "max_lag": metadata.MAX_LAG_LIMIT + 1, "start": 2**63, "end": 2**63,
-               **{k: metadata.MAX_WINDOW + 1 for k in DIAGNOSTIC_INTS}}
+ABOVE_RANGE = {
+    "window": metadata.MAX_WINDOW + 1,
+    "max_points": metadata.MAX_POINTS_LIMIT + 1,
+    "max_lag": metadata.MAX_LAG_LIMIT + 1,
+    "start": 2**63,
+    "end": 2**63,
+    **{k: metadata.MAX_WINDOW + 1 for k in DIAGNOSTIC_INTS},
+}
 BELOW_RANGE = {"start": -(2**63) - 1, "end": -(2**63) - 1}
-ZERO_REFUSED = {("averages", "window"), ("export", "window"), ("correlation", "window"),
-                ("diagnostics", "window"), ("diagnostics", "sustain"),
-                *((route, "max_points") for route in ("averages", "correlation", "diagnostics"))}
+ZERO_REFUSED = {
+    ("averages", "window"),
+    ("export", "window"),
+    ("correlation", "window"),
+    ("diagnostics", "window"),
+    ("diagnostics", "sustain"),
+    *((route, "max_points") for route in ("averages", "correlation", "diagnostics")),
+}
 NEGATIVE_ALLOWED = {"start", "end"}
 # Windows longer than the series of RUN (N points at steps 0..N-1; its loss has 2 non-finite values,
 # so the loss and gradient norm join in N - 2 finite pairs), by route.
 LONGER = {
-    "averages": [{"window": N + 1}, {"window": N + 1, "edges": "partial"}, {"window": 10**7, "align": "centered"},
-                 {"window": N + 1, "unit": "steps"}, {"window": N + 1, "method": "median", "band": "minmax"},
-                 {"window": N + 1, "method": "block"}, {"window": N + 1, "method": "block", "unit": "steps"}],
-    "export": [{"window": N + 1}, {"window": N + 1, "unit": "steps", "format": "json"},
-               {"window": N + 1, "method": "block", "edges": "partial"}],
+    "averages": [
+        {"window": N + 1},
+        {"window": N + 1, "edges": "partial"},
+        {"window": 10**7, "align": "centered"},
+        {"window": N + 1, "unit": "steps"},
+        {"window": N + 1, "method": "median", "band": "minmax"},
+        {"window": N + 1, "method": "block"},
+        {"window": N + 1, "method": "block", "unit": "steps"},
+    ],
+    "export": [
+        {"window": N + 1},
+        {"window": N + 1, "unit": "steps", "format": "json"},
+        {"window": N + 1, "method": "block", "edges": "partial"},
+    ],
     "correlation": [{"window": N - 1}, {"window": 10**7}],
     "diagnostics": [{"window": N + 1}, {"window": N + 1, "loss": "train/grad_norm"}],
 }
@@ -220,8 +282,14 @@ def bad_input_cases():
                 add("choice", route, {parameter: value}, 400, names_parameter(parameter))
         for change in LONGER.get(route, []) if route == "diagnostics" else []:  # the others answer (below)
             length = N
-            add("longer", route, change, 400, r"^window %d (\(steps\) )?is longer than the (joined )?series of run "
-                r"'%s'.*\b%d (points|steps|steps where)\b" % (change["window"], RUN, length))
+            add(
+                "longer",
+                route,
+                change,
+                400,
+                r"^window %d (\(steps\) )?is longer than the (joined )?series of run "
+                r"'%s'.*\b%d (points|steps|steps where)\b" % (change["window"], RUN, length),
+            )
         add("query100k", route, {"pad": "x" * 100_000}, 400, "query string")
         add("query100k", route, {"run": RUN * 20_000}, 400, "query string")
     return cases
@@ -244,8 +312,10 @@ def test_bad_input_is_a_json_error_naming_the_problem(client, route, query, stat
     assert b"Traceback" not in response.data
 
 
-@pytest.mark.parametrize("route, change", [(route, change) for route, changes in LONGER.items()
-                                            for change in changes if route != "diagnostics"])
+@pytest.mark.parametrize(
+    "route, change",
+    [(route, change) for route, changes in LONGER.items() for change in changes if route != "diagnostics"],
+)
 def test_a_window_longer_than_the_series_is_a_200_with_the_raw_series(client, route, change):
     """Issue 14 item 4: a window longer than the series is answered (200) with the raw series,
     `average` null (for the correlation: `rolling` null, the table, lags and scatter kept) and
@@ -253,8 +323,11 @@ def test_a_window_longer_than_the_series_is_a_200_with_the_raw_series(client, ro
     base = {"run": RUN} if route == "correlation" else {"run": RUN, "tag": "train/loss"}
     response = client.get(url(route, **base, **change))
     assert response.status_code == 200, response.data[:300]
-    body = helpers.strict_json(response.data) if change.get("format", "json" if route != "export" else "csv") == "json" \
+    body = (
+        helpers.strict_json(response.data)
+        if change.get("format", "json" if route != "export" else "csv") == "json"
         else None
+    )
     length = N - 2 if route == "correlation" else N
     if route == "export" and body is None:
         assert response.headers["X-Batchavg-Reason"] == "window_longer_than_series"
@@ -263,8 +336,10 @@ def test_a_window_longer_than_the_series_is_a_200_with_the_raw_series(client, ro
         return
     assert (body["reason"], body["window"], body["length"]) == ("window_longer_than_series", change["window"], length)
     assert body["unit"] == ("pairs" if route == "correlation" else change.get("unit", "points"))
-    assert re.match(r"^window %d (\(steps\) )?is longer than the (joined )?series of run '%s'" % (change["window"], RUN),
-                    body["message"])
+    assert re.match(
+        r"^window %d (\(steps\) )?is longer than the (joined )?series of run '%s'" % (change["window"], RUN),
+        body["message"],
+    )
     if route == "correlation":
         assert body["rolling"] is None and body["n"] == N - 2 and body["lag"]["lags"]
     elif route == "export":
@@ -284,28 +359,53 @@ def test_a_window_longer_than_the_series_is_answered_raw_and_one_that_fits_avera
     (the whole series) is averaged, checked against pandas; EMA has no window; diagnostics refuse
     only a window asked for."""
     values = pd.Series([1.0, 2.0, 4.0])
-    for route, extra in (("averages", {}), ("export", {"format": "json"}),
-                         ("averages", {"method": "median", "edges": "partial"}),
-                         ("averages", {"method": "block"}), ("averages", {"unit": "steps", "align": "centered"})):
+    for route, extra in (
+        ("averages", {}),
+        ("export", {"format": "json"}),
+        ("averages", {"method": "median", "edges": "partial"}),
+        ("averages", {"method": "block"}),
+        ("averages", {"unit": "steps", "align": "centered"}),
+    ):
         body = get(client, route, run="short", tag="loss", window=4, **extra).json
         unit = extra.get("unit", "points")
         assert (body["reason"], body["window"], body["length"], body["unit"], body["average"]) == (
-            "window_longer_than_series", 4, 3, unit, None)
+            "window_longer_than_series",
+            4,
+            3,
+            unit,
+            None,
+        )
         assert (body["raw"]["value"] if route == "averages" else body["value"]) == [1.0, 2.0, 4.0]
-        assert body["message"] == ("window 4 (steps) is longer than the series of run 'short' tag 'loss' "
-                                 "(steps 0 to 2: 3 steps)" if unit == "steps" else
-                                 "window 4 is longer than the series of run 'short' tag 'loss' (3 points)")
+        assert body["message"] == (
+            "window 4 (steps) is longer than the series of run 'short' tag 'loss' (steps 0 to 2: 3 steps)"
+            if unit == "steps"
+            else "window 4 is longer than the series of run 'short' tag 'loss' (3 points)"
+        )
     valid = get(client, "averages", run="short", tag="loss", window=3).json
-    assert (valid["count"], valid["raw"]["value"], valid["average"]["value"]) == (3, [1.0, 2.0, 4.0],
-                                                                                [pytest.approx(values.mean())])
-    for method, reference in (("sma", values.rolling(3, min_periods=1).mean()),
-                              ("median", values.rolling(3, min_periods=1).median())):
+    assert (valid["count"], valid["raw"]["value"], valid["average"]["value"]) == (
+        3,
+        [1.0, 2.0, 4.0],
+        [pytest.approx(values.mean())],
+    )
+    for method, reference in (
+        ("sma", values.rolling(3, min_periods=1).mean()),
+        ("median", values.rolling(3, min_periods=1).median()),
+    ):
         partial = get(client, "averages", run="short", tag="loss", method=method, window=3, edges="partial").json
         np.testing.assert_allclose(partial["average"]["value"], reference.to_numpy())
     block = get(client, "averages", run="short", tag="loss", method="block", window=3, unit="steps").json
     assert (block["average"]["step"], block["average"]["value"]) == ([2], [pytest.approx(values.mean())])
-    centered = get(client, "averages", run="short", tag="loss", window=3, unit="steps", align="centered",
-                   edges="partial", band="minmax").json
+    centered = get(
+        client,
+        "averages",
+        run="short",
+        tag="loss",
+        window=3,
+        unit="steps",
+        align="centered",
+        edges="partial",
+        band="minmax",
+    ).json
     assert centered["average"]["value"] == pytest.approx(values.rolling(3, center=True, min_periods=1).mean().tolist())
     ema = get(client, "averages", run="short", tag="loss", method="ema", window=10_000_000).json
     assert ema["average"]["count"] == 3
@@ -317,7 +417,9 @@ def test_a_window_longer_than_the_series_is_answered_raw_and_one_that_fits_avera
     assert body["rolling"] is None and body["pearson"] == pytest.approx(stats.pearsonr([1, 2, 4], [3, 1, 2]).statistic)
     assert (body["message"], body["length"]) == (
         "window 4 is longer than the joined series of run 'short' (3 steps where 'loss' and 'grad_norm' are both "
-        "logged and finite)", 3)
+        "logged and finite)",
+        3,
+    )
     correlation = get(client, "correlation", run="short", window=3, max_lag=10_000).json
     assert correlation["rolling"]["value"] == [pytest.approx(correlation["pearson"])]
     assert correlation["pearson"] == pytest.approx(stats.pearsonr([1, 2, 4], [3, 1, 2]).statistic)
@@ -343,8 +445,9 @@ def test_hostile_run_and_tag_names_are_data_not_markup(client, run):
     assert get(client, "diagnostics", run=run, grad_norm=HOSTILE_TAG).json["tags"]["grad_norm"] == HOSTILE_TAG
     for fmt in ("csv", "json"):
         response = get(client, "export", run=run, tag=HOSTILE_TAG, format=fmt, window=2)
-        assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+\.%s"' % fmt,
-                            response.headers["Content-Disposition"])
+        assert re.fullmatch(
+            r'attachment; filename="[A-Za-z0-9._-]+\.%s"' % fmt, response.headers["Content-Disposition"]
+        )
     error = client.get(url("averages", run=run, tag=HOSTILE_TAG + "x"))
     assert error.status_code == 404 and error.headers["Content-Type"].startswith("application/json")
     assert error.json["error"] == "unknown tag %r in run %r (parameter 'tag')" % (HOSTILE_TAG + "x", run)
@@ -374,13 +477,43 @@ def test_a_run_directory_named_in_bytes_that_are_not_utf8(tmp_path):
 # Static files ----------------------------------------------------------------------------------
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 TRAVERSALS = [
-    "../index.js", "..%2Findex.js", "..%2findex.js", "%2e%2e%2findex.js", "%2E%2E%2F%2E%2E%2Fsetup.py",
-    "%252e%252e%252findex.js", "..%252findex.js", "%252e%252e/%252e%252e/setup.py", "%25252e%25252e%25252f",
-    "....//index.js", "..\\index.js", "..%5cindex.js", "%2e%2e%5cindex.js", "index.js%00", "index.js%00.js",
-    "index.js/../../../setup.py", "index.js/..%2f..%2fsetup.py", "./index.js", ".%2findex.js",
-    "frontend/index.js", "tb_batchavg/plugin.py", "plugin.py", "__init__.py", "http_api.md", "%2fetc%2fpasswd",
-    "/etc/passwd", "../../../../../../etc/passwd", "%c0%ae%c0%ae/index.js", "INDEX.JS", "index.js.map",
-    "index", ".", "..", "%2e", "%2e%2e", "~/index.js", "file:///etc/passwd",
+    "../index.js",
+    "..%2Findex.js",
+    "..%2findex.js",
+    "%2e%2e%2findex.js",
+    "%2E%2E%2F%2E%2E%2Fsetup.py",
+    "%252e%252e%252findex.js",
+    "..%252findex.js",
+    "%252e%252e/%252e%252e/setup.py",
+    "%25252e%25252e%25252f",
+    "....//index.js",
+    "..\\index.js",
+    "..%5cindex.js",
+    "%2e%2e%5cindex.js",
+    "index.js%00",
+    "index.js%00.js",
+    "index.js/../../../setup.py",
+    "index.js/..%2f..%2fsetup.py",
+    "./index.js",
+    ".%2findex.js",
+    "frontend/index.js",
+    "tb_batchavg/plugin.py",
+    "plugin.py",
+    "__init__.py",
+    "http_api.md",
+    "%2fetc%2fpasswd",
+    "/etc/passwd",
+    "../../../../../../etc/passwd",
+    "%c0%ae%c0%ae/index.js",
+    "INDEX.JS",
+    "index.js.map",
+    "index",
+    ".",
+    "..",
+    "%2e",
+    "%2e%2e",
+    "~/index.js",
+    "file:///etc/passwd",
 ]
 
 
@@ -479,9 +612,12 @@ def test_faulty_files_are_skipped_reported_and_the_rest_served(faulty):
     for run in ("healthy", "cut_in_body", "cut_in_header", "empty_file"):
         assert runs[run]["health"] == HEALTHY, run  # a cut tail is pending, not skipped
     assert runs["bad_crc"]["health"] == {**HEALTHY, "bad_records": 1}
-    for run, name in (("bad_header", "events.out.tfevents.1700000000.host"),
-                      ("not_events", "events.out.tfevents.1.notes.csv"), ("noise", "events.out.tfevents.2.noise"),
-                      ("only_noise", "events.out.tfevents.4.x")):
+    for run, name in (
+        ("bad_header", "events.out.tfevents.1700000000.host"),
+        ("not_events", "events.out.tfevents.1.notes.csv"),
+        ("noise", "events.out.tfevents.2.noise"),
+        ("only_noise", "events.out.tfevents.4.x"),
+    ):
         assert runs[run]["health"] == {**HEALTHY, "corrupt_files": [name]}, run
     (error,) = runs["unreadable"]["health"]["errors"]
     assert "events.out.tfevents.3.is_a_directory" in error
@@ -523,9 +659,11 @@ def test_a_run_without_data_yet_lists_and_parameters_are_checked_first(tmp_path)
         for run in ("run", "nope"):
             body = get(client, route, 400, run=run, **query).json
             assert parameter in body["error"], (route, run, body)
-    for route, query, word in [("averages", {"tag": "loss"}, "unknown tag 'loss'"),
-                               ("export", {"tag": "loss"}, "unknown tag 'loss'"),
-                               ("correlation", {}, "has no loss tag")]:
+    for route, query, word in [
+        ("averages", {"tag": "loss"}, "unknown tag 'loss'"),
+        ("export", {"tag": "loss"}, "unknown tag 'loss'"),
+        ("correlation", {}, "has no loss tag"),
+    ]:
         assert word in get(client, route, 404, run="run", **query).json["error"], route
     assert set(get(client, "diagnostics", run="run").json["nonfinite"].values()) == {None}
     with open(path, "ab") as f:
@@ -648,8 +786,9 @@ def test_logdir_removed_and_recreated(tmp_path):
     old = loss_columns(100)
     write_file(logdir / "a", event_records(range(100), old), name="events.out.tfevents.1.old")
     write_file(logdir / "b", event_records(range(100), old), name="events.out.tfevents.1.old")
-    client = Client(helpers.make_app(str(logdir), "--load_fast=false", "--reload_interval=0",
-                                     "--batchavg_reload_seconds=0"))
+    client = Client(
+        helpers.make_app(str(logdir), "--load_fast=false", "--reload_interval=0", "--batchavg_reload_seconds=0")
+    )
     assert_served(client, "a", range(100), old)
     assert [e["count"]["loss"] for e in runs_by_name(client).values()] == [100, 100]
     shutil.rmtree(logdir)
@@ -675,8 +814,13 @@ def test_logdir_removed_and_recreated(tmp_path):
 
 # 10,000 tiny runs -----------------------------------------------------------------------------------
 MANY = 10_000
-BROKEN = {"run_00017": "corrupt", "run_04242": "corrupt", "run_09999": "corrupt", "run_00500": "cut",
-          "run_07777": "cut"}
+BROKEN = {
+    "run_00017": "corrupt",
+    "run_04242": "corrupt",
+    "run_09999": "corrupt",
+    "run_00500": "cut",
+    "run_07777": "cut",
+}
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,10 @@ def logdir(tmp_path_factory):
 def _route_answers(logdir, query=""):
     client = Client(helpers.make_app(logdir))
     runs = [r["run"] for r in helpers.wait_loaded(client)["runs"]]
-    return {run: helpers.get_json(client, "diagnostics?run=%s%s" % (urllib.parse.quote(run, safe=""), query))
-            for run in runs}
+    return {
+        run: helpers.get_json(client, "diagnostics?run=%s%s" % (urllib.parse.quote(run, safe=""), query))
+        for run in runs
+    }
 
 
 def _entries(built):
@@ -60,8 +62,10 @@ def _without_health(entry):
     return {key: value for key, value in entry.items() if key != "health"}
 
 
-@pytest.mark.parametrize("values,query", [({}, ""), ({"spike_k": "8", "explode_k": "7.5", "max_points": "5"},
-                                                     "&spike_k=8&explode_k=7.5&max_points=5")])
+@pytest.mark.parametrize(
+    "values,query",
+    [({}, ""), ({"spike_k": "8", "explode_k": "7.5", "max_points": "5"}, "&spike_k=8&explode_k=7.5&max_points=5")],
+)
 def test_runs_equal_the_diagnostics_route(logdir, values, query):
     built, _ = report.build(logdir, values, workers=2)
     entries = _entries(built)
@@ -72,11 +76,18 @@ def test_runs_equal_the_diagnostics_route(logdir, values, query):
         assert entries[run]["status"] == answer["status"]
         assert entries[run]["events"] == answer["events"]
     assert {run: e["status"] for run, e in entries.items()} == {
-        run: status for run, status in EXPECTED.items() if run in entries}
-    assert built["summary"] == {"ok": 2 if HOSTILE in entries else 1, "warning": 1, "diverged": 1,
-                                "no_data": 1, "error": 0}
-    assert built["settings"] == {k: float(v) if k.endswith("_k") else int(v) for k, v in values.items()
-                                 if k != "max_points"}
+        run: status for run, status in EXPECTED.items() if run in entries
+    }
+    assert built["summary"] == {
+        "ok": 2 if HOSTILE in entries else 1,
+        "warning": 1,
+        "diverged": 1,
+        "no_data": 1,
+        "error": 0,
+    }
+    assert built["settings"] == {
+        k: float(v) if k.endswith("_k") else int(v) for k, v in values.items() if k != "max_points"
+    }
 
 
 def test_one_process_equals_processes(logdir):
@@ -89,12 +100,19 @@ def _run_cli(capsys, *argv):
     return status, out, err
 
 
-@pytest.mark.parametrize("runs,level,status", [
-    ("^healthy$", "warning", 0), ("^healthy$", "diverged", 0),
-    ("^(healthy|spiky)$", "warning", 1), ("^(healthy|spiky)$", "diverged", 0),
-    ("^(healthy|diverging)$", "warning", 1), ("^(healthy|diverging)$", "diverged", 1),
-    ("^empty$", "warning", 0), (".", None, 0),
-])
+@pytest.mark.parametrize(
+    "runs,level,status",
+    [
+        ("^healthy$", "warning", 0),
+        ("^healthy$", "diverged", 0),
+        ("^(healthy|spiky)$", "warning", 1),
+        ("^(healthy|spiky)$", "diverged", 0),
+        ("^(healthy|diverging)$", "warning", 1),
+        ("^(healthy|diverging)$", "diverged", 1),
+        ("^empty$", "warning", 0),
+        (".", None, 0),
+    ],
+)
 def test_fail_on(logdir, capsys, runs, level, status):
     argv = [logdir, "--runs", runs, "--format", "json", "--workers", "1"]
     got, out, err = _run_cli(capsys, *argv + (["--fail-on", level] if level else []))
@@ -122,8 +140,18 @@ def test_json_schema(logdir, capsys):
     assert set(built["summary"]) == {"ok", "warning", "diverged", "no_data", "error"}
     assert sum(built["summary"].values()) == len(built["runs"])
     for entry in built["runs"]:
-        assert {"run", "status", "tags", "events", "nonfinite", "params", "frequency", "precedence",
-                "running_mean", "health"} <= set(entry)
+        assert {
+            "run",
+            "status",
+            "tags",
+            "events",
+            "nonfinite",
+            "params",
+            "frequency",
+            "precedence",
+            "running_mean",
+            "health",
+        } <= set(entry)
         assert entry["params"]["window"] == 50
     assert [e["run"] for e in built["runs"]] == sorted(e["run"] for e in built["runs"])
 
@@ -171,8 +199,9 @@ def test_html_is_self_contained_and_escaped(logdir, capsys, tmp_path):
 def test_ray_engine_equals_local(logdir, capsys):
     pytest.importorskip("ray")
     local, _ = report.build(logdir, {"spike_k": "7"}, workers=2)
-    status, out, err = _run_cli(capsys, logdir, "--format", "json", "--engine", "ray", "--spike-k", "7",
-                                "--fail-on", "diverged")
+    status, out, err = _run_cli(
+        capsys, logdir, "--format", "json", "--engine", "ray", "--spike-k", "7", "--fail-on", "diverged"
+    )
     assert status == 1
     assert json.loads(out) == json.loads(report.format_json(local))
     assert re.search(r"\[#+\] %d/%d runs" % (len(local["runs"]), len(local["runs"])), err)

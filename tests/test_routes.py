@@ -43,10 +43,14 @@ LEAD, LEAD_POINTS = 3, 500  # run "lead": grad_norm[i] = loss[i + LEAD]
 ROLE_RUNS = {  # documented tag-name patterns -> the roles the runs route must detect
     "roles/a": (["loss", "grad_norm", "learning_rate"], ("loss", "grad_norm", "learning_rate")),
     "roles/b": (["batch_loss", "gradient_norm", "lr"], ("batch_loss", "gradient_norm", "lr")),
-    "roles/c": (["train/loss", "global_norm", "train/learning_rate", "val_loss", "validation/loss"],
-                ("train/loss", "global_norm", "train/learning_rate")),
-    "roles/d": (["train_loss", "train/grad_norm", "epoch_learning_rate", "epoch_val_loss"],
-                ("train_loss", "train/grad_norm", None)),  # epoch_* is one point per epoch, not a batch series
+    "roles/c": (
+        ["train/loss", "global_norm", "train/learning_rate", "val_loss", "validation/loss"],
+        ("train/loss", "global_norm", "train/learning_rate"),
+    ),
+    "roles/d": (
+        ["train_loss", "train/grad_norm", "epoch_learning_rate", "epoch_val_loss"],
+        ("train_loss", "train/grad_norm", None),
+    ),  # epoch_* is one point per epoch, not a batch series
     "roles/e": (["loss", "grad_norm/l2", "accuracy"], ("loss", "grad_norm/l2", None)),
     "roles/lr_only": (["lr"], (None, None, "lr")),
 }
@@ -183,8 +187,16 @@ def check_averages(client, big, run, tag, **options):
     assert (body["count"], body["sampled"], body["raw"]["count"]) == (len(steps), False, len(steps))
     assert body["raw"]["step"] == steps.tolist()
     assert_close(body["raw"]["value"], values, "raw", rtol=0, atol=0)
-    params = {"method": "sma", "window": 50, "weight": 0.6, "align": "trailing", "edges": "valid",
-              "unit": "points", "band": "none", **options}
+    params = {
+        "method": "sma",
+        "window": 50,
+        "weight": 0.6,
+        "align": "trailing",
+        "edges": "valid",
+        "unit": "points",
+        "band": "none",
+        **options,
+    }
     assert body["params"] == params
     if params["method"] == "ema":
         keep, value, lower, upper = ema_reference(values, params["weight"], params["band"])
@@ -212,8 +224,11 @@ def test_runs_lists_tags_roles_counts_and_health(client, big):
     assert simple["count"] == {t: N for t in simple["tags"]}
     assert simple["health"] == {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
     tf2 = by_run["tf2"]
-    assert tf2["roles"] == {"loss": "train/loss", "grad_norm": "train/grad_norm",
-                            "learning_rate": "train/learning_rate"}
+    assert tf2["roles"] == {
+        "loss": "train/loss",
+        "grad_norm": "train/grad_norm",
+        "learning_rate": "train/learning_rate",
+    }
     assert tf2["count"] == {t: N for t in tf2["tags"]}
     for run, (tags, roles) in ROLE_RUNS.items():
         assert by_run[run]["tags"] == sorted(tags)
@@ -266,8 +281,12 @@ def matrix(cases, both_modes):
     """Every case with load_fast=true; with load_fast=false only `both_modes` (one per method):
     the averaging path is the same in both apps (the plugin never reads through TensorBoard's
     loader) and each full-resolution response costs about a second of JSON."""
-    return [pytest.param(mode, case, id="load_fast=%s-%s" % (mode, json.dumps(case, separators=(",", ":"))))
-            for mode in ("true", "false") for i, case in enumerate(cases) if mode == "true" or i in both_modes]
+    return [
+        pytest.param(mode, case, id="load_fast=%s-%s" % (mode, json.dumps(case, separators=(",", ":"))))
+        for mode in ("true", "false")
+        for i, case in enumerate(cases)
+        if mode == "true" or i in both_modes
+    ]
 
 
 @pytest.mark.tf
@@ -285,10 +304,20 @@ def test_averages_over_uneven_steps_match_pandas(apps, big, load_fast, options):
 
 def test_json_writes_non_finite_numbers_as_null_and_floats_exactly():
     rng = np.random.default_rng(3)
-    floats = np.concatenate((rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500),
-                             rng.random(500).astype(np.float32), [5e-324, 1.7976931348623157e308, -0.0, 1e16]))
-    body = encoding.json({"x": floats.tolist(), "bad": [np.nan, np.inf, -np.inf, np.float64("nan")],
-                                "scalars": [np.float64(0.1), np.int64(7), None]})
+    floats = np.concatenate(
+        (
+            rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500),
+            rng.random(500).astype(np.float32),
+            [5e-324, 1.7976931348623157e308, -0.0, 1e16],
+        )
+    )
+    body = encoding.json(
+        {
+            "x": floats.tolist(),
+            "bad": [np.nan, np.inf, -np.inf, np.float64("nan")],
+            "scalars": [np.float64(0.1), np.int64(7), None],
+        }
+    )
     decoded = helpers.strict_json(body)
     assert decoded["x"] == floats.tolist()  # every float64 round-trips exactly
     assert decoded["bad"] == [None] * 4
@@ -309,8 +338,9 @@ def test_nonfinite_steps_are_reported(client, big):
 @pytest.mark.parametrize("options", [dict(), dict(align="centered", window=101, band="std"), dict(method="ema")])
 def test_step_range_is_cut_after_averaging(client, big, options):
     full = check_averages(client, big, "simple", "train/loss", **options)
-    body = helpers.get_json(client, query("averages", run="simple", tag="train/loss", start=1000, end=2000,
-                                          max_points=FULL, **options))
+    body = helpers.get_json(
+        client, query("averages", run="simple", tag="train/loss", start=1000, end=2000, max_points=FULL, **options)
+    )
     assert body["range"] == {"start": 1000, "end": 2000}
     assert body["raw"]["step"] == list(range(1000, 2001))
     assert body["raw"]["count"] == 1001
@@ -337,13 +367,16 @@ def test_max_points_keeps_the_planted_spike(client, big):
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("run, options", [
-    ("simple", dict(band="std")),
-    ("simple", dict(band="minmax", align="centered", edges="partial")),
-    ("simple", dict(method="median", window=25, band="std")),
-    ("simple", dict(method="block", window=20, band="minmax")),
-    ("tf2", dict(unit="steps", window=40, band="std")),
-])
+@pytest.mark.parametrize(
+    "run, options",
+    [
+        ("simple", dict(band="std")),
+        ("simple", dict(band="minmax", align="centered", edges="partial")),
+        ("simple", dict(method="median", window=25, band="std")),
+        ("simple", dict(method="block", window=20, band="minmax")),
+        ("tf2", dict(unit="steps", window=40, band="std")),
+    ],
+)
 def test_bands_of_a_reduced_response_match_pandas(client, big, run, options):
     """With max_points * window at most the series' length the band is computed at the shown
     points only (windows.band_at): it still matches pandas at every point returned."""
@@ -364,8 +397,9 @@ def test_bands_of_a_reduced_response_match_pandas(client, big, run, options):
 def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client, route):
     """Computed bodies are cached gzipped: a browser (Accept-Encoding: gzip) gets them as they
     are, any other client the same JSON unzipped; a second request is a cache hit and the same."""
-    url = "/data/plugin/batchavg/" + (query(route, run="simple", tag="train/loss") if route == "averages"
-                                      else query(route, run="simple"))
+    url = "/data/plugin/batchavg/" + (
+        query(route, run="simple", tag="train/loss") if route == "averages" else query(route, run="simple")
+    )
     plain = client.get(url)
     zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
     again = client.get(url, headers={"Accept-Encoding": "gzip"})
@@ -373,7 +407,11 @@ def test_computed_responses_are_gzipped_when_accepted_and_plain_otherwise(client
     assert "Content-Encoding" not in plain.headers and plain.headers["Content-Type"].startswith("application/json")
     assert zipped.headers["Content-Encoding"] == "gzip" and int(zipped.headers["Content-Length"]) == len(zipped.data)
     assert int(plain.headers["Content-Length"]) == len(plain.data) > len(zipped.data)
-    assert helpers.strict_json(gzip.decompress(zipped.data)) == helpers.strict_json(plain.data) == helpers.strict_json(gzip.decompress(again.data))
+    assert (
+        helpers.strict_json(gzip.decompress(zipped.data))
+        == helpers.strict_json(plain.data)
+        == helpers.strict_json(gzip.decompress(again.data))
+    )
 
 
 # Correlation ----------------------------------------------------------------------------------
@@ -385,11 +423,14 @@ def joined(big, run, x_tag, y_tag):
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("run, x, y, window, max_lag", [
-    ("simple", None, None, 200, 50),
-    ("tf2", None, None, 1000, 5),
-    ("tf2", "train/learning_rate", "train/loss", 2, 0),
-])
+@pytest.mark.parametrize(
+    "run, x, y, window, max_lag",
+    [
+        ("simple", None, None, 200, 50),
+        ("tf2", None, None, 1000, 5),
+        ("tf2", "train/learning_rate", "train/loss", 2, 0),
+    ],
+)
 def test_correlation_matches_scipy_and_pandas(client, big, run, x, y, window, max_lag):
     x_tag, y_tag = x or "train/loss", y or "train/grad_norm"
     steps, xs, ys = joined(big, run, x_tag, y_tag)
@@ -403,13 +444,15 @@ def test_correlation_matches_scipy_and_pandas(client, big, run, x, y, window, ma
     assert body["pearson_diff"] == pytest.approx(stats.pearsonr(dx, dy).statistic, abs=1e-12)
     assert body["spearman_diff"] == pytest.approx(stats.spearmanr(dx, dy).statistic, abs=1e-12)
 
-    rolling = pd.Series(xs).rolling(window).corr(pd.Series(ys)).to_numpy()[window - 1:]
-    assert body["rolling"]["step"] == steps[window - 1:].tolist()
+    rolling = pd.Series(xs).rolling(window).corr(pd.Series(ys)).to_numpy()[window - 1 :]
+    assert body["rolling"]["step"] == steps[window - 1 :].tolist()
     assert_close(body["rolling"]["value"], rolling, "rolling", atol=1e-7)
 
     lags = list(range(-max_lag, max_lag + 1))
-    want = [stats.pearsonr(xs[k:], ys[: len(xs) - k]).statistic if k >= 0
-            else stats.pearsonr(xs[:k], ys[-k:]).statistic for k in lags]
+    want = [
+        stats.pearsonr(xs[k:], ys[: len(xs) - k]).statistic if k >= 0 else stats.pearsonr(xs[:k], ys[-k:]).statistic
+        for k in lags
+    ]
     assert body["lag"]["lags"] == lags
     assert_close(body["lag"]["value"], want, "lagged", atol=1e-10)
     assert body["lag"]["best"] == lags[int(np.argmax(np.abs(want)))]
@@ -466,10 +509,13 @@ def test_export_csv_every_point(client, big):
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("options, filename", [
-    (dict(method="ema", weight=0.9), "tf2_train_loss_ema0.9.json"),
-    (dict(method="block", window=7, unit="steps"), "tf2_train_loss_block7.json"),
-])
+@pytest.mark.parametrize(
+    "options, filename",
+    [
+        (dict(method="ema", weight=0.9), "tf2_train_loss_ema0.9.json"),
+        (dict(method="block", window=7, unit="steps"), "tf2_train_loss_block7.json"),
+    ],
+)
 def test_export_json_every_point(client, big, options, filename):
     steps, columns = big[1]["tf2"]
     values = columns["train/loss"]
@@ -517,12 +563,18 @@ ERRORS = [
     ("averages", dict(run="simple", tag="train/loss", unit="seconds"), 400, "unit"),
     ("averages", dict(run="simple", tag="train/loss", band="iqr"), 400, "band"),
     ("averages", dict(run="simple", tag="train/loss", method="ema", band="minmax"), 400, "band"),
-    *[("averages", dict(run="simple", tag="train/loss", window=w), 400, "window")
-      for w in ("0", "-3", "10000001", "1.5", "1e3", "abc", "nan", "inf", "0x10", "1_000", " 5", "9" * 50)],
-    *[("averages", dict(run="simple", tag="train/loss", method="ema", weight=w), 400, "weight")
-      for w in ("1", "1.0", "-0.1", "nan", "inf", "-inf", "1e999", "abc", "0,5")],
-    *[("averages", dict(run="simple", tag="train/loss", max_points=m), 400, "max_points")
-      for m in ("1", "0", "100001", "nan", "2.5")],
+    *[
+        ("averages", dict(run="simple", tag="train/loss", window=w), 400, "window")
+        for w in ("0", "-3", "10000001", "1.5", "1e3", "abc", "nan", "inf", "0x10", "1_000", " 5", "9" * 50)
+    ],
+    *[
+        ("averages", dict(run="simple", tag="train/loss", method="ema", weight=w), 400, "weight")
+        for w in ("1", "1.0", "-0.1", "nan", "inf", "-inf", "1e999", "abc", "0,5")
+    ],
+    *[
+        ("averages", dict(run="simple", tag="train/loss", max_points=m), 400, "max_points")
+        for m in ("1", "0", "100001", "nan", "2.5")
+    ],
     ("averages", dict(run="simple", tag="train/loss", start="abc"), 400, "start"),
     ("averages", dict(run="simple", tag="train/loss", end="1.5"), 400, "end"),
     ("averages", dict(run="simple", tag="train/loss", end="99999999999999999999"), 400, "end"),
@@ -545,8 +597,11 @@ ERRORS = [
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("route, params, status, parameter", ERRORS,
-                         ids=["%s-%s" % (e[0], urllib.parse.urlencode(e[1])[:60]) for e in ERRORS])
+@pytest.mark.parametrize(
+    "route, params, status, parameter",
+    ERRORS,
+    ids=["%s-%s" % (e[0], urllib.parse.urlencode(e[1])[:60]) for e in ERRORS],
+)
 def test_errors_are_json_and_name_the_parameter(client, route, params, status, parameter):
     response = client.get("/data/plugin/batchavg/" + query(route, **params))
     assert response.status_code == status
@@ -557,13 +612,37 @@ def test_errors_are_json_and_name_the_parameter(client, route, params, status, p
 
 
 @settings(max_examples=150, deadline=None)
-@given(route=st.sampled_from(["averages", "correlation", "export"]),
-       params=st.dictionaries(
-           st.sampled_from(["run", "tag", "x", "y", "method", "window", "weight", "align", "edges", "unit",
-                            "band", "start", "end", "max_points", "max_lag", "format"]),
-           st.one_of(st.text(max_size=12), st.sampled_from(["roles/a", "loss", "grad_norm", "ema", "block",
-                                                              "minmax", "steps", "centered", "2", "-1", "0.5"])),
-       ))
+@given(
+    route=st.sampled_from(["averages", "correlation", "export"]),
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "run",
+                "tag",
+                "x",
+                "y",
+                "method",
+                "window",
+                "weight",
+                "align",
+                "edges",
+                "unit",
+                "band",
+                "start",
+                "end",
+                "max_points",
+                "max_lag",
+                "format",
+            ]
+        ),
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(
+                ["roles/a", "loss", "grad_norm", "ema", "block", "minmax", "steps", "centered", "2", "-1", "0.5"]
+            ),
+        ),
+    ),
+)
 def test_no_input_gives_a_server_error(small_client, route, params):
     response = small_client.get("/data/plugin/batchavg/" + query(route, **params))
     assert response.status_code in (200, 400, 404), (params, response.data[:300])
@@ -587,8 +666,17 @@ def test_static_files(client):
     assert response.headers["Content-Type"].split(";")[0] == "text/javascript"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert b"export" in response.data and b"render" in response.data
-    for path in ("nope.js", "../index.js", "..%2Findex.js", "%2e%2e/%2e%2e/setup.py", "../../../../etc/passwd",
-                 "frontend/index.js", "__init__.py", "", "/"):
+    for path in (
+        "nope.js",
+        "../index.js",
+        "..%2Findex.js",
+        "%2e%2e/%2e%2e/setup.py",
+        "../../../../etc/passwd",
+        "frontend/index.js",
+        "__init__.py",
+        "",
+        "/",
+    ):
         assert client.get("/data/plugin/batchavg/" + path).status_code == 404, path
     assert client.get("/data/plugin/batchavg/index.js/").data == response.data  # TensorBoard drops the slash
 

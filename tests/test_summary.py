@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from tb_batchavg.metadata import detect_roles
 from tb_batchavg.ingest.reader import LogdirReader
+from tb_batchavg.metadata import detect_roles
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +40,13 @@ def read_scalars(tf, logdir):
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                points.setdefault(value.tag, []).append(
-                    (event.step, float(tf.make_ndarray(value.tensor))))
-    return {tag: (np.array([s for s, _ in p]), np.array([v for _, v in p]))
-            for tag, p in points.items()}
+                points.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return {tag: (np.array([s for s, _ in p]), np.array([v for _, v in p])) for tag, p in points.items()}
 
 
 def numpy_norms(gradients):
     flat = np.concatenate([np.ravel(g) for g in gradients]).astype(np.float64)
-    return {"l2": np.sqrt(np.sum(flat ** 2)), "l1": np.sum(np.abs(flat)), "linf": np.max(np.abs(flat))}
+    return {"l2": np.sqrt(np.sum(flat**2)), "l1": np.sum(np.abs(flat)), "linf": np.max(np.abs(flat))}
 
 
 def test_import_is_lazy_and_names_the_extra_when_tensorflow_is_missing():
@@ -88,8 +86,9 @@ def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, 
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 3, 0.5))
     writer = tf.summary.create_file_writer(str(tmp_path))
     rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((8, 5)).astype("float32"), rng.standard_normal((8, 1)).astype("float32"))
-               for _ in range(5)]
+    batches = [
+        (rng.standard_normal((8, 5)).astype("float32"), rng.standard_normal((8, 1)).astype("float32")) for _ in range(5)
+    ]
 
     def train_step(step, x, y):
         with tf.GradientTape() as tape:
@@ -118,8 +117,13 @@ def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, 
     writer.flush()
 
     got = read_scalars(tf, str(tmp_path))
-    assert sorted(got) == ["train/grad_norm", "train/grad_norm/l1", "train/grad_norm/linf",
-                           "train/learning_rate", "train/loss"]
+    assert sorted(got) == [
+        "train/grad_norm",
+        "train/grad_norm/l1",
+        "train/grad_norm/linf",
+        "train/learning_rate",
+        "train/loss",
+    ]
     for steps, _ in got.values():
         np.testing.assert_array_equal(steps, np.arange(len(batches)))
     for tag in ("train/loss", "train/learning_rate"):
@@ -128,8 +132,11 @@ def test_log_batch_logs_true_loss_norms_and_scheduled_rate(tf, keras, tmp_path, 
     np.testing.assert_allclose(got["train/grad_norm"][1], expected["l2"], rtol=1e-5)
     np.testing.assert_allclose(got["train/grad_norm/l1"][1], expected["l1"], rtol=1e-5)
     np.testing.assert_allclose(got["train/grad_norm/linf"][1], expected["linf"], rtol=1e-6)
-    assert detect_roles(got) == {"loss": "train/loss", "grad_norm": "train/grad_norm",
-                                 "learning_rate": "train/learning_rate"}
+    assert detect_roles(got) == {
+        "loss": "train/loss",
+        "grad_norm": "train/grad_norm",
+        "learning_rate": "train/learning_rate",
+    }
 
 
 @pytest.mark.tf
@@ -142,8 +149,13 @@ def test_log_batch_inside_a_graph_loop_writes_tags_without_scope_prefixes(tf, tm
     def loop():
         for step in tf.range(4, dtype=tf.int64):
             with tf.name_scope("inner"):
-                log_batch(step, tf.cast(step, tf.float32) / 2, [tf.fill([3], tf.cast(step, tf.float32))],
-                          writer=writer, prefix="")
+                log_batch(
+                    step,
+                    tf.cast(step, tf.float32) / 2,
+                    [tf.fill([3], tf.cast(step, tf.float32))],
+                    writer=writer,
+                    prefix="",
+                )
 
     loop()
     writer.flush()
@@ -186,7 +198,7 @@ def _replay(keras, tf, model, initial_weights, make_optimizer, x, y, batch_size,
     losses, norms = [], {"l2": [], "l1": [], "linf": [], "global_norm": []}
     for step in range(steps):
         b = step % per_epoch
-        xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+        xb, yb = x[b * batch_size : (b + 1) * batch_size], y[b * batch_size : (b + 1) * batch_size]
         losses.append(np.mean((clone(xb).numpy() - yb) ** 2))
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(clone(xb, training=True) - yb))
@@ -215,12 +227,10 @@ class _BatchLogs:
 KERAS_CASES = {
     # Sequential, Adam with warm-up then cosine decay, one batch per execution.
     # With validation data: the test step's loss must not be taken for a batch's.
-    "sequential": dict(functional=False, steps_per_execution=1, jit_compile=False, loss_scale=False,
-                       validation=True),
+    "sequential": dict(functional=False, steps_per_execution=1, jit_compile=False, loss_scale=False, validation=True),
     # Functional, XLA, 3 batches per execution (5 per epoch: the last execution is partial),
     # loss scaling (the gradients the optimizer receives are scaled).
-    "functional": dict(functional=True, steps_per_execution=3, jit_compile=True, loss_scale=True,
-                       validation=False),
+    "functional": dict(functional=True, steps_per_execution=3, jit_compile=True, loss_scale=True, validation=False),
 }
 
 
@@ -244,8 +254,9 @@ def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, t
     optimizer = make_optimizer()
     if options["loss_scale"]:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1024.0)
-    model.compile(optimizer, "mse", steps_per_execution=options["steps_per_execution"],
-                  jit_compile=options["jit_compile"])
+    model.compile(
+        optimizer, "mse", steps_per_execution=options["steps_per_execution"], jit_compile=options["jit_compile"]
+    )
     rng = np.random.default_rng(1)
     x = rng.standard_normal((40, 5)).astype("float32")
     y = (x[:, :1] * 2 + 0.3 * rng.standard_normal((40, 1))).astype("float32")
@@ -254,9 +265,16 @@ def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, t
     epochs, batch_size = 2, 8
     steps = epochs * len(x) // batch_size
 
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
-              validation_data=(x[:16], y[:16]) if options["validation"] else None,
-              callbacks=[BatchAverages(str(tmp_path)), batch_logs.callback])
+    model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x[:16], y[:16]) if options["validation"] else None,
+        callbacks=[BatchAverages(str(tmp_path)), batch_logs.callback],
+    )
 
     got = read_scalars(tf, str(tmp_path))
     assert sorted(got) == ["train/grad_norm", "train/learning_rate", "train/loss"]
@@ -266,12 +284,11 @@ def test_keras_callback_logs_true_batch_loss_gradient_norm_and_rate(tf, keras, t
     np.testing.assert_allclose(got["train/loss"][1], losses, rtol=1e-4)
     np.testing.assert_allclose(got["train/grad_norm"][1], norms["global_norm"], rtol=1e-4)
     np.testing.assert_allclose(got["train/grad_norm"][1], norms["l2"], rtol=1e-4)
-    np.testing.assert_allclose(got["train/learning_rate"][1], [float(schedule(s)) for s in range(steps)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(got["train/learning_rate"][1], [float(schedule(s)) for s in range(steps)], rtol=1e-6)
     if options["steps_per_execution"] == 1:
         # The pitfall: Keras's batch logs hold the running mean of the epoch, not the batch loss.
         per_epoch = len(x) // batch_size
-        running = [np.mean(losses[s - s % per_epoch:s + 1]) for s in range(steps)]
+        running = [np.mean(losses[s - s % per_epoch : s + 1]) for s in range(steps)]
         np.testing.assert_allclose(batch_logs.losses, running, rtol=1e-4)
         assert np.max(np.abs(np.array(batch_logs.losses) - losses)) > 0.05
     # The hooks are gone after fit.

@@ -23,7 +23,7 @@ def random_series(seed, n=700):
     30 points (windows with no finite value)."""
     rng = np.random.default_rng(seed)
     steps = 10 + np.cumsum(rng.choice([1, 1, 1, 2, 3, 7], size=n))
-    steps[n // 2:] += 40
+    steps[n // 2 :] += 40
     values = np.round(5 * np.exp(-np.arange(n) / 300) + rng.normal(0, 0.5, n), 2)
     punch_holes(rng, values, (0.06, 0.08, 0.09), slice(100, 130))
     return steps.astype(np.int64), values
@@ -111,16 +111,14 @@ def pandas_rolling(steps, values, window, align, edges, unit):
     keep = np.ones(n, dtype=bool)
     if edges == "valid":
         keep = (positions - before >= positions[0]) & (positions + after <= positions[-1])
-    stats = {name: getattr(rolling, name)().to_numpy()[rows][keep]
-             for name in ("mean", "median", "std", "min", "max")}
+    stats = {name: getattr(rolling, name)().to_numpy()[rows][keep] for name in ("mean", "median", "std", "min", "max")}
     return np.flatnonzero(keep), stats
 
 
 def pandas_blocks(steps, values, window, edges, unit):
     n = len(values)
     positions = steps if unit == "steps" else np.arange(n)
-    frame = pd.DataFrame({"block": (positions - positions[0]) // window,
-                          "value": as_nan(values), "row": np.arange(n)})
+    frame = pd.DataFrame({"block": (positions - positions[0]) // window, "value": as_nan(values), "row": np.arange(n)})
     grouped = frame.groupby("block")
     table = grouped["value"].agg(["mean", "median", "std", "min", "max"])
     table["row"] = grouped["row"].max()
@@ -131,8 +129,7 @@ def pandas_blocks(steps, values, window, edges, unit):
             table = table.drop(last_block)
         if unit == "steps" and steps[-1] < steps[0] + (last_block + 1) * window - 1:
             table = table.drop(last_block)
-    return table["row"].to_numpy(), {name: table[name].to_numpy() for name in
-                                     ("mean", "median", "std", "min", "max")}
+    return table["row"].to_numpy(), {name: table[name].to_numpy() for name in ("mean", "median", "std", "min", "max")}
 
 
 def expected_output(stats, method, band):
@@ -153,9 +150,14 @@ def assert_matches(result, steps, index, stats, method, band, scale):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * scale)
 
 
-@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
-    ("sma", "median", "block"), ("trailing", "centered"), ("valid", "partial"),
-    ("points", "steps"))))
+@pytest.mark.parametrize(
+    "method,align,edges,unit",
+    list(
+        itertools.product(
+            ("sma", "median", "block"), ("trailing", "centered"), ("valid", "partial"), ("points", "steps")
+        )
+    ),
+)
 def test_windowed_methods_match_references(method, align, edges, unit):
     steps, values = random_series(seed=len(method) * 31 + len(align) + len(edges) + len(unit))
     scale = np.nanmax(np.abs(as_nan(values)))
@@ -166,8 +168,9 @@ def test_windowed_methods_match_references(method, align, edges, unit):
             references = [pandas_rolling(steps, values, window, align, edges, unit)]
         references.append(slow_reference(steps, values, method, window, align, edges, unit))
         for band in BANDS:
-            result = moving_average(steps, values, method=method, window=window, align=align,
-                                    edges=edges, unit=unit, band=band)
+            result = moving_average(
+                steps, values, method=method, window=window, align=align, edges=edges, unit=unit, band=band
+            )
             for index, stats in references:
                 assert_matches(result, steps, index, stats, method, band, scale)
 
@@ -181,13 +184,15 @@ def exploding_series(seed, n=900, holes=True):
     steps = 3 + np.cumsum(rng.choice([1, 1, 2, 3, 5], size=n))
     noise = rng.normal(size=n)
     sizes = np.array([n * 5 // 18, n // 9, n * 2 // 9, n // 6])
-    values = np.concatenate([
-        0.1 * (1 + 0.05 * noise[:sizes[0]]),
-        1e-3 * (1 + 0.1 * noise[sizes[0]:sizes[:2].sum()]),
-        np.logspace(0, 36, sizes[2]) * (1 + 0.1 * noise[sizes[:2].sum():sizes[:3].sum()]),
-        1e-3 * np.exp(noise[sizes[:3].sum():sizes.sum()]),
-        noise[sizes.sum():],
-    ])
+    values = np.concatenate(
+        [
+            0.1 * (1 + 0.05 * noise[: sizes[0]]),
+            1e-3 * (1 + 0.1 * noise[sizes[0] : sizes[:2].sum()]),
+            np.logspace(0, 36, sizes[2]) * (1 + 0.1 * noise[sizes[:2].sum() : sizes[:3].sum()]),
+            1e-3 * np.exp(noise[sizes[:3].sum() : sizes.sum()]),
+            noise[sizes.sum() :],
+        ]
+    )
     if holes:
         punch_holes(rng, values, (0.05, 0.07, 0.08), slice(300, 320))
     return steps.astype(np.int64), values
@@ -215,15 +220,20 @@ def assert_within(got, want, tolerance):
     error = np.abs(got[known] - want[known])
     worst = np.argmax(error - tolerance[known]) if error.size else 0
     assert (error <= tolerance[known]).all(), (
-        f"error {error[worst]:.3g} > {tolerance[known][worst]:.3g} at {want[known][worst]:.6g}")
+        f"error {error[worst]:.3g} > {tolerance[known][worst]:.3g} at {want[known][worst]:.6g}"
+    )
 
 
 @pytest.mark.parametrize("chunk", [None, 37])
-@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
-    ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"),
-    ("points", "steps"))))
-def test_exploding_series_error_is_relative_to_each_window(method, align, edges, unit, chunk,
-                                                           monkeypatch):
+@pytest.mark.parametrize(
+    "method,align,edges,unit",
+    list(
+        itertools.product(
+            ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"), ("points", "steps")
+        )
+    ),
+)
+def test_exploding_series_error_is_relative_to_each_window(method, align, edges, unit, chunk, monkeypatch):
     """Values from 1e-3 to 1e36: each window's mean and std band are within
     1e-9 of the window's own largest |value| of the exact (math.fsum) ones.
     chunk=37 makes the span tables cover many small data chunks."""
@@ -234,8 +244,7 @@ def test_exploding_series_error_is_relative_to_each_window(method, align, edges,
         members = window_members(steps, method, window, align, edges, unit)
         mean, std, scale = exact_window_stats(values, members)
         tolerance = 1e-9 * scale
-        kwargs = {"method": method, "window": window, "align": align, "edges": edges,
-                  "unit": unit}
+        kwargs = {"method": method, "window": window, "align": align, "edges": edges, "unit": unit}
         result = moving_average(steps, values, band="std", **kwargs)
         np.testing.assert_array_equal(result.index, [i for i, _ in members])
         if method == "median":
@@ -249,10 +258,8 @@ def test_exploding_series_error_is_relative_to_each_window(method, align, edges,
 
 
 @pytest.mark.parametrize("chunk", [None, 37])
-@pytest.mark.parametrize("align,edges", list(itertools.product(("trailing", "centered"),
-                                                              ("valid", "partial"))))
-def test_exploding_series_without_holes_error_is_relative_to_each_window(align, edges, chunk,
-                                                                         monkeypatch):
+@pytest.mark.parametrize("align,edges", list(itertools.product(("trailing", "centered"), ("valid", "partial"))))
+def test_exploding_series_without_holes_error_is_relative_to_each_window(align, edges, chunk, monkeypatch):
     """The same bound where every value is finite: windows over points then
     take the per-block fast path (``_consecutive_moments``)."""
     if chunk:
@@ -262,8 +269,7 @@ def test_exploding_series_without_holes_error_is_relative_to_each_window(align, 
         members = window_members(steps, "sma", window, align, edges, "points")
         mean, std, scale = exact_window_stats(values, members)
         tolerance = 1e-9 * scale
-        result = moving_average(steps, values, window=window, align=align, edges=edges,
-                                band="std")
+        result = moving_average(steps, values, window=window, align=align, edges=edges, band="std")
         np.testing.assert_array_equal(result.index, [i for i, _ in members])
         assert_within(result.value, mean, tolerance)
         assert_within(result.lower, mean - std, tolerance)
@@ -298,8 +304,7 @@ def test_reference_shift_matches_pandas_center_for_odd_windows():
 def test_points_trailing_valid_is_convolve_valid():
     values = np.random.default_rng(5).normal(size=300)
     result = moving_average(np.arange(300), values, window=20)
-    np.testing.assert_allclose(result.value, np.convolve(values, np.ones(20) / 20, "valid"),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(result.value, np.convolve(values, np.ones(20) / 20, "valid"), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(result.index, np.arange(19, 300))
 
 
@@ -312,8 +317,9 @@ def test_long_windows_in_steps_span_several_median_chunks():
     values = rng.normal(size=n) + np.sin(np.arange(n) / 500)
     values[rng.random(n) < 0.05] = np.nan
     index, stats = pandas_rolling(steps, values, 3000, "centered", "partial", "steps")
-    result = moving_average(steps, values, method="median", window=3000, align="centered",
-                            edges="partial", unit="steps", band="minmax")
+    result = moving_average(
+        steps, values, method="median", window=3000, align="centered", edges="partial", unit="steps", band="minmax"
+    )
     assert_matches(result, steps, index, stats, "median", "minmax", scale=5.0)
 
 
@@ -331,25 +337,22 @@ def test_ema_matches_tensorboard_and_pandas(weight, chunk, monkeypatch):
     result = moving_average(steps, values, method="ema", weight=weight, band="std")
     np.testing.assert_array_equal(result.index, np.arange(len(values)))
     np.testing.assert_array_equal(result.step, steps)
-    np.testing.assert_allclose(result.value, tensorboard_smoothing(values, weight),
-                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(result.value, tensorboard_smoothing(values, weight), rtol=1e-11, atol=1e-12)
     np.testing.assert_array_equal(result.value[~finite], values[~finite])
     ewm = pd.Series(values[finite]).ewm(alpha=1 - weight, adjust=True, ignore_na=True)
-    np.testing.assert_allclose(result.value[finite], ewm.mean().to_numpy(),
-                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(result.value[finite], ewm.mean().to_numpy(), rtol=1e-11, atol=1e-12)
     std = ewm.std().to_numpy()
-    np.testing.assert_allclose(result.upper[finite] - result.value[finite], std,
-                               rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(result.value[finite] - result.lower[finite], std,
-                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(result.upper[finite] - result.value[finite], std, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(result.value[finite] - result.lower[finite], std, rtol=1e-7, atol=1e-10)
     assert np.isnan(result.lower[~finite]).all() and np.isnan(result.upper[~finite]).all()
 
 
 def test_ema_ignores_align_edges_unit():
     steps, values = random_series(seed=8)
     reference = moving_average(steps, values, method="ema", weight=0.7)
-    other = moving_average(steps, values, method="ema", weight=0.7, window=3,
-                           align="centered", edges="partial", unit="steps")
+    other = moving_average(
+        steps, values, method="ema", weight=0.7, window=3, align="centered", edges="partial", unit="steps"
+    )
     for got, want in zip(other, reference):
         np.testing.assert_array_equal(got, want)
     assert np.isnan(reference.lower).all() and np.isnan(reference.upper).all()
@@ -363,8 +366,7 @@ def test_constant_series_is_unchanged(values):
     assert values.tolist() == tensorboard_smoothing(values, 0.9)
     if np.isfinite(values[0]):
         for method in ("sma", "median", "block"):
-            result = moving_average(steps, values, method=method, window=4, edges="partial",
-                                    band="std")
+            result = moving_average(steps, values, method=method, window=4, edges="partial", band="std")
             assert (result.value == values[0]).all()
             assert (result.upper[1:] == values[0]).all()
 
@@ -394,27 +396,29 @@ def test_window_longer_than_series():
 
 def test_empty_input():
     for method, band in itertools.product(("sma", "median", "block", "ema"), ("none", "std")):
-        result = moving_average(np.array([], dtype=np.int64), np.array([]), method=method,
-                                band=band, edges="partial")
+        result = moving_average(np.array([], dtype=np.int64), np.array([]), method=method, band=band, edges="partial")
         assert all(len(array) == 0 for array in result)
         assert result.index.dtype == np.int64 and result.value.dtype == np.float64
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"method": "mean"}, "method"),
-    ({"align": "left"}, "align"),
-    ({"edges": "same"}, "edges"),
-    ({"unit": "seconds"}, "unit"),
-    ({"band": "iqr"}, "band"),
-    ({"window": 0}, "window"),
-    ({"window": -3}, "window"),
-    ({"window": 2.5}, "window"),
-    ({"window": True}, "window"),
-    ({"weight": -0.1}, "weight"),
-    ({"weight": 1.0}, "weight"),
-    ({"weight": float("nan")}, "weight"),
-    ({"method": "ema", "band": "minmax"}, "^band=minmax is not defined for method=ema$"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"method": "mean"}, "method"),
+        ({"align": "left"}, "align"),
+        ({"edges": "same"}, "edges"),
+        ({"unit": "seconds"}, "unit"),
+        ({"band": "iqr"}, "band"),
+        ({"window": 0}, "window"),
+        ({"window": -3}, "window"),
+        ({"window": 2.5}, "window"),
+        ({"window": True}, "window"),
+        ({"weight": -0.1}, "weight"),
+        ({"weight": 1.0}, "weight"),
+        ({"weight": float("nan")}, "weight"),
+        ({"method": "ema", "band": "minmax"}, "^band=minmax is not defined for method=ema$"),
+    ],
+)
 def test_invalid_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         moving_average(np.arange(5), np.ones(5), **kwargs)
@@ -440,11 +444,9 @@ def test_200k_points_match_pandas():
 
     sma = moving_average(steps, values, window=50, band="std")
     np.testing.assert_allclose(sma.value, clean.rolling(50, min_periods=1).mean()[49:], **tolerance)
-    np.testing.assert_allclose(sma.upper - sma.value, clean.rolling(50, min_periods=1).std()[49:],
-                               **tolerance)
+    np.testing.assert_allclose(sma.upper - sma.value, clean.rolling(50, min_periods=1).std()[49:], **tolerance)
 
-    median = moving_average(steps, values, method="median", window=51, align="centered",
-                            edges="partial")
+    median = moving_average(steps, values, method="median", window=51, align="centered", edges="partial")
     reference = clean.rolling(51, center=True, min_periods=1).median()
     np.testing.assert_allclose(median.value, reference, **tolerance)
 
@@ -454,9 +456,14 @@ def test_200k_points_match_pandas():
     np.testing.assert_allclose(ema.value[finite], reference, **tolerance)
 
 
-@pytest.mark.parametrize("method,align,edges,unit", list(itertools.product(
-    ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"),
-    ("points", "steps"))))
+@pytest.mark.parametrize(
+    "method,align,edges,unit",
+    list(
+        itertools.product(
+            ("sma", "block", "median"), ("trailing", "centered"), ("valid", "partial"), ("points", "steps")
+        )
+    ),
+)
 def test_band_at_is_the_band_of_moving_average_at_those_points(method, align, edges, unit):
     """windows.band_at (the averages route's band at the shown points only): the std band
     within 1e-9 of each window's largest |value| of moving_average's (a series that explodes,
@@ -488,7 +495,7 @@ def test_band_at_refuses_what_has_no_windowed_band(kwargs):
 
 
 @pytest.mark.parametrize("block", [3, 32])
-@pytest.mark.parametrize("decay", [0.0, 2.0 ** -199, 0.3, 0.9, 0.9999])
+@pytest.mark.parametrize("decay", [0.0, 2.0**-199, 0.3, 0.9, 0.9999])
 def test_decayed_sums_follow_the_recurrence(decay, block, monkeypatch):
     """Blocked matrix products with carries (recursively over blocks of blocks) equal the
     plain loop s_t = decay * s_{t-1} + x_t from a carried-in sum, at lengths around
@@ -508,7 +515,7 @@ def test_decayed_sums_follow_the_recurrence(decay, block, monkeypatch):
             assert np.all(np.abs(got - expected) <= 1e-13 * scale), (n, carry)
 
 
-@pytest.mark.parametrize("scale", [2.0 ** -900, 1e-300, 1e300, 2.0 ** 900])
+@pytest.mark.parametrize("scale", [2.0**-900, 1e-300, 1e300, 2.0**900])
 def test_ema_of_extreme_magnitudes_is_the_ema_scaled(scale):
     """The EMA and its std are homogeneous: values times a huge or tiny power of ten or two
     (beyond where the decayed sums are rescaled internally) give the results of the plain
@@ -536,8 +543,9 @@ def test_centered_windows_are_pandas_center_true(window, method):
         reference = (rolling.median() if method == "median" else rolling.mean()).to_numpy()
         result = moving_average(steps, values, method=method, window=window, align="centered", edges=edges)
         if edges == "valid":  # pandas' rows whose whole window lies inside the series
-            inside = np.flatnonzero(pd.Series(np.ones(len(values))).rolling(window, center=True,
-                                                                            min_periods=window).sum().notna())
+            inside = np.flatnonzero(
+                pd.Series(np.ones(len(values))).rolling(window, center=True, min_periods=window).sum().notna()
+            )
             np.testing.assert_array_equal(result.index, inside)
             reference = reference[inside]
         np.testing.assert_allclose(result.value, reference, rtol=1e-10, atol=1e-10)
@@ -556,7 +564,8 @@ def test_centered_step_windows_are_pandas_offset_windows_closed_left(window):
     series = pd.Series(values, index=pd.to_datetime(steps, unit="ns"))
     rolling = series.rolling(pd.Timedelta(window, unit="ns"), center=True, closed="left", min_periods=1)
     for method, reference in (("sma", rolling.mean()), ("median", rolling.median())):
-        result = moving_average(steps, values, method=method, window=window, align="centered",
-                                edges="partial", unit="steps")
+        result = moving_average(
+            steps, values, method=method, window=window, align="centered", edges="partial", unit="steps"
+        )
         np.testing.assert_array_equal(result.index, np.arange(n))
         np.testing.assert_allclose(result.value, reference.to_numpy(), rtol=1e-10, atol=1e-10)

@@ -37,9 +37,12 @@ def assert_points_equal(reader, run, points, source):
     Checks every tag's count first (all tags in one message), then steps, wall times and values."""
     expected = {tag: latest_wins(*zip(*p)) for tag, p in points.items()}
     got = {tag: reader.series(run, tag) for tag in points}
-    lost = ["run %r tag %r: %s points, TensorBoard %d (%s)" % (
-        run, tag, None if got[tag] is None else len(got[tag].step), len(expected[tag][0]), source)
-        for tag in points if got[tag] is None or len(got[tag].step) != len(expected[tag][0])]
+    lost = [
+        "run %r tag %r: %s points, TensorBoard %d (%s)"
+        % (run, tag, None if got[tag] is None else len(got[tag].step), len(expected[tag][0]), source)
+        for tag in points
+        if got[tag] is None or len(got[tag].step) != len(expected[tag][0])
+    ]
     assert not lost, "\n".join(lost)
     for tag, (steps, wall_times, values) in expected.items():
         where = "run %r tag %r (%s)" % (run, tag, source)
@@ -60,11 +63,14 @@ def assert_same_as_tensorboard(logdir, simple_values):
     for run, path in sorted(multiplexer.RunPaths().items()):
         accumulator = plugin_event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
         accumulator.Reload()
-        tags = sorted(accumulator.PluginTagToContent("scalars")
-                      if "scalars" in accumulator.ActivePlugins() else ())
+        tags = sorted(accumulator.PluginTagToContent("scalars") if "scalars" in accumulator.ActivePlugins() else ())
         assert reader.tags(run) == tags, "run %r" % run
-        points = {tag: [(e.step, e.wall_time, tensor_util.make_ndarray(e.tensor_proto).item())
-                        for e in accumulator.Tensors(tag)] for tag in tags}
+        points = {
+            tag: [
+                (e.step, e.wall_time, tensor_util.make_ndarray(e.tensor_proto).item()) for e in accumulator.Tensors(tag)
+            ]
+            for tag in tags
+        }
         assert_points_equal(reader, run, points, "tensors")
         if simple_values:
             legacy = event_accumulator.EventAccumulator(path, size_guidance={"scalars": 0})
@@ -101,14 +107,28 @@ def test_tf1_scalar_pb_across_read_chunks(tmp_path):
 
 # Three values per dtype; the real ones are read as float64 of the numpy value, bool as 0/1.
 REAL = {
-    "float16": [1.5, np.inf, -0.25], "bfloat16": [1.5, -2.0, np.nan], "float32": [0.1, -3.5, np.nan],
-    "float64": [0.1, 1e300, -np.inf], "bool": [True, False, True], "int8": [-128, 0, 127],
-    "uint8": [0, 7, 255], "int16": [-300, 0, 300], "uint16": [0, 1, 65535],
-    "int32": [-(2**31), 0, 2**31 - 1], "uint32": [0, 2**32 - 1, 5], "int64": [-(2**40) - 3, 0, 2**53],
+    "float16": [1.5, np.inf, -0.25],
+    "bfloat16": [1.5, -2.0, np.nan],
+    "float32": [0.1, -3.5, np.nan],
+    "float64": [0.1, 1e300, -np.inf],
+    "bool": [True, False, True],
+    "int8": [-128, 0, 127],
+    "uint8": [0, 7, 255],
+    "int16": [-300, 0, 300],
+    "uint16": [0, 1, 65535],
+    "int32": [-(2**31), 0, 2**31 - 1],
+    "uint32": [0, 2**32 - 1, 5],
+    "int64": [-(2**40) - 3, 0, 2**53],
     "uint64": [0, 2**53, 9],
 }
-SKIPPED = {"complex64": [1 + 2j, 0j, -1j], "complex128": [1j, 2j, 3j], "string": [b"a", b"bc", b""],
-           "qint8": [-5, 0, 5], "quint8": [0, 9, 200], "qint32": [-7, 0, 7]}
+SKIPPED = {
+    "complex64": [1 + 2j, 0j, -1j],
+    "complex128": [1j, 2j, 3j],
+    "string": [b"a", b"bc", b""],
+    "qint8": [-5, 0, 5],
+    "quint8": [0, 9, 200],
+    "qint32": [-7, 0, 7],
+}
 
 
 def _write_dtypes(tmp_path):
@@ -132,8 +152,9 @@ def _write_dtypes(tmp_path):
             else:
                 proto = tensor_util.make_tensor_proto(v if tag == "string" else np.array(v, tag))
             value = summary_pb2.Summary.Value(tag=tag, tensor=proto, metadata=scalars)
-            writer.add_event(event_pb2.Event(step=step, wall_time=1e9 + step,
-                                             summary=summary_pb2.Summary(value=[value])))
+            writer.add_event(
+                event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(value=[value]))
+            )
     writer.close()
     tf_writer = tf.summary.create_file_writer(str(tmp_path / "content"))
     with tf_writer.as_default():
@@ -158,8 +179,7 @@ def test_tensor_dtypes_under_the_scalars_plugin(tmp_path):
             got = reader.series(run, tag)
             if got is None or len(got.step) != 3:
                 wrong.append("%s/%s: %s points, not 3" % (run, tag, None if got is None else len(got.step)))
-            elif not (np.array_equal(got.step, [0, 1, 2])
-                      and np.array_equal(got.value, expected, equal_nan=True)):
+            elif not (np.array_equal(got.step, [0, 1, 2]) and np.array_equal(got.value, expected, equal_nan=True)):
                 wrong.append("%s/%s: %s, not %s" % (run, tag, list(got.value), expected))
         extra = sorted(set(reader.tags(run)) - set(REAL))
         if extra:

@@ -23,8 +23,10 @@ def write_logdir(root, n=200):
 
     writer = EventFileWriter(os.path.join(root, "run_a"))
     for step in range(n):
-        values = [summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0 / (step + 1)),
-                  summary_pb2.Summary.Value(tag="train/grad_norm", simple_value=0.5)]
+        values = [
+            summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0 / (step + 1)),
+            summary_pb2.Summary.Value(tag="train/grad_norm", simple_value=0.5),
+        ]
         writer.add_event(event_pb2.Event(step=step, wall_time=1.7e9 + step, summary=summary_pb2.Summary(value=values)))
     writer.close()
     return n
@@ -48,8 +50,11 @@ def main():
             port = s.getsockname()[1]
         base = "http://127.0.0.1:%d" % port
         log = open(os.path.join(logdir, "tensorboard.log"), "w+")
-        proc = subprocess.Popen([tensorboard, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [tensorboard, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 90
             runs = listing = None
@@ -68,8 +73,10 @@ def main():
                 proc.poll()
             if runs is None or [r["run"] for r in runs] != ["run_a"]:
                 log.seek(0)
-                raise SystemExit("no ready run_a from the batchavg runs route (tensorboard %s): %r\n%s"
-                                 % ("exited" if proc.returncode is not None else "running", runs, log.read()[-3000:]))
+                raise SystemExit(
+                    "no ready run_a from the batchavg runs route (tensorboard %s): %r\n%s"
+                    % ("exited" if proc.returncode is not None else "running", runs, log.read()[-3000:])
+                )
             assert "batchavg" in listing and listing["batchavg"]["enabled"], listing.get("batchavg")
             assert runs[0]["count"] == {"train/loss": n, "train/grad_norm": n}, runs[0]["count"]
             status, kind, body = get(base + "/data/plugin/batchavg/index.js")
@@ -80,8 +87,10 @@ def main():
             proc.terminate()
             proc.wait(30)
             log.close()
-    print("wheel check: tb_batchavg %s from %s served by tensorboard (plugins_listing, runs, index.js, averages)"
-          % (tb_batchavg.__version__, where))
+    print(
+        "wheel check: tb_batchavg %s from %s served by tensorboard (plugins_listing, runs, index.js, averages)"
+        % (tb_batchavg.__version__, where)
+    )
 
 
 if __name__ == "__main__":

@@ -356,8 +356,14 @@ def _decode_slowly(data, starts, lengths, indices, tags, out, skipped, sound=lam
             walls.append(event.wall_time)
             values.append(y)
     for key, (order, steps, walls, values) in found.items():
-        out[key].append((np.asarray(order, np.int64), np.asarray(steps, np.int64),
-                         np.asarray(walls, np.float64), np.asarray(values, np.float64)))
+        out[key].append(
+            (
+                np.asarray(order, np.int64),
+                np.asarray(steps, np.int64),
+                np.asarray(walls, np.float64),
+                np.asarray(values, np.float64),
+            )
+        )
 
 
 _DT_BFLOAT16 = 14
@@ -386,8 +392,11 @@ def _tensor_scalar(tensor):
         if not content and len(vals) == 1:
             return float(vals[0])
     if tensor.dtype == _DT_BFLOAT16:  # the high half of a float32; numpy has no such type
-        bits = np.frombuffer(tensor.tensor_content, "<u2") if tensor.tensor_content else np.asarray(
-            tensor.half_val, np.uint32)
+        bits = (
+            np.frombuffer(tensor.tensor_content, "<u2")
+            if tensor.tensor_content
+            else np.asarray(tensor.half_val, np.uint32)
+        )
         if len(bits) != 1:
             return None
         return float((np.asarray(bits, np.uint32) << 16).view(np.float32)[0])

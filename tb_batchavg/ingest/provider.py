@@ -84,4 +84,3 @@ class ProviderReader:
             np.array([d.wall_time for d in points], dtype=np.float64)[last],
             np.array([d.value for d in points], dtype=np.float64)[last],
         )
-

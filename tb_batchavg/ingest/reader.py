@@ -253,7 +253,8 @@ class Run:
             return False
         size, mark = stamp
         replaced = size < state.offset or (
-            state.seen is not None and mark != state.seen[1] and size == state.offset and size > 0)
+            state.seen is not None and mark != state.seen[1] and size == state.offset and size > 0
+        )
         changed = False
         if replaced:
             changed = bool(state.columns)
@@ -333,7 +334,8 @@ def _object_stamp(filesystem, path):
 
         bucket, key = filesystem.bucket_and_path(path)
         head = boto3.client("s3", endpoint_url=getattr(filesystem, "_s3_endpoint", None)).head_object(
-            Bucket=bucket, Key=key)
+            Bucket=bucket, Key=key
+        )
         return head["ContentLength"], (head.get("ETag"), str(head.get("LastModified")))
     if hasattr(filesystem, "_fs_path"):  # fsspec: gcsfs, s3fs, ...
         fs, inner = filesystem._fs_path(path)
@@ -449,8 +451,12 @@ class LogdirReader:
         seconds, calling `fit` as `cycle` does. The thread ends when the reader is
         garbage-collected."""
         if self._thread is None and self.roots:
-            self._thread = threading.Thread(target=_background, args=(weakref.ref(self), max(interval, 0.1), fit),
-                                            name="batchavg-reader", daemon=True)
+            self._thread = threading.Thread(
+                target=_background,
+                args=(weakref.ref(self), max(interval, 0.1), fit),
+                name="batchavg-reader",
+                daemon=True,
+            )
             _THREADS.add(self._thread)
             self._thread.start()
 

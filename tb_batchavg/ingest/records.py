@@ -49,14 +49,20 @@ def _byte_table():
 _T8 = _byte_table()
 _T8_LIST = _T8.tolist()  # Python ints, for the byte loop
 # _T16[i]: the CRC register after feeding the 16 bits of i (low byte first) into a zero register.
-_T16 = (_T8[(_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) & 0xFF]
-        ^ (_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) >> 8).astype(np.uint32)
+_T16 = (
+    _T8[(_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) & 0xFF]
+    ^ (_T8[np.arange(65536) & 0xFF] ^ (np.arange(65536) >> 8)) >> 8
+).astype(np.uint32)
 
 
 def _apply(tables, registers):
     """A linear map of uint32 registers given by its 4 x 256 byte tables."""
-    return (tables[0][registers & 0xFF] ^ tables[1][(registers >> 8) & 0xFF]
-            ^ tables[2][(registers >> 16) & 0xFF] ^ tables[3][registers >> 24])
+    return (
+        tables[0][registers & 0xFF]
+        ^ tables[1][(registers >> 8) & 0xFF]
+        ^ tables[2][(registers >> 16) & 0xFF]
+        ^ tables[3][registers >> 24]
+    )
 
 
 def _tables(images):
@@ -107,8 +113,9 @@ def crc32c(buf, starts, lengths):
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if int(lengths.sum()) <= _SMALL_BYTES:
-        return np.array([_crc32c_loop(buf[s:s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())],
-                        dtype=np.uint32)
+        return np.array(
+            [_crc32c_loop(buf[s : s + n].tobytes()) for s, n in zip(starts.tolist(), lengths.tolist())], dtype=np.uint32
+        )
     longest = int(lengths.max()) if len(lengths) else 0
     width = min(_ROW, max(2, 1 << (longest - 1).bit_length()))  # short ranges: narrow rows
     # Zero-copy view: windows[p] is the `width` bytes at p - width; the front padding holds the
@@ -177,9 +184,9 @@ class Scan:
     __slots__ = ("starts", "lengths", "consumed", "bad_records", "corrupt_at")
 
     def __init__(self, starts, lengths, consumed, bad_records, corrupt_at):
-        self.starts = starts          # int64 offsets of good record bodies in the buffer
-        self.lengths = lengths        # int64 body lengths
-        self.consumed = consumed      # bytes fully processed (the next read starts here)
+        self.starts = starts  # int64 offsets of good record bodies in the buffer
+        self.lengths = lengths  # int64 body lengths
+        self.consumed = consumed  # bytes fully processed (the next read starts here)
         self.bad_records = bad_records  # records skipped for a data-CRC mismatch
         self.corrupt_at = corrupt_at  # buffer offset of a header with a bad length CRC, or None
 

@@ -21,8 +21,7 @@ from werkzeug import wrappers
 
 from tb_batchavg import metadata
 from tb_batchavg.ingest.reader import LogdirReader
-from tb_batchavg.server import averages, correlation, diagnostics, encoding, export, params, run_order, runs
-from tb_batchavg.server import group
+from tb_batchavg.server import averages, correlation, diagnostics, encoding, export, group, params, run_order, runs
 from tb_batchavg.server.store import Store
 
 logger = logging.getLogger(__name__)

@@ -34,8 +34,7 @@ from tb_batchavg.stats import validation, workers
 
 Correlation = collections.namedtuple(
     "Correlation",
-    "n pearson spearman pearson_diff spearman_diff "
-    "rolling_step rolling lags lag_r best_lag steps x y",
+    "n pearson spearman pearson_diff spearman_diff rolling_step rolling lags lag_r best_lag steps x y",
 )
 
 MIN_LAG_PAIRS = 3
@@ -55,9 +54,7 @@ def join(x_steps, x_values, y_steps, y_values):
     if np.array_equal(x_steps, y_steps):  # the usual case: both logged at every step
         steps, x, y = x_steps, x_values, y_values
     else:
-        steps, x_index, y_index = np.intersect1d(
-            x_steps, y_steps, assume_unique=True, return_indices=True
-        )
+        steps, x_index, y_index = np.intersect1d(x_steps, y_steps, assume_unique=True, return_indices=True)
         x = x_values[x_index]
         y = y_values[y_index]
     finite = np.isfinite(x) & np.isfinite(y)
@@ -96,7 +93,7 @@ def spearman(x, y):
     y_by_point = np.empty(n, dtype=np.int64)
     y_ranks.scatter(y_order, y_by_point)
     yr, x_ranks = _sorted_ranks(x, y_by_point, (2 * n - 2).bit_length())
-    spread = n ** 3 - n
+    spread = n**3 - n
     cross = x_ranks.dot(yr) - float(n * (n - 1) ** 2)
     return float(_r(cross, (spread - x_ranks.ties) / 3, (spread - y_ranks.ties) / 3))
 
@@ -121,13 +118,15 @@ def rolling_pearson(x, y, window):
     blocks = -(-n // window)
     # block j sits at padded block j + 1, after a block of zeros (its windows are dropped)
     padded = np.zeros((2, blocks + 1, window))
-    padded[0].reshape(-1)[window:window + n] = x
-    padded[1].reshape(-1)[window:window + n] = y
+    padded[0].reshape(-1)[window : window + n] = x
+    padded[1].reshape(-1)[window : window + n] = y
     r = np.empty((blocks, window))  # r[b, p]: the window ending at point b * window + p
     step = max(1, ROLLING_CHUNK // window)
-    workers.each(lambda first: _rolling_blocks(padded[:, first:first + step + 1], r[first:first + step]),
-                 range(0, blocks, step))
-    return r.reshape(-1)[window - 1:n]
+    workers.each(
+        lambda first: _rolling_blocks(padded[:, first : first + step + 1], r[first : first + step]),
+        range(0, blocks, step),
+    )
+    return r.reshape(-1)[window - 1 : n]
 
 
 def lagged_pearson(x, y, max_lag):
@@ -195,8 +194,11 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
     # the GIL), the costliest first. The levels' Pearson is the lag-0 coefficient of
     # lagged_pearson (lags exist from n = 3).
     (changes, spearman_changes), spearman_levels, rolling, (lags, lag_r) = workers.call(
-        lambda: _of_changes(x, y), lambda: spearman(x, y), lambda: rolling_pearson(x, y, window),
-        lambda: lagged_pearson(x, y, max_lag))
+        lambda: _of_changes(x, y),
+        lambda: spearman(x, y),
+        lambda: rolling_pearson(x, y, window),
+        lambda: lagged_pearson(x, y, max_lag),
+    )
     levels = float(lag_r[len(lags) // 2]) if len(lags) else pearson(x, y)
     return Correlation(
         n=len(steps),
@@ -204,7 +206,7 @@ def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
         spearman=spearman_levels,
         pearson_diff=changes,
         spearman_diff=spearman_changes,
-        rolling_step=steps[window - 1:],
+        rolling_step=steps[window - 1 :],
         rolling=rolling,
         lags=lags,
         lag_r=lag_r,
@@ -295,8 +297,8 @@ class _Ranks(collections.namedtuple("_Ranks", "n slots doubled ties")):
         """out[order[k]] = the rank at sorted position k."""
         twice = np.arange(0, 2 * RANK_CHUNK, 2)
         for first in range(0, self.n, RANK_CHUNK):
-            part = order[first:first + RANK_CHUNK]
-            out[part] = twice[:len(part)] + 2 * first
+            part = order[first : first + RANK_CHUNK]
+            out[part] = twice[: len(part)] + 2 * first
         out[order[self.slots]] = self.doubled
 
     def dot(self, values):
@@ -304,8 +306,8 @@ class _Ranks(collections.namedtuple("_Ranks", "n slots doubled ties")):
         twice = np.arange(0, 2 * RANK_CHUNK, 2, dtype=np.float64)
         total = 0.0
         for first in range(0, self.n, RANK_CHUNK):
-            part = values[first:first + RANK_CHUNK]
-            total += _dot(twice[:len(part)], part) + 2.0 * first * float(part.sum())
+            part = values[first : first + RANK_CHUNK]
+            total += _dot(twice[: len(part)], part) + 2.0 * first * float(part.sum())
         return total + _dot(self.doubled - 2 * self.slots, values[self.slots])
 
 
@@ -366,17 +368,17 @@ def _equal_neighbours(words, mask):
     chunk of RANK_CHUNK words at a time."""
     equal = np.empty(max(len(words) - 1, 0), dtype=bool)
     for first in range(0, len(equal), RANK_CHUNK):
-        head = (words[first:first + RANK_CHUNK + 1] & mask).view(np.float64)
-        np.equal(head[1:], head[:-1], out=equal[first:first + RANK_CHUNK])
+        head = (words[first : first + RANK_CHUNK + 1] & mask).view(np.float64)
+        np.equal(head[1:], head[:-1], out=equal[first : first + RANK_CHUNK])
     return equal
 
 
 def _tie_sum(sizes):
     """sum of t**3 - t over int64 `sizes` (positive, summing to at most n), exactly."""
     largest = int(sizes.max())
-    if largest ** 2 * int(sizes.sum()) < 1 << 62:  # no int64 term or partial sum overflows
+    if largest**2 * int(sizes.sum()) < 1 << 62:  # no int64 term or partial sum overflows
         return int(np.sum(sizes * (sizes * sizes - 1)))
-    return sum(t ** 3 - t for t in sizes.tolist())
+    return sum(t**3 - t for t in sizes.tolist())
 
 
 def _edge_moments(centred, width):
@@ -414,8 +416,8 @@ def _lagged_cross(x, y, max_lag):
     blocks = -(-n // block)
     x_padded = np.empty(blocks * block + span)
     x_padded[:max_lag] = 0.0
-    x_padded[max_lag + n:] = 0.0
-    xc = np.subtract(x, x.mean(), out=x_padded[max_lag:max_lag + n])
+    x_padded[max_lag + n :] = 0.0
+    xc = np.subtract(x, x.mean(), out=x_padded[max_lag : max_lag + n])
     y_padded = np.empty(blocks * block)
     y_padded[n:] = 0.0
     yc = np.subtract(y, y.mean(), out=y_padded[:n])

@@ -184,21 +184,21 @@ from tb_batchavg.metadata import ROLES
 from tb_batchavg.stats import correlation, validation, windows, workers
 
 DEFAULTS = {
-    "window": 100,             # points in the rolling median windows
-    "spike_k": 6.0,            # minimum Hampel threshold for the loss, robust SDs
-    "explode_k": 6.0,          # minimum Hampel threshold for log(grad norm)
-    "tail_rate": 1e-5,         # false-alarm rate per point the threshold aims at
-    "scale_floor": 1e-3,       # floor of the robust SD, relative to the level
-    "merge_gap": 2,            # unflagged points bridged inside one event
-    "jump_factor": 10.0,       # a value this many times its trailing median is a spike, however often
-    "rise_factor": 10.0,       # grad level / its earlier median level: explosion
-    "vanish_fraction": 0.01,   # grad level / its earlier median level: vanishing
+    "window": 100,  # points in the rolling median windows
+    "spike_k": 6.0,  # minimum Hampel threshold for the loss, robust SDs
+    "explode_k": 6.0,  # minimum Hampel threshold for log(grad norm)
+    "tail_rate": 1e-5,  # false-alarm rate per point the threshold aims at
+    "scale_floor": 1e-3,  # floor of the robust SD, relative to the level
+    "merge_gap": 2,  # unflagged points bridged inside one event
+    "jump_factor": 10.0,  # a value this many times its trailing median is a spike, however often
+    "rise_factor": 10.0,  # grad level / its earlier median level: explosion
+    "vanish_fraction": 0.01,  # grad level / its earlier median level: vanishing
     "divergence_factor": 2.0,  # loss level / its earlier long-run level for divergence (at least)
-    "loss_floor": 1e-3,        # fraction of the initial loss below which loss values are the floor
-    "sustain": 50,             # points a level condition must span
-    "lr_change": 0.1,          # relative learning-rate change that counts
-    "precede_window": 100,     # steps a grad event may lead a loss spike by
-    "max_lag": 50,             # lags of the lagged Pearson, in joined points
+    "loss_floor": 1e-3,  # fraction of the initial loss below which loss values are the floor
+    "sustain": 50,  # points a level condition must span
+    "lr_change": 0.1,  # relative learning-rate change that counts
+    "precede_window": 100,  # steps a grad event may lead a loss spike by
+    "max_lag": 50,  # lags of the lagged Pearson, in joined points
 }
 
 MAD_TO_SD = 1.4826
@@ -259,9 +259,7 @@ def nonfinite(steps, values):
     """Count, first step and steps of the non-finite values of one series."""
     steps, values = validation.series(steps, values)
     bad = steps[~np.isfinite(values)]
-    return {"count": int(len(bad)),
-            "first_step": int(bad[0]) if len(bad) else None,
-            "steps": bad.tolist()}
+    return {"count": int(len(bad)), "first_step": int(bad[0]) if len(bad) else None, "steps": bad.tolist()}
 
 
 def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None, **params):
@@ -285,30 +283,37 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
     loss_part, grad_part, rate_events = workers.call(
         lambda: of_role("loss", _LossAnalysis),
         lambda: of_role("grad_norm", _GradientAnalysis),
-        lambda: of_role("learning_rate", _learning_rate_events) or [])
+        lambda: of_role("learning_rate", _learning_rate_events) or [],
+    )
     loss_spikes, divergence, grad_events, vanishing, precursors = _in_context(
-        loss_part, grad_part, rate_events, series, params)
+        loss_part, grad_part, rate_events, series, params
+    )
     if loss_part is not None:
         loss_spikes = _outside_resets(loss_spikes, loss_part.steps, loss_resets, params["window"])
     if rate_events:
         rate_events = _merged_rate_changes(rate_events, series["learning_rate"][0], LR_MERGE_POINTS)
     events += loss_spikes + divergence + grad_events + vanishing + precursors + rate_events
-    events = [{key: value for key, value in event.items() if not key.startswith("_")}
-              for event in events]
+    events = [{key: value for key, value in event.items() if not key.startswith("_")} for event in events]
     events.sort(key=lambda event: (event["start"], event["kind"], event["end"]))
     summaries = {role: nonfinite(*series[role]) if role in series else None for role in ROLES}
     alarms = [e for e in loss_spikes + grad_events if e["severity"] != "info"]
-    return {"status": _status(events, summaries["loss"]) if series else "no_data",
-            "events": events,
-            "nonfinite": summaries,
-            "params": params,
-            "frequency": _frequency(alarms, series),
-            "precedence": _precedence([e for e in loss_spikes if e["severity"] != "info"],
-                                      [e for e in grad_events if e["severity"] != "info"],
-                                      series, params)}
+    return {
+        "status": _status(events, summaries["loss"]) if series else "no_data",
+        "events": events,
+        "nonfinite": summaries,
+        "params": params,
+        "frequency": _frequency(alarms, series),
+        "precedence": _precedence(
+            [e for e in loss_spikes if e["severity"] != "info"],
+            [e for e in grad_events if e["severity"] != "info"],
+            series,
+            params,
+        ),
+    }
 
 
 # Parameters and inputs -------------------------------------------------------
+
 
 def parameters(params):
     """DEFAULTS updated with `params`, each checked (a ValueError names the first one wrong)."""
@@ -346,6 +351,7 @@ def _log_norm(values):
 
 # Robust reference and spike test ---------------------------------------------
 
+
 class _Reference:
     """Trailing median m, one-sided robust SD s, centred level L and z = (x - m) / s of a
     series (module docstring), NaN where undefined. `scale_floor`: an absolute floor of s."""
@@ -355,8 +361,9 @@ class _Reference:
         n = len(values)
         half = (window + 1) // 2
         finite = np.isfinite(values)
-        trailing = windows.moving_average(np.arange(n), values, method="median", window=window,
-                                          align="trailing", edges="partial", unit="points").value
+        trailing = windows.moving_average(
+            np.arange(n), values, method="median", window=window, align="trailing", edges="partial", unit="points"
+        ).value
         finite_before = np.concatenate(([0], np.cumsum(finite)))
         index = np.arange(n)
         # finite points in the trailing window ending at each point
@@ -369,8 +376,7 @@ class _Reference:
         with np.errstate(invalid="ignore"):
             residual = values - self.median
         overall = _finite_median(np.abs(values - _finite_median(values)))
-        floor = np.maximum(params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall),
-                           scale_floor)
+        floor = np.maximum(params["scale_floor"] * np.maximum(np.abs(self.median), MAD_TO_SD * overall), scale_floor)
         # the smaller one-sided MAD: dips inflate only the lower side, spikes only the upper
         mad = _block_side_mad(residual, half, max(1, half // 4))
         self.scale = np.fmax(MAD_TO_SD * mad, floor)
@@ -387,8 +393,7 @@ class _Reference:
         if len(z) < _SEGMENT_POINTS:
             return k
         segments = min(_SEGMENTS, len(z) // _SEGMENT_POINTS)
-        tails = sorted(_trimmed_tail(np.sort(part), k, tail_rate)
-                       for part in np.array_split(z, segments))
+        tails = sorted(_trimmed_tail(np.sort(part), k, tail_rate) for part in np.array_split(z, segments))
         # frequent spikes (a few per thousand points) must not lift K out of their own reach
         return min(tails[(segments - 1) // 2], max(k, cap))
 
@@ -397,9 +402,9 @@ class _Reference:
         median (log_ratio, however often that happens) with z above _JUMP_Z."""
         threshold = self.threshold(k, params["tail_rate"], cap)
         with np.errstate(invalid="ignore"):
-            flagged = self.tested & ((self.z > threshold)
-                                     | ((log_ratio >= math.log(params["jump_factor"]))
-                                        & (self.z > _JUMP_Z)))
+            flagged = self.tested & (
+                (self.z > threshold) | ((log_ratio >= math.log(params["jump_factor"])) & (self.z > _JUMP_Z))
+            )
         return threshold, flagged
 
 
@@ -479,7 +484,7 @@ def _chain_end(values, bar, last, gap):
     while last < n - 1:
         stop = min(n, last + 1 + size)
         with np.errstate(invalid="ignore"):
-            hits = last + 1 + np.flatnonzero(values[last + 1:stop] > bar)
+            hits = last + 1 + np.flatnonzero(values[last + 1 : stop] > bar)
         links = np.concatenate(([last], hits))
         breaks = np.flatnonzero(np.diff(links) > gap)
         if len(breaks):
@@ -512,15 +517,13 @@ class _LossAnalysis:
                 self.clipped = np.where(values < self.floor, self.floor, values)
         else:
             self.clipped = values
-        self.reference = reference = _Reference(self.clipped, params,
-                                                _SPIKE_FLOORS * (self.floor or 0.0))
+        self.reference = reference = _Reference(self.clipped, params, _SPIKE_FLOORS * (self.floor or 0.0))
         if self.floor is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_ratio = np.log(self.clipped / reference.median)
         else:
             log_ratio = np.full(len(values), -np.inf)
-        self.threshold, flagged = reference.flag(params["spike_k"], params, log_ratio,
-                                                 _MAX_THRESHOLD)
+        self.threshold, flagged = reference.flag(params["spike_k"], params, log_ratio, _MAX_THRESHOLD)
         self.spikes = self._episodes(flagged)
         self.divergence = self._divergence()
 
@@ -537,7 +540,7 @@ class _LossAnalysis:
             with np.errstate(invalid="ignore"):
                 # K / 2 for heavy-tailed noise, whose own 3-SD points would carry the chain on
                 chain = base + max(_CHAIN_K, self.threshold / 2) * scale
-                ahead = self.clipped[first:min(first + params["window"], n)]
+                ahead = self.clipped[first : min(first + params["window"], n)]
                 excursion = bool(np.count_nonzero(ahead > chain) >= _EXCURSION_SHARE * len(ahead))
             if excursion:  # the level rose too: the episode lasts while the loss stays above
                 last = _chain_end(self.clipped, chain, last, _CHAIN_WINDOWS * params["window"])
@@ -547,18 +550,31 @@ class _LossAnalysis:
             largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
             ratio = float(self.clipped[peak] / base) if self.floor is not None and base > 0 else None
             value = float(values[peak])
-            what = (f"loss jumped to {value:.4g} at step {self.steps[peak]} "
-                    f"({float(reference.z[peak]):.1f} robust SDs above the rolling median "
-                    f"{base:.4g}" + (f", {ratio:.3g}x" if ratio is not None else "") +
-                    f"; threshold {self.threshold:.1f})")
+            what = (
+                f"loss jumped to {value:.4g} at step {self.steps[peak]} "
+                f"({float(reference.z[peak]):.1f} robust SDs above the rolling median "
+                f"{base:.4g}" + (f", {ratio:.3g}x" if ratio is not None else "") + f"; threshold {self.threshold:.1f})"
+            )
             if last > first:
-                what += (f"; {'an excursion' if excursion else 'flagged'} from step "
-                         f"{self.steps[first]} to {self.steps[last]}")
-            critical = largest > 2 * self.threshold or (
-                ratio is not None and ratio >= params["jump_factor"])
-            events.append(_internal("loss_spike", self.steps, first, last, peak, value,
-                                    "critical" if critical else "warning", what,
-                                    _base=float(base), _flagged_last=int(flagged_last)))
+                what += (
+                    f"; {'an excursion' if excursion else 'flagged'} from step "
+                    f"{self.steps[first]} to {self.steps[last]}"
+                )
+            critical = largest > 2 * self.threshold or (ratio is not None and ratio >= params["jump_factor"])
+            events.append(
+                _internal(
+                    "loss_spike",
+                    self.steps,
+                    first,
+                    last,
+                    peak,
+                    value,
+                    "critical" if critical else "warning",
+                    what,
+                    _base=float(base),
+                    _flagged_last=int(flagged_last),
+                )
+            )
         return events
 
     def _divergence(self):
@@ -574,13 +590,14 @@ class _LossAnalysis:
         lasting = (lasts - firsts + 1 >= params["sustain"]) | (lasts == n - 1)
         for first, last in zip(firsts[lasting], lasts[lasting]):
             until = "the end of the log" if last == n - 1 else f"step {steps[last]}"
-            what = (f"loss became {_name(values[first])} at step {steps[first]} and stayed "
-                    f"non-finite to {until} ({last - first + 1} points)")
+            what = (
+                f"loss became {_name(values[first])} at step {steps[first]} and stayed "
+                f"non-finite to {until} ({last - first + 1} points)"
+            )
             if events and last == n - 1 and events[-1]["_last"] == n - 1:
                 events[-1]["detail"] += "; then " + what
                 continue
-            events.append(_internal("divergence", steps, first, last, first, values[first],
-                                    "critical", what))
+            events.append(_internal("divergence", steps, first, last, first, values[first], "critical", what))
         return events
 
     def _level_divergence(self):
@@ -590,17 +607,32 @@ class _LossAnalysis:
         n = len(steps)
         with np.errstate(divide="ignore", invalid="ignore"):
             level = np.log(reference.level)
-        samples = level[half - 1::half]
+        samples = level[half - 1 :: half]
         if len(samples) < 4:
             return []
-        long_level = windows.moving_average(np.arange(len(samples)), samples, method="median",
-                                            window=_LONG_BLOCKS, align="trailing",
-                                            edges="partial", unit="points").value
+        long_level = windows.moving_average(
+            np.arange(len(samples)),
+            samples,
+            method="median",
+            window=_LONG_BLOCKS,
+            align="trailing",
+            edges="partial",
+            unit="points",
+        ).value
         before = np.concatenate(([np.nan], long_level[:-1]))  # samples strictly before
         deviation = np.abs(samples - before)
-        spread = MAD_TO_SD * windows.moving_average(
-            np.arange(len(samples)), deviation, method="median", window=len(samples),
-            align="trailing", edges="partial", unit="points").value
+        spread = (
+            MAD_TO_SD
+            * windows.moving_average(
+                np.arange(len(samples)),
+                deviation,
+                method="median",
+                window=len(samples),
+                align="trailing",
+                edges="partial",
+                unit="points",
+            ).value
+        )
         margin = np.fmax(math.log(params["divergence_factor"]), _LOW_FREQUENCY_K * spread)
         best = np.fmin.accumulate(before)  # the best long-run level so far
         threshold_samples = best + margin
@@ -616,13 +648,25 @@ class _LossAnalysis:
         peak = first + int(np.nanargmax(level[first:]))
         reached = _exp(reference_level[first])
         top = float(np.exp(level[peak]))
-        what = (f"averaged loss (rolling median) rose to {top:.4g} at step {steps[peak]}, "
-                f"{top / reached:.3g}x its best long-run level {reached:.4g} before step {steps[first]} "
-                f"(threshold {_exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
-                f"above to the end of the log")
-        return [_internal("divergence", steps, first, last, peak, top, "critical", what,
-                          _final=float(np.exp(np.nanmax(level[-half:])))
-                          if np.isfinite(level[-half:]).any() else math.inf)]
+        what = (
+            f"averaged loss (rolling median) rose to {top:.4g} at step {steps[peak]}, "
+            f"{top / reached:.3g}x its best long-run level {reached:.4g} before step {steps[first]} "
+            f"(threshold {_exp(margin[max(taken[first] - 1, 0)]):.3g}x), and stayed "
+            f"above to the end of the log"
+        )
+        return [
+            _internal(
+                "divergence",
+                steps,
+                first,
+                last,
+                peak,
+                top,
+                "critical",
+                what,
+                _final=float(np.exp(np.nanmax(level[-half:]))) if np.isfinite(level[-half:]).any() else math.inf,
+            )
+        ]
 
 
 class _GradientAnalysis:
@@ -652,7 +696,7 @@ class _GradientAnalysis:
             with np.errstate(invalid="ignore"):
                 # the level rises to jump_factor x the base within half a window: it lasts
                 # while the level stays there
-                high = np.flatnonzero(reference.level[last:last + reference.half + 1] >= base + jump)
+                high = np.flatnonzero(reference.level[last : last + reference.half + 1] >= base + jump)
                 if len(high):
                     rest = last + int(high[0])
                     low = np.flatnonzero(~(reference.level[rest:] >= base + jump))
@@ -663,37 +707,67 @@ class _GradientAnalysis:
             largest = float(np.max(np.where(flagged[span], reference.z[span], -np.inf)))
             value = float(np.exp(log_norm[peak]))
             ratio = _exp(log_norm[peak] - base)
-            what = (f"gradient norm jumped to {value:.4g} at step {steps[peak]}, {ratio:.3g}x its "
-                    f"usual level {_exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
-                    f"of log gradient norm above it; threshold {self.threshold:.1f})")
+            what = (
+                f"gradient norm jumped to {value:.4g} at step {steps[peak]}, {ratio:.3g}x its "
+                f"usual level {_exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
+                f"of log gradient norm above it; threshold {self.threshold:.1f})"
+            )
             if last > first:
                 what += f"; from step {steps[first]} to {steps[last]}"
             critical = largest > 2 * self.threshold or ratio >= params["jump_factor"]
-            events.append(_internal("grad_explosion", steps, first, last, peak, value,
-                                    "critical" if critical else "warning", what,
-                                    _base=float(base), _flagged_last=int(flagged_last),
-                                    _usual=float(earlier[peak])))
+            events.append(
+                _internal(
+                    "grad_explosion",
+                    steps,
+                    first,
+                    last,
+                    peak,
+                    value,
+                    "critical" if critical else "warning",
+                    what,
+                    _base=float(base),
+                    _flagged_last=int(flagged_last),
+                    _usual=float(earlier[peak]),
+                )
+            )
         with np.errstate(invalid="ignore"):
             rising = level > params["rise_factor"] * earlier
             vanishing = level < params["vanish_fraction"] * earlier
         for first, last in _sustained(rising, params):
-            peak = first + int(np.nanargmax(level[first:last + 1]))
-            what = (f"gradient norm's rolling median rose to {level[peak]:.4g} at step "
-                    f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
-                    f"{earlier[peak]:.4g}; above {params['rise_factor']:g}x from step "
-                    f"{steps[first]} to {steps[last]}")
-            events.append(_internal("grad_explosion", steps, first, last, peak, level[peak],
-                                    "critical", what, _flagged_last=int(last), _usual=math.inf))
+            peak = first + int(np.nanargmax(level[first : last + 1]))
+            what = (
+                f"gradient norm's rolling median rose to {level[peak]:.4g} at step "
+                f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
+                f"{earlier[peak]:.4g}; above {params['rise_factor']:g}x from step "
+                f"{steps[first]} to {steps[last]}"
+            )
+            events.append(
+                _internal(
+                    "grad_explosion",
+                    steps,
+                    first,
+                    last,
+                    peak,
+                    level[peak],
+                    "critical",
+                    what,
+                    _flagged_last=int(last),
+                    _usual=math.inf,
+                )
+            )
         self.explosions = _merge_overlapping(events, steps)
         self.vanishing = []
         for first, last in _sustained(vanishing, params):
-            peak = first + int(np.nanargmin(level[first:last + 1]))
-            what = (f"gradient norm's rolling median fell to {level[peak]:.4g} at step "
-                    f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
-                    f"{earlier[peak]:.4g}; below {params['vanish_fraction']:g}x from step "
-                    f"{steps[first]} to {steps[last]}")
-            self.vanishing.append(_internal("vanishing_gradient", steps, first, last, peak,
-                                            level[peak], "warning", what))
+            peak = first + int(np.nanargmin(level[first : last + 1]))
+            what = (
+                f"gradient norm's rolling median fell to {level[peak]:.4g} at step "
+                f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
+                f"{earlier[peak]:.4g}; below {params['vanish_fraction']:g}x from step "
+                f"{steps[first]} to {steps[last]}"
+            )
+            self.vanishing.append(
+                _internal("vanishing_gradient", steps, first, last, peak, level[peak], "warning", what)
+            )
 
 
 def _merge_overlapping(events, steps):
@@ -731,15 +805,22 @@ def _earlier_median(level, half):
     NaN before the first sample."""
     n = len(level)
     stride = max(half, -(-n // _EARLIER_SAMPLES))
-    samples = level[stride - 1::stride]
-    expanding = windows.moving_average(np.arange(len(samples)), samples, method="median",
-                                       window=max(len(samples), 1), align="trailing",
-                                       edges="partial", unit="points").value
+    samples = level[stride - 1 :: stride]
+    expanding = windows.moving_average(
+        np.arange(len(samples)),
+        samples,
+        method="median",
+        window=max(len(samples), 1),
+        align="trailing",
+        edges="partial",
+        unit="points",
+    ).value
     taken = (np.arange(n) + 1) // stride
     return np.concatenate(([np.nan], expanding))[taken]
 
 
 # The run in context: learning-rate rises, the loss's convergence, episodes across roles ----------
+
 
 def _in_context(loss, grad, rate_events, series, params):
     """(loss spikes, divergence, gradient explosions, vanishing, precursors) of the analyses
@@ -757,8 +838,11 @@ def _in_context(loss, grad, rate_events, series, params):
         kept = []
         for event in divergence:
             after = _after_rise(rises, event, loss.steps, window)
-            if (after is not None and event["_last"] - event["_first"] < _RISE_GRACE * window
-                    and event.get("_final", math.inf) < loss.initial):
+            if (
+                after is not None
+                and event["_last"] - event["_first"] < _RISE_GRACE * window
+                and event.get("_final", math.inf) < loss.initial
+            ):
                 continue
             kept.append(event)
         divergence = kept
@@ -773,22 +857,29 @@ def _in_context(loss, grad, rate_events, series, params):
     # Spikes after a learning-rate rise are its expected response (a warm restart), unless
     # the loss diverges from there.
     diverging = min((e["start"] for e in divergence), default=None)
-    for role_events, role_steps in ((loss_spikes, loss.steps if loss is not None else None),
-                                    (explosions, grad.steps if grad is not None else None)):
+    for role_events, role_steps in (
+        (loss_spikes, loss.steps if loss is not None else None),
+        (explosions, grad.steps if grad is not None else None),
+    ):
         for event in role_events:
             after = _after_rise(rises, event, role_steps, 2 * window)
-            if after is not None and not (diverging is not None and diverging <= after + 2 * window
-                                          * max(1, _spacing(role_steps)) and diverging >= after):
+            if after is not None and not (
+                diverging is not None
+                and diverging <= after + 2 * window * max(1, _spacing(role_steps))
+                and diverging >= after
+            ):
                 event["severity"] = "info"
-                event["detail"] += (f"; after the learning-rate rise at step {after} "
-                                    f"(a warm restart or schedule step): expected, not an alarm")
+                event["detail"] += (
+                    f"; after the learning-rate rise at step {after} "
+                    f"(a warm restart or schedule step): expected, not an alarm"
+                )
     # Vanishing only while the loss has not converged (a converged run's gradient shrinks).
     vanishing = grad.vanishing if grad is not None else []
     if loss is not None and grad is not None and vanishing:
         kept = []
         for event in vanishing:
             at = np.searchsorted(loss.steps, [event["start"], event["end"]])
-            stretch = loss.reference.level[at[0]:max(at[1], at[0] + 1)]
+            stretch = loss.reference.level[at[0] : max(at[1], at[0] + 1)]
             stretch = stretch[np.isfinite(stretch)]
             if len(stretch) and np.median(stretch) < _CONVERGED * loss.initial:
                 continue
@@ -797,9 +888,14 @@ def _in_context(loss, grad, rate_events, series, params):
     # A return to the usual level right after a vanishing stretch is a recovery.
     if vanishing:
         ends = [v["_last"] for v in vanishing]
-        explosions = [e for e in explosions if not (
-            any(-window <= e["_first"] - end <= window for end in ends)
-            and e["value"] <= params["rise_factor"] * e.get("_usual", math.inf))]
+        explosions = [
+            e
+            for e in explosions
+            if not (
+                any(-window <= e["_first"] - end <= window for end in ends)
+                and e["value"] <= params["rise_factor"] * e.get("_usual", math.inf)
+            )
+        ]
     precursors = []
     if loss is not None and grad is not None:
         _pair_episodes(loss, grad, loss_spikes, explosions, params)
@@ -833,8 +929,11 @@ def _pair_episodes(loss, grad, loss_spikes, explosions, params):
         high = int(np.searchsorted(starts, spike["end"], side="right"))
         for event in explosions[low:high]:
             if event["end"] > spike["end"]:
-                last = max(int(np.searchsorted(grad.steps, spike["end"], side="right")) - 1,
-                           event["_flagged_last"], event["_peak"])
+                last = max(
+                    int(np.searchsorted(grad.steps, spike["end"], side="right")) - 1,
+                    event["_flagged_last"],
+                    event["_peak"],
+                )
                 if last < event["_last"]:
                     event["_last"], event["end"] = last, int(grad.steps[last])
 
@@ -871,37 +970,43 @@ def _precursors(loss, grad, loss_spikes, explosions, params):
         if g_end - g_begin < 2:
             continue
         level = grad.level
-        head = level[g_begin:min(g_begin + grad.reference.half, g_end)]
-        tail = level[max(g_end - grad.reference.half, g_begin):g_end + 1]
+        head = level[g_begin : min(g_begin + grad.reference.half, g_end)]
+        tail = level[max(g_end - grad.reference.half, g_begin) : g_end + 1]
         if not (np.isfinite(head).any() and np.isfinite(tail).any()):
             continue
         top, bottom = float(np.nanmax(head)), float(np.nanmin(tail))
         if not top >= params["jump_factor"] * bottom:
             continue
-        what = (f"quiet phase before the loss spike at step {spike['peak_step']}: the loss stayed "
-                f"near zero (rolling median at most {_NEAR_ZERO * loss.floor:.3g}) from step "
-                f"{loss.steps[begin]} to {loss.steps[stop]} while the gradient norm fell "
-                f"{top / bottom:.3g}x to {bottom:.3g}; then it jumped. A slingshot: typical of "
-                f"Adam with a tiny epsilon once the loss is about zero")
-        events.append(_internal("slingshot_precursor", loss.steps, begin, stop, stop, bottom,
-                                "info", what))
+        what = (
+            f"quiet phase before the loss spike at step {spike['peak_step']}: the loss stayed "
+            f"near zero (rolling median at most {_NEAR_ZERO * loss.floor:.3g}) from step "
+            f"{loss.steps[begin]} to {loss.steps[stop]} while the gradient norm fell "
+            f"{top / bottom:.3g}x to {bottom:.3g}; then it jumped. A slingshot: typical of "
+            f"Adam with a tiny epsilon once the loss is about zero"
+        )
+        events.append(_internal("slingshot_precursor", loss.steps, begin, stop, stop, bottom, "info", what))
     return events
 
 
 # Non-finite values and the learning rate ------------------------------------------
 
+
 def _nonfinite_events(role, steps, values):
     events = []
     for first, last in zip(*_runs(~np.isfinite(values), 0)):
-        span = values[first:last + 1]
-        kinds = ", ".join(f"{np.count_nonzero(mask)} {name}" for name, mask in
-                          (("NaN", np.isnan(span)), ("+Inf", span == np.inf),
-                           ("-Inf", span == -np.inf)) if mask.any())
-        where = (f"at step {steps[first]}" if first == last else
-                 f"at {last - first + 1} consecutive points, steps {steps[first]} to {steps[last]}")
+        span = values[first : last + 1]
+        kinds = ", ".join(
+            f"{np.count_nonzero(mask)} {name}"
+            for name, mask in (("NaN", np.isnan(span)), ("+Inf", span == np.inf), ("-Inf", span == -np.inf))
+            if mask.any()
+        )
+        where = (
+            f"at step {steps[first]}"
+            if first == last
+            else f"at {last - first + 1} consecutive points, steps {steps[first]} to {steps[last]}"
+        )
         what = f"{role.replace('_', ' ')} was non-finite ({kinds}) {where}"
-        events.append(_event("nonfinite", steps, first, last, first, values[first],
-                             "critical", what))
+        events.append(_event("nonfinite", steps, first, last, first, values[first], "critical", what))
     return events
 
 
@@ -917,28 +1022,32 @@ def _learning_rate_events(steps, values, params):
     padded = np.pad(size, 2)  # a missing neighbour counts as no change
     smaller_before = np.minimum(padded[:-4], padded[1:-3])
     smaller_after = np.minimum(padded[3:-1], padded[4:])
-    jump = ((relative >= params["lr_change"])
-            & (size > _JUMP_CONTRAST * np.maximum(smaller_before, smaller_after)))
+    jump = (relative >= params["lr_change"]) & (size > _JUMP_CONTRAST * np.maximum(smaller_before, smaller_after))
     events = []
     for first, last in zip(*_runs(jump, 0)):
         before, after = rate[first], rate[last + 1]
         direction = "dropped" if after < before else "rose"
-        when = (f"at step {steps[last + 1]}" if first == last else
-                f"between steps {steps[first + 1]} and {steps[last + 1]}")
-        what = (f"learning rate {direction} from {before:.4g} to {after:.4g} "
-                f"({after / before if before else math.inf:.3g}x) {when}")
+        when = (
+            f"at step {steps[last + 1]}" if first == last else f"between steps {steps[first + 1]} and {steps[last + 1]}"
+        )
+        what = (
+            f"learning rate {direction} from {before:.4g} to {after:.4g} "
+            f"({after / before if before else math.inf:.3g}x) {when}"
+        )
         event = _event("lr_change", steps, first + 1, last + 1, last + 1, after, "info", what)
         event["_rise"] = bool(after > before)
         events.append(event)
     rising_stretch = (change >= 0) & ~jump
     masked = np.where(rising_stretch, rate[1:], -np.inf)
     for first, last in zip(*_runs(rising_stretch, 0)):
-        peak = first + 1 + int(np.argmax(masked[first:last + 1]))
+        peak = first + 1 + int(np.argmax(masked[first : last + 1]))
         base, top = rate[first], rate[peak]
         if peak == len(rate) - 1 or not (top > 0 and top - base >= params["lr_change"] * top):
             continue
-        what = (f"learning-rate warm-up ended at step {steps[peak]}: it rose from {base:.4g} "
-                f"(step {steps[first]}) to {top:.4g}")
+        what = (
+            f"learning-rate warm-up ended at step {steps[peak]}: it rose from {base:.4g} "
+            f"(step {steps[first]}) to {top:.4g}"
+        )
         events.append(_event("lr_change", steps, peak, peak, peak, top, "info", what))
     return events
 
@@ -962,17 +1071,19 @@ def _merged_rate_changes(events, steps, span):
     for event, count in zip(merged, counts):
         event["count"] = count
         if count > 1:
-            event["detail"] = (f"{count} learning-rate changes from step {event['start']} to "
-                               f"{event['end']}, each within {span} points of the next; the last: "
-                               f"{event['detail']}")
+            event["detail"] = (
+                f"{count} learning-rate changes from step {event['start']} to "
+                f"{event['end']}, each within {span} points of the next; the last: "
+                f"{event['detail']}"
+            )
     return merged
 
 
 # Summary -------------------------------------------------------------------
 
+
 def _status(events, loss_nonfinite):
-    if (loss_nonfinite and loss_nonfinite["count"]) or any(
-            event["kind"] == "divergence" for event in events):
+    if (loss_nonfinite and loss_nonfinite["count"]) or any(event["kind"] == "divergence" for event in events):
         return "diverged"
     if any(event["severity"] != "info" for event in events):
         return "warning"
@@ -987,8 +1098,7 @@ def _frequency(alarms, series):
         if role not in series or not len(series[role][0]):
             continue
         steps = series[role][0]
-        out[kind] = {"count": sum(e["kind"] == kind for e in alarms),
-                     "steps": int(steps[-1] - steps[0] + 1)}
+        out[kind] = {"count": sum(e["kind"] == kind for e in alarms), "steps": int(steps[-1] - steps[0] + 1)}
     return out
 
 
@@ -1026,20 +1136,27 @@ def _precedence(loss_spikes, grad_events, series, params):
         with np.errstate(divide="ignore", invalid="ignore"):
             log_norm = np.log(grad_values)
         _, loss_joined, grad_joined = correlation.join(*series["loss"], grad_steps, log_norm)
-        lags, r = correlation.lagged_pearson(np.diff(loss_joined), np.diff(grad_joined),
-                                             params["max_lag"])
+        lags, r = correlation.lagged_pearson(np.diff(loss_joined), np.diff(grad_joined), params["max_lag"])
         pairs = max(0, len(loss_joined) - 1)
         enough = pairs - np.abs(lags) >= PRECEDENCE_MIN_PAIRS
         lag = correlation.best_lag(lags[enough], r[enough])
         if lag is not None:
             lag_r = float(r[lags == lag][0])
             lag_n = int(pairs - abs(lag))
-    return {"lag": lag, "lag_r": lag_r, "lag_n": lag_n, "pairs": int(pairs),
-            "min_pairs": PRECEDENCE_MIN_PAIRS, "matched": len(leads), "of": len(loss_spikes),
-            "median_lead_steps": float(np.median(leads)) if leads else None}
+    return {
+        "lag": lag,
+        "lag_r": lag_r,
+        "lag_n": lag_n,
+        "pairs": int(pairs),
+        "min_pairs": PRECEDENCE_MIN_PAIRS,
+        "matched": len(leads),
+        "of": len(loss_spikes),
+        "median_lead_steps": float(np.median(leads)) if leads else None,
+    }
 
 
 # Helpers -------------------------------------------------------------------
+
 
 def _runs(mask, gap):
     """First and last indices of the runs of True in mask, bridging up to `gap` False."""
@@ -1051,9 +1168,15 @@ def _runs(mask, gap):
 
 
 def _event(kind, steps, first, last, peak, value, severity, detail):
-    return {"kind": kind, "start": int(steps[first]), "end": int(steps[last]),
-            "peak_step": int(steps[peak]), "value": float(value), "severity": severity,
-            "detail": detail}
+    return {
+        "kind": kind,
+        "start": int(steps[first]),
+        "end": int(steps[last]),
+        "peak_step": int(steps[peak]),
+        "value": float(value),
+        "severity": severity,
+        "detail": detail,
+    }
 
 
 def _exp(x):

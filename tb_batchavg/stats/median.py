@@ -66,7 +66,7 @@ def window_median(values, finite, lo, hi, count):
     bounds = np.append(np.searchsorted(lo, firsts * stride), len(lo))
 
     def group(first, q0, q1):
-        rows_here = rows[first:first + per_group]
+        rows_here = rows[first : first + per_group]
         by_rank = _argsort_rows(_sort_key(rows_here), index)
         matrix = _WaveletMatrix(_ranks(by_rank.ravel(), size), size.bit_length() - 1)
         by_rank += (np.arange(first, first + len(rows_here), dtype=by_rank.dtype) * stride)[:, None]
@@ -87,6 +87,7 @@ def _segment_size(n, longest):
     costs measured at 1M points). A window of 1000 points thus takes
     segments of 4096 points (1.3 n points, 5 levels) instead of 2048
     (1.95 n points, 4 levels)."""
+
     def work(size):
         stride = size if size >= n else size - longest + 1
         levels = size.bit_length() - 1 - _MASK_BITS
@@ -174,7 +175,8 @@ def _ranks(by_rank, width):
     ranks = np.empty(len(by_rank), dtype=np.uint16 if width <= 1 << 16 else np.uint32)
     rows = np.arange(0, len(by_rank), width, dtype=by_rank.dtype)
     ranks[(by_rank.reshape(-1, width) + rows[:, None]).ravel()] = np.tile(
-        np.arange(width, dtype=ranks.dtype), len(rows))
+        np.arange(width, dtype=ranks.dtype), len(rows)
+    )
     return ranks
 
 

@@ -120,8 +120,9 @@ _EMA_PART = 1 << 17
 _CACHE_CHUNK = 1 << 15
 
 
-def moving_average(steps, values, method="sma", window=50, weight=0.6,
-                   align="trailing", edges="valid", unit="points", band="none"):
+def moving_average(
+    steps, values, method="sma", window=50, weight=0.6, align="trailing", edges="valid", unit="points", band="none"
+):
     """Averages ``values`` (ordered by ``steps``) as described in the module
     docstring and returns an ``Averaged``.
 
@@ -164,8 +165,19 @@ def moving_average(steps, values, method="sma", window=50, weight=0.6,
     return Averaged(bounds.index, bounds.steps(steps), value, lower, upper)
 
 
-def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
-            align="trailing", edges="valid", unit="points", band="std"):
+def band_at(
+    steps,
+    values,
+    at,
+    center,
+    method="sma",
+    window=50,
+    weight=0.6,
+    align="trailing",
+    edges="valid",
+    unit="points",
+    band="std",
+):
     """(lower, upper) of ``moving_average(steps, values, ..., band=band)`` at
     its output positions ``at`` only, with the std band centred on
     ``center`` (the averages at ``at``): for a chart that shows a few
@@ -201,9 +213,13 @@ def band_at(steps, values, at, center, method="sma", window=50, weight=0.6,
 
 def _check_options(method, window, weight, align, edges, unit, band):
     """Validates the options; returns the window as a Python int."""
-    for name, given, allowed in (("method", method, METHODS), ("align", align, ALIGNS),
-                                 ("edges", edges, EDGES), ("unit", unit, UNITS),
-                                 ("band", band, BANDS)):
+    for name, given, allowed in (
+        ("method", method, METHODS),
+        ("align", align, ALIGNS),
+        ("edges", edges, EDGES),
+        ("unit", unit, UNITS),
+        ("band", band, BANDS),
+    ):
         if given not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {given!r}")
     window = validation.integer("window", window, 1)
@@ -262,8 +278,7 @@ class _Bounds:
         """(lo of window ``first``, hi of window ``stop - 1``)."""
         if not self.consecutive:
             return int(self._lo[first]), int(self._hi[stop - 1])
-        return (max(0, self.first + first - self.before),
-                min(self.n, self.first + stop + self.after))
+        return (max(0, self.first + first - self.before), min(self.n, self.first + stop + self.after))
 
     def full_run(self, first, stop):
         """lo of window ``first`` if the windows first..stop-1 are
@@ -286,11 +301,12 @@ class _Bounds:
         points start..stop-1 (none where start >= stop)."""
         positions = np.asarray(positions, dtype=np.int64)
         if self.consecutive:  # index - before <= p <= index + after
-            return (np.clip(positions - self.after - self.first, 0, self.count),
-                    np.clip(positions + self.before + 1 - self.first, 0, self.count))
+            return (
+                np.clip(positions - self.after - self.first, 0, self.count),
+                np.clip(positions + self.before + 1 - self.first, 0, self.count),
+            )
         # hi and lo are non-decreasing: hi > p from start on, lo <= p before stop
-        return (np.searchsorted(self._hi, positions, side="right"),
-                np.searchsorted(self._lo, positions, side="right"))
+        return (np.searchsorted(self._hi, positions, side="right"), np.searchsorted(self._lo, positions, side="right"))
 
     def longest(self):
         if self.consecutive:
@@ -300,7 +316,7 @@ class _Bounds:
     def steps(self, steps):
         """steps[index] (a view where the index is a range)."""
         if self.consecutive:
-            return steps[self.first:self.first + self.count]
+            return steps[self.first : self.first + self.count]
         return steps[self.index]
 
 
@@ -323,8 +339,7 @@ def _window_bounds(steps, window, align, edges, unit):
         return _Bounds(first, n=n, before=before, after=after, count=stop - first)
     position = _unsigned(steps)
     if edges == "valid" and n:
-        fits = ((position - position[0] >= np.uint64(before)) if before <= _UINT64_MAX
-                else np.zeros(n, dtype=bool))
+        fits = (position - position[0] >= np.uint64(before)) if before <= _UINT64_MAX else np.zeros(n, dtype=bool)
         if after:
             fits &= (position[-1] - position >= np.uint64(after)) if after <= _UINT64_MAX else False
         index = np.flatnonzero(fits)
@@ -422,8 +437,8 @@ class _BlockSplit:
     def blocked(self, array, fill):
         """``array`` padded with ``fill`` to whole blocks, shaped (blocks, S)."""
         out = np.empty(self.blocks * self.size, dtype=array.dtype)
-        out[:self.n] = array
-        out[self.n:] = fill
+        out[: self.n] = array
+        out[self.n :] = fill
         return out.reshape(self.blocks, self.size)
 
     def heads(self, blocked, accumulate):
@@ -510,8 +525,9 @@ def _window_moments(values, finite, bounds, spread, center=None):
         last = data[rows, split.size - 1 - usable[:, ::-1].argmax(axis=1)]
         parts = []
         for select, reference, block, part_count, used in (
-                (split.tails, last, split.tail_block, tail_count, split.has_tail),
-                (split.heads, first, split.head_block, head_count, split.has_head)):
+            (split.tails, last, split.tail_block, tail_count, split.has_tail),
+            (split.heads, first, split.head_block, head_count, split.has_head),
+        ):
             deviation = data - reference[:, None]
             deviation *= usable  # non-finite values and padding count as 0
             k = np.where(used, part_count, 0).astype(np.float64)
@@ -525,7 +541,7 @@ def _window_moments(values, finite, bounds, spread, center=None):
             parts.append(part)
         merged = _merge_moments(*parts)
         if len(split.inside):
-            per_point = (usable.ravel()[:split.n].astype(np.float64), data.ravel()[:split.n])
+            per_point = (usable.ravel()[: split.n].astype(np.float64), data.ravel()[: split.n])
             if spread:
                 per_point += (np.zeros(split.n),)
             inside = _merge_windows(per_point, split.lo[split.inside], split.hi[split.inside])
@@ -697,8 +713,7 @@ def _merge_windows(parts, lo, hi):
                 cursor += taken
             if 2 * width > longest:
                 break
-            spans = _merge_moments(tuple(span[:-width] for span in spans),
-                                   tuple(span[width:] for span in spans))
+            spans = _merge_moments(tuple(span[:-width] for span in spans), tuple(span[width:] for span in spans))
             width *= 2
         for array, group_array in zip(merged, group or ()):  # None: only empty windows
             array[first:stop] = group_array
@@ -709,8 +724,8 @@ def _merge_windows(parts, lo, hi):
 # _exact_moments. Below _HUGE, deviations (at most 2 _HUGE), their squares and their sums over
 # up to 2**40 points stay below 2**1004; above _TINY, the squares of the deviations that matter
 # (eps times the window's largest |value|, 2**-453) stay normal (above 2**-1022).
-_HUGE = 2.0 ** 480
-_TINY = 2.0 ** -400
+_HUGE = 2.0**480
+_TINY = 2.0**-400
 
 
 def _extreme(values, finite, spread):
@@ -823,7 +838,7 @@ def _exact_group(values, finite, lo, hi, spread):
     integers as wide as the values' range of magnitudes."""
     y = np.where(finite, values, 0.0)
     fraction, exponent = np.frexp(y)
-    integer = (fraction * 2.0 ** 53).astype(np.int64)  # y = integer * 2**(exponent - 53), exactly
+    integer = (fraction * 2.0**53).astype(np.int64)  # y = integer * 2**(exponent - 53), exactly
     exponent -= 53
     nonzero = integer != 0
     base = int(exponent[nonzero].min()) if nonzero.any() else 0
@@ -838,8 +853,10 @@ def _exact_group(values, finite, lo, hi, spread):
         return mean, None
     squares = np.array(list(itertools.accumulate((m * m for m in exact), initial=0)), dtype=object)
     square_sums = (squares[hi] - squares[lo]).tolist()
-    return mean, [_sqrt_ratio(k * q - s * s, k * (k - 1), base) if k > 1 else math.nan
-                  for s, q, k in zip(sums, square_sums, count)]
+    return mean, [
+        _sqrt_ratio(k * q - s * s, k * (k - 1), base) if k > 1 else math.nan
+        for s, q, k in zip(sums, square_sums, count)
+    ]
 
 
 def _scaled_ratio(numerator, denominator, exponent):
@@ -884,15 +901,15 @@ def _window_extremes(values, finite, bounds, blocks):
         lo, hi = bounds.lo, bounds.hi
         if len(lo) == 0:
             return np.zeros(0), np.zeros(0)
-        minimum = np.minimum.reduceat(smallest[:hi[-1]], lo)
-        maximum = np.maximum.reduceat(largest[:hi[-1]], lo)
+        minimum = np.minimum.reduceat(smallest[: hi[-1]], lo)
+        maximum = np.maximum.reduceat(largest[: hi[-1]], lo)
     else:
+
         def compute(first, stop, span, size):
             lo, hi = bounds.chunk(first, stop)
             split = _BlockSplit(span.stop - span.start, lo - span.start, hi - span.start, size)
             extremes = []
-            for data, fill, ufunc in ((smallest[span], np.inf, np.minimum),
-                                      (largest[span], -np.inf, np.maximum)):
+            for data, fill, ufunc in ((smallest[span], np.inf, np.minimum), (largest[span], -np.inf, np.maximum)):
                 blocked = split.blocked(data, fill)
                 head = np.where(split.has_head, split.heads(blocked, ufunc.accumulate), fill)
                 tail = np.where(split.has_tail, split.tails(blocked, ufunc.accumulate), fill)
@@ -954,10 +971,11 @@ def _ema(steps, values, weight, band):
         state = (0.0, 0.0)  # the recurrences' sums at the end of the previous part
         with np.errstate(over="ignore"):  # see below
             for first in range(0, len(y), _EMA_PART):
-                state = _ema_part(data, first, min(len(y), first + _EMA_PART), debias, weight, state,
-                                  ema, std_out, scratch)
+                state = _ema_part(
+                    data, first, min(len(y), first + _EMA_PART), debias, weight, state, ema, std_out, scratch
+                )
     largest = max(highest, -lowest) if every or not len(given) else max(float(given.max()), -float(given.min()))
-    if largest > 2.0 ** 1000:
+    if largest > 2.0**1000:
         # The EMA is a weighted mean, at most the largest |value|; TensorBoard's formula rounded
         # in float64 (and its debiasing 1 - weight**k) can carry it past float64's largest value
         # where values come within rounding of it, and overflow: that is the largest value here
@@ -1012,25 +1030,25 @@ def _ema_part(y, first, stop, debias, weight, state, ema, std, scratch):
     with v_t = weight * v_{t-1} + d_{t-1} / d_t * (y_t - ema_{t-1})**2.
     NaN for the first point and for weight 0."""
     summed, spread = state
-    chunk, averaged, work = y[first:stop], ema[first:stop], scratch[:stop - first]
+    chunk, averaged, work = y[first:stop], ema[first:stop], scratch[: stop - first]
     np.multiply(chunk, 1.0 - weight, out=work)
     _decayed_sums(work, weight, summed, out=averaged)
     summed = averaged[-1]
     early = max(0, min(stop, len(debias.current)) - first)  # points of the part with d_t < 1
-    averaged[:early] /= debias.current[first:first + early]
+    averaged[:early] /= debias.current[first : first + early]
     if std is None:
         return summed, spread
     work[0] = chunk[0] - (ema[first - 1] if first else 0.0)
     np.subtract(chunk[1:], averaged[:-1], out=work[1:])
     np.multiply(work, work, out=work)
     early = max(0, min(stop, len(debias.ratio)) - first)  # and with d_{t-1} / d_t < 1
-    work[:early] *= debias.ratio[first:first + early]
+    work[:early] *= debias.ratio[first : first + early]
     deviation = std[first:stop]
     _decayed_sums(work, weight, spread, out=deviation)
     spread = deviation[-1]
     deviation *= (1.0 - weight * weight) / 2.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        deviation[:early] /= debias.previous[first:first + early]
+        deviation[:early] /= debias.previous[first : first + early]
     np.sqrt(deviation, out=deviation)
     if weight == 0.0:
         deviation[:] = np.nan
@@ -1068,14 +1086,14 @@ def _decayed_sums(x, decay, carry=0.0, out=None):
     if parts > 1 or carry != 0.0:
         carried = np.empty(parts)  # the sum before each block
         carried[0] = carry
-        carried[1:] = _decayed_sums(rows[:parts - 1] @ powers[length - 1::-1], powers[length], carry)
+        carried[1:] = _decayed_sums(rows[: parts - 1] @ powers[length - 1 :: -1], powers[length], carry)
         carried *= decay
         rows[:, 0] += carried[:blocks]
-        x[whole:whole + 1] += carried[blocks:]
+        x[whole : whole + 1] += carried[blocks:]
     lag = np.arange(length)[None, :] - np.arange(length)[:, None]
     weights = np.where(lag >= 0, powers[np.abs(lag)], 0.0)
     np.matmul(rows, weights, out=out[:whole].reshape(blocks, length))
-    np.matmul(x[whole:], weights[:n - whole, :n - whole], out=out[whole:])
+    np.matmul(x[whole:], weights[: n - whole, : n - whole], out=out[whole:])
     return out
 
 
@@ -1099,10 +1117,10 @@ def _horner(x, decay, carry, out):
     padded = np.zeros(n + depth)
     padded[depth:] = x
     padded[depth - 1] = carry
-    out[:] = padded[1:n + 1]  # x_{t-J+1}
+    out[:] = padded[1 : n + 1]  # x_{t-J+1}
     for back in range(depth - 2, -1, -1):
         out *= decay
-        out += padded[depth - back:depth - back + n]
+        out += padded[depth - back : depth - back + n]
     return out
 
 
@@ -1120,4 +1138,4 @@ def _normalised(x, limit, largest=None):
 def _times_power_of_two(x, exponent):
     """x * 2**exponent, exact (two factors, so that neither overflows)."""
     half = exponent // 2
-    return x * 2.0 ** half * 2.0 ** (exponent - half)
+    return x * 2.0**half * 2.0 ** (exponent - half)
