@@ -20,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from tb_batchavg.stats import windows
+from tb_batchavg.stats import moments
+from tb_batchavg.stats.ema import _decayed_sums
 from tb_batchavg.stats.windows import band_at, moving_average
 from tests import helpers
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX = np.finfo(np.float64).max
-# Windows whose largest finite |value| is beyond these are computed exactly (windows.py).
+# Windows whose largest finite |value| is beyond these are computed exactly (moments.py).
 HUGE, TINY = 2.0**480, 2.0**-400
 WINDOWED = ("sma", "median", "block")
 SUBNORMAL = Fraction(2.0**-1073)  # two ulps of float64's subnormal grid
@@ -381,8 +382,8 @@ def test_exact_windows_in_groups_of_bounded_span(monkeypatch, span, gap):
     """The exact windows go in groups of bounded data span (split within runs of overlapping
     windows, and across gaps): huge values isolated, in clusters and near the ends, holes
     between, over points and steps, give the exact references whatever the grouping."""
-    monkeypatch.setattr(windows, "_EXACT_SPAN", span)
-    monkeypatch.setattr(windows, "_EXACT_GAP", gap)
+    monkeypatch.setattr(moments, "_EXACT_SPAN", span)
+    monkeypatch.setattr(moments, "_EXACT_GAP", gap)
     rng = np.random.default_rng(span)
     values = rng.normal(1.0, 0.5, 300)
     for at in (0, 3, 40, 41, 42, 43, 120, 200, 204, 299):
@@ -557,7 +558,7 @@ def test_decayed_sums_of_tiny_decays_follow_the_recurrence():
                 last = decay * last + value
                 last_abs = decay * last_abs + abs(value)
                 expected[t], scale[t] = last, last_abs
-            got = windows._decayed_sums(x.copy(), decay, carry)
+            got = _decayed_sums(x.copy(), decay, carry)
             assert (np.abs(got - expected) <= 1e-15 * scale + 2.0**-1070).all(), (decay, carry)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tb_batchavg.stats import windows
+from tb_batchavg.stats import blocks, ema, windows
 from tb_batchavg.stats.windows import moving_average
 from tests.helpers import tensorboard_smoothing
 
@@ -238,7 +238,7 @@ def test_exploding_series_error_is_relative_to_each_window(method, align, edges,
     1e-9 of the window's own largest |value| of the exact (math.fsum) ones.
     chunk=37 makes the span tables cover many small data chunks."""
     if chunk:
-        monkeypatch.setattr(windows, "_CACHE_CHUNK", chunk)
+        monkeypatch.setattr(blocks, "CACHE_CHUNK", chunk)
     steps, values = exploding_series(seed=len(method) + 2 * len(align) + 3 * len(edges))
     for window in (1, 3, 16, 50):
         members = window_members(steps, method, window, align, edges, unit)
@@ -263,7 +263,7 @@ def test_exploding_series_without_holes_error_is_relative_to_each_window(align, 
     """The same bound where every value is finite: windows over points then
     take the per-block fast path (``_consecutive_moments``)."""
     if chunk:
-        monkeypatch.setattr(windows, "_CACHE_CHUNK", chunk)
+        monkeypatch.setattr(blocks, "CACHE_CHUNK", chunk)
     steps, values = exploding_series(seed=len(align) + len(edges), holes=False)
     for window in (1, 2, 3, 16, 50, 899, 900):
         members = window_members(steps, "sma", window, align, edges, "points")
@@ -330,8 +330,8 @@ def test_ema_matches_tensorboard_and_pandas(weight, chunk, monkeypatch):
     (and, recursively, over chunks of chunks), and the EMA and its std their
     state over chunks of 11 points."""
     if chunk:
-        monkeypatch.setattr(windows, "_EMA_BLOCK", chunk)
-        monkeypatch.setattr(windows, "_EMA_PART", 11)
+        monkeypatch.setattr(ema, "_EMA_BLOCK", chunk)
+        monkeypatch.setattr(ema, "_EMA_PART", 11)
     steps, values = random_series(seed=int(weight * 1000), n=3000)
     finite = np.isfinite(values)
     result = moving_average(steps, values, method="ema", weight=weight, band="std")
@@ -500,7 +500,7 @@ def test_decayed_sums_follow_the_recurrence(decay, block, monkeypatch):
     """Blocked matrix products with carries (recursively over blocks of blocks) equal the
     plain loop s_t = decay * s_{t-1} + x_t from a carried-in sum, at lengths around
     multiples of the block."""
-    monkeypatch.setattr(windows, "_EMA_BLOCK", block)
+    monkeypatch.setattr(ema, "_EMA_BLOCK", block)
     rng = np.random.default_rng(block)
     for n in (0, 1, 2, block - 1, block, block + 1, block * block, block * block + 2, 1000):
         for carry in (0.0, -2.5):
@@ -510,7 +510,7 @@ def test_decayed_sums_follow_the_recurrence(decay, block, monkeypatch):
                 last = decay * last + x[t]
                 expected[t] = last
             scale = np.abs(expected) + np.abs(x).max(initial=0.0) + abs(carry)
-            got = windows._decayed_sums(x.copy(), decay, carry)
+            got = ema._decayed_sums(x.copy(), decay, carry)
             assert got.shape == (n,)
             assert np.all(np.abs(got - expected) <= 1e-13 * scale), (n, carry)
 
