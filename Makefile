@@ -62,7 +62,7 @@ $(MIN_VENV)/.installed: setup.py pyproject.toml
 	touch $@
 
 test-min: $(MIN_VENV)/.installed
-	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not tf and not browser and not cloud"
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not tf and not browser and not cloud and not ray"
 
 # The install a newcomer makes: a wheel built by `python -m build` (from its sdist, so nothing stale
 # in build/ gets in) into a temporary directory,

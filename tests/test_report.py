@@ -196,8 +196,8 @@ def test_html_is_self_contained_and_escaped(logdir, capsys, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ray_engine_equals_local(logdir, capsys):
-    pytest.importorskip("ray")
     local, _ = report.build(logdir, {"spike_k": "7"}, workers=2)
     status, out, err = _run_cli(
         capsys, logdir, "--format", "json", "--engine", "ray", "--spike-k", "7", "--fail-on", "diverged"
