@@ -13,9 +13,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# TensorFlow (CPU build) serves the writing side and the demo; the plugin itself needs no TensorFlow.
+# TensorFlow (CPU build) serves the writing side and the demo, PyTorch (the CPU build the machine
+# keeps on disk) the PyTorch writer tests; the plugin itself needs neither.
 $(VENV)/.installed: $(BIN)/python setup.py pyproject.toml
-	$(BIN)/pip install -q tensorflow-cpu -e ".[test]"
+	$(BIN)/pip install -q tensorflow-cpu torch==2.13.0 -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed
