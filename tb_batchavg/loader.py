@@ -1,8 +1,11 @@
 """TensorBoard's entry point for the Batch Averages plugin.
 
 Import-safe: this module imports only what TensorBoard itself has loaded, and defers the plugin
-(numpy, the reader) to `load`, so a broken install cannot stop TensorBoard from starting.
+(numpy, the reader) to `fix_flags`, where reading starts, and `load`, each guarded, so a broken
+install cannot stop TensorBoard from starting.
 """
+
+import logging
 
 from tensorboard.plugins import base_plugin
 
@@ -38,8 +41,22 @@ class BatchAvgLoader(base_plugin.TBLoader):
             # `not value >= 0` refuses nan too, which every comparison fails.
             if value is not None and (not value >= 0 or value == float("inf")):
                 raise base_plugin.FlagsError("--%s must be a finite number >= 0, not %r" % (name, value))
+        self._store = _start_reading(flags)
 
     def load(self, context):
         from tb_batchavg.server.plugin import BatchAvgPlugin
 
-        return BatchAvgPlugin(context)
+        return BatchAvgPlugin(context, getattr(self, "_store", None))
+
+
+def _start_reading(flags):
+    """Starts reading the logdir as soon as TensorBoard has its flags: building TensorBoard's other
+    plugins takes about 1.6 s more before this one is built. None if that fails: the plugin then
+    starts reading when it is built (and reports what is wrong)."""
+    try:
+        from tb_batchavg.server.plugin import start_store
+
+        return start_store(flags)
+    except Exception:  # never let the plugin's reading stop TensorBoard from starting
+        logging.getLogger(__name__).exception("batchavg: reading could not start early")
+        return None

@@ -39,19 +39,27 @@ METHODS = ("GET", "HEAD")
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
+def start_store(flags, logdir=None):
+    """A Store over the logdir of `flags` (or `logdir`), its background reading started."""
+    logdir = getattr(flags, "logdir", None) or logdir or ""
+    cache_mb = getattr(flags, "batchavg_cache_mb", None)
+    budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
+    store = Store(LogdirReader(logdir, getattr(flags, "logdir_spec", None) or ""), None, budget)
+    reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
+    store.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds)
+    return store
+
+
 class BatchAvgPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
-    def __init__(self, context):
-        flags = context.flags
-        logdir = getattr(flags, "logdir", None) or context.logdir or ""
-        cache_mb = getattr(flags, "batchavg_cache_mb", None)
-        budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
-        reader = LogdirReader(logdir, getattr(flags, "logdir_spec", None) or "")
-        self._store = Store(reader, context.data_provider, budget)
-        reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
-        # Reading starts now, while TensorBoard starts, not at the first request.
-        self._store.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds)
+    def __init__(self, context, store=None):
+        """`store`: one already reading the logdir (started by the loader as TensorBoard read its
+        flags); else reading starts now, while TensorBoard starts, not at the first request."""
+        if store is None:
+            store = start_store(context.flags, context.logdir)
+        store.provider = context.data_provider
+        self._store = store
 
     # TensorBoard hooks ---------------------------------------------------------------------
     def get_plugin_apps(self):
