@@ -82,7 +82,7 @@ def _report_parser(commands):
         "--format",
         choices=_report.FORMATS,
         default="table",
-        help="output format (default: %(default)s); json: README, 'tb-batchavg report'",
+        help="output format (default: %(default)s); json schema: docs/report.md",
     )
     report.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")
     report.add_argument(

@@ -12,7 +12,7 @@ concurrent.futures.ProcessPoolExecutor, every core by default), or as Ray tasks 
 where each task reads its run on the node it runs on). Each task returns plain JSON values, so the
 two engines give the same report.
 
-The JSON report (schema version 1, README "tb-batchavg report"):
+The JSON report (schema version 1, docs/report.md):
 
     {"schema_version": 1, "logdir": str, "settings": {given diagnostics settings},
      "errors": [str],                       # the logdir itself could not be listed

@@ -1,6 +1,6 @@
 """`GET run_order`: TensorBoard's own run order, as its core plugin serves /data/runs (first event
 time, then name; every run with data of any kind): the tab gives colours in this order, as
-TensorBoard's other tabs do (README, "Colours")."""
+TensorBoard's other tabs do (docs/tab.md, "Colours")."""
 
 from tensorboard import plugin_util
 
