@@ -72,19 +72,7 @@ def launch(logdir, run, tag, points, last, load_fast, timeout=600):
     port = helpers.free_port()
     base = "http://127.0.0.1:%d/data/plugin/" % port
     query = urllib.parse.urlencode({"run": run, "tag": tag})
-    cmd = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
-        "--logdir",
-        logdir,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--load_fast=" + load_fast,
-        "--reload_interval=1",
-    ]
+    cmd = helpers.tensorboard_command(logdir, port, "--load_fast=" + load_fast, "--reload_interval=1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = {}

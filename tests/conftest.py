@@ -1,6 +1,32 @@
 import os
 
+import pytest
+
+from tests import helpers
+
 # Test modules import their shared helpers as a package (`from tests import helpers`): pytest puts
 # the checkout's root on sys.path, since tests/ has an __init__.py.
 # Quiet TensorFlow's start-up chatter in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# The browser tests' shared fixtures: a tensorboard process on the requesting module's `logdir`
+# fixture, and Debian's Chromium (tests/test_browser.py holds its path and flags).
+@pytest.fixture(scope="module")
+def server(logdir):
+    with helpers.tensorboard_process(str(logdir), "--batchavg_reload_seconds", "0") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright  # here: collection needs no Playwright
+
+    from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+    require_chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -118,13 +118,9 @@ def tensorboard_process(logdir, *flags, timeout=90):
         yield base
 
 
-@contextlib.contextmanager
-def tensorboard_server(logdir, *flags, timeout=90, env=None):
-    """Like `tensorboard_process`, with the environment `env`; yields (base URL, process) once the
-    plugin is listed, and stops the process on exit."""
-    port = free_port()
-    log = tempfile.TemporaryFile()
-    cmd = [
+def tensorboard_command(logdir, port, *flags):
+    """`tensorboard --logdir LOGDIR` on 127.0.0.1:PORT from this Python, with FLAGS."""
+    return [
         sys.executable,
         "-m",
         "tensorboard.main",
@@ -136,7 +132,15 @@ def tensorboard_server(logdir, *flags, timeout=90, env=None):
         str(port),
         *flags,
     ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir, *flags, timeout=90, env=None):
+    """Like `tensorboard_process`, with the environment `env`; yields (base URL, process) once the
+    plugin is listed, and stops the process on exit."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(tensorboard_command(logdir, port, *flags), stdout=log, stderr=subprocess.STDOUT, env=env)
     prefix = ""
     for i, flag in enumerate(flags):
         if flag.startswith("--path_prefix"):

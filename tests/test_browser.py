@@ -89,24 +89,6 @@ def logdir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def server(logdir):
-    with helpers.tensorboard_process(str(logdir), "--batchavg_reload_seconds", "0") as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # here: collection needs no Playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 class Tab:
     """The plugin's iframe inside a TensorBoard page, plus the HTTP API for reference values."""
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Tab, require_chromium
+from tests.test_browser import VIEWPORT, Tab
 
 pytestmark = pytest.mark.browser
 
@@ -40,24 +40,12 @@ def logdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(logdir):
-    with helpers.tensorboard_process(str(logdir), "--batchavg_reload_seconds", "0") as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def tab(server):
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=VIEWPORT)
-        tab = Tab(context.new_page(), server)
-        tab.open()
-        yield tab
-        browser.close()
+def tab(browser, server):
+    context = browser.new_context(viewport=VIEWPORT)
+    tab = Tab(context.new_page(), server)
+    tab.open()
+    yield tab
+    context.close()
 
 
 def test_seed_group_by_parent_directory(tab):

@@ -15,7 +15,7 @@ import pytest
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tests import helpers
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, RENDERED_JS, require_chromium
+from tests.test_browser import ARTIFACTS, RENDERED_JS
 
 # Drives Debian's Chromium (make chromium).
 pytestmark = pytest.mark.browser
@@ -87,24 +87,6 @@ def logdir(tmp_path_factory):
     EventFileWriter(str(root / "g_empty")).close()  # a run with no scalars at all
     run("h_tiny", helpers.training_like(20, seed=8))
     return root
-
-
-@pytest.fixture(scope="module")
-def server(logdir):
-    with helpers.tensorboard_process(str(logdir), "--batchavg_reload_seconds", "0") as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # here: collection needs no Playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Page:

@@ -129,6 +129,15 @@ def test_appends_read_only_the_new_bytes_and_match_a_fresh_reader(tmp_path):
     assert len(want["run", "train/loss"].step) == 500
 
 
+def data_server_runs(logdir):
+    """The run names TensorBoard's Rust data server lists for `logdir`, once it lists any."""
+    provider = helpers.tensorboard_provider(str(logdir), "--load_fast=true", "--reload_interval=0")
+    return helpers.wait_for(
+        lambda: sorted(r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")),
+        what="the data server's runs",
+    )
+
+
 def test_symlink_cycles_end_and_runs_agree_with_tensorboard(tmp_path):
     logdir = tmp_path / "logs"
     write(str(logdir / "run"), np.arange(50))
@@ -140,11 +149,7 @@ def test_symlink_cycles_end_and_runs_agree_with_tensorboard(tmp_path):
     os.symlink(str(tmp_path / "missing"), logdir / "dangling")
     reader = LogdirReader(str(logdir))
     reader.reload()
-    provider = helpers.tensorboard_provider(str(logdir), "--load_fast=true", "--reload_interval=0")
-    theirs = helpers.wait_for(
-        lambda: sorted(r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")),
-        what="the data server's runs",
-    )
+    theirs = data_server_runs(logdir)
     assert reader.runs() == theirs == ["linked", "run"]
 
 
@@ -162,10 +167,6 @@ def test_a_directory_reached_by_several_link_paths_is_named_as_tensorboard_names
         os.symlink(str(logdir), here / "top")
     reader = LogdirReader(str(logdir))
     reader.reload()
-    provider = helpers.tensorboard_provider(str(logdir), "--load_fast=true", "--reload_interval=0")
-    theirs = helpers.wait_for(
-        lambda: sorted(r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")),
-        what="the data server's runs",
-    )
+    theirs = data_server_runs(logdir)
     assert reader.runs() == theirs
     assert len(theirs) == 8 and all(reader.counts(run) == {t: 10 for t in helpers.training_like(1)} for run in theirs)
