@@ -194,7 +194,7 @@ export class MetricPanel {
           text: `${r.run}: ${result.tag} is a running mean since the epoch's start (recognised by its ` +
             `${d.running_mean.recognised_by.join(' and ')}), not per-batch values: it smooths itself within each ` +
             `epoch and jumps back at each epoch start (no spike is raised there). Log per-batch values with ` +
-            `BatchAverages (README: "Keras's batch logs are not batch values").`});
+            `BatchAverages (docs/logging.md: "Keras's batch logs are not batch values").`});
       }
       this.prepared.push({
         run: r.run,

@@ -25,7 +25,7 @@ export const LIMITS = {
 };
 
 // TensorBoard's run palette (its default colour palette setting: light and dark hex), used in its
-// run order so that a run has the colour it has in the other tabs (README, "Colours").
+// run order so that a run has the colour it has in the other tabs (docs/tab.md, "Colours").
 export const PALETTE = [
   {light: '#425066', dark: '#8e98a3'}, // Slate
   {light: '#12b5cb', dark: '#12b5cb'}, // Cyan
