@@ -32,9 +32,6 @@ DEFAULT_BAND = "none"
 DEFAULT_CORR_WINDOW = 200
 DEFAULT_MAX_LAG = 50
 MAX_LAG_LIMIT = 10000
-# A best lag is chosen among the lags that leave at least this many pairs (the standard error of r
-# is about 1/sqrt(n - 3): 0.19 at 30 pairs); a 20-point run has none.
-MIN_BEST_LAG_PAIRS = 30
 
 # Responses -----------------------------------------------------------------
 DEFAULT_MAX_POINTS = 2000

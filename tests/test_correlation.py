@@ -462,3 +462,24 @@ def test_lagged_max_lag_near_length(n, max_lag):
     assert lags[-1] == min(max_lag, n - 3)
     for lag, value in zip(lags, r):
         assert_close(value, scipy_lagged(x, y, lag), tolerance=1e-9)
+
+
+def test_best_lag_only_among_lags_with_enough_pairs():
+    lags = np.array([-2, -1, 0, 1, 2])
+    r = [0.99, 0.2, 0.3, 0.2, 0.1]
+    assert best_lag(lags, r) == -2
+    # 31 pairs at lag 0: lag -2 leaves 29, fewer than 30, so it does not compete
+    assert best_lag(lags, r, 31, 30) == 0
+    assert best_lag(lags, r, 29, 30) is None
+
+
+def test_correlate_reports_pairs_per_lag_and_a_best_lag_with_enough_of_them():
+    rng = np.random.default_rng(3)
+    steps = np.arange(40)
+    x, y = rng.normal(size=40), rng.normal(size=40)
+    result = correlate(steps, x, steps, y, window=5, max_lag=15)
+    np.testing.assert_array_equal(result.lag_pairs, 40 - np.abs(result.lags))
+    allowed = result.lags[result.lag_pairs >= 30]
+    assert result.best_lag in allowed
+    magnitude = np.abs(result.lag_r[np.isin(result.lags, allowed)])
+    assert abs(result.lag_r[result.lags == result.best_lag][0]) == magnitude.max()

@@ -1,8 +1,6 @@
 """`GET correlation`: how the loss and the gradient norm (or any two tags) of a run move together:
 Pearson and Spearman, on values and on changes, rolling, lagged (http_api.md)."""
 
-import numpy as np
-
 from tb_batchavg import metadata
 from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
@@ -32,10 +30,6 @@ def handle(store, request):
         rolling = decimate.in_range(c.rolling_step, start, end)
         rolling_keep = decimate.minmax_indices(c.rolling[rolling], max_points)
         scatter = decimate.stride_indices(len(c.steps), max_points)
-        lags = np.asarray(c.lags)
-        pairs = c.n - np.abs(lags)  # joined pairs at each lag
-        enough = pairs >= metadata.MIN_BEST_LAG_PAIRS
-        best = correlation.best_lag(lags[enough], np.asarray(c.lag_r)[enough])
         answer = {
             "run": run,
             "x": x_tag,
@@ -53,12 +47,12 @@ def handle(store, request):
                 "value": c.rolling[rolling][rolling_keep].tolist(),
             },
             "lag": {
-                "lags": lags.tolist(),
+                "lags": c.lags.tolist(),
                 "value": c.lag_r.tolist(),
-                "pairs": pairs.tolist(),
-                "best": None if best is None else int(best),
-                "best_n": None if best is None else int(c.n - abs(best)),
-                "min_pairs": metadata.MIN_BEST_LAG_PAIRS,
+                "pairs": c.lag_pairs.tolist(),
+                "best": c.best_lag,
+                "best_n": None if c.best_lag is None else int(c.n - abs(c.best_lag)),
+                "min_pairs": correlation.MIN_BEST_LAG_PAIRS,
             },
             "scatter": {
                 "step": c.steps[scatter].tolist(),

@@ -1138,8 +1138,7 @@ def _precedence(loss_spikes, grad_events, series, params):
         _, loss_joined, grad_joined = correlation.join(*series["loss"], grad_steps, log_norm)
         lags, r = correlation.lagged_pearson(np.diff(loss_joined), np.diff(grad_joined), params["max_lag"])
         pairs = max(0, len(loss_joined) - 1)
-        enough = pairs - np.abs(lags) >= PRECEDENCE_MIN_PAIRS
-        lag = correlation.best_lag(lags[enough], r[enough])
+        lag = correlation.best_lag(lags, r, pairs, PRECEDENCE_MIN_PAIRS)
         if lag is not None:
             lag_r = float(r[lags == lag][0])
             lag_n = int(pairs - abs(lag))
