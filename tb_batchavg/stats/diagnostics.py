@@ -503,6 +503,13 @@ def _internal(kind, steps, first, last, peak, value, severity, detail, **extra):
     return event
 
 
+def _excursion(kind, steps, first, last, peak, value, critical, detail, base, flagged_last, **extra):
+    """A spike episode's event: critical or warning, with the reference level and last flagged point."""
+    severity = "critical" if critical else "warning"
+    extra.update(_base=float(base), _flagged_last=int(flagged_last))
+    return _internal(kind, steps, first, last, peak, value, severity, detail, **extra)
+
+
 class _LossAnalysis:
     """Loss spikes (episodes) and divergence candidates of the loss (module docstring)."""
 
@@ -562,18 +569,7 @@ class _LossAnalysis:
                 )
             critical = largest > 2 * self.threshold or (ratio is not None and ratio >= params["jump_factor"])
             events.append(
-                _internal(
-                    "loss_spike",
-                    self.steps,
-                    first,
-                    last,
-                    peak,
-                    value,
-                    "critical" if critical else "warning",
-                    what,
-                    _base=float(base),
-                    _flagged_last=int(flagged_last),
-                )
+                _excursion("loss_spike", self.steps, first, last, peak, value, critical, what, base, flagged_last)
             )
         return events
 
@@ -716,31 +712,24 @@ class _GradientAnalysis:
                 what += f"; from step {steps[first]} to {steps[last]}"
             critical = largest > 2 * self.threshold or ratio >= params["jump_factor"]
             events.append(
-                _internal(
+                _excursion(
                     "grad_explosion",
                     steps,
                     first,
                     last,
                     peak,
                     value,
-                    "critical" if critical else "warning",
+                    critical,
                     what,
-                    _base=float(base),
-                    _flagged_last=int(flagged_last),
+                    base,
+                    flagged_last,
                     _usual=float(earlier[peak]),
                 )
             )
         with np.errstate(invalid="ignore"):
             rising = level > params["rise_factor"] * earlier
             vanishing = level < params["vanish_fraction"] * earlier
-        for first, last in _sustained(rising, params):
-            peak = first + int(np.nanargmax(level[first : last + 1]))
-            what = (
-                f"gradient norm's rolling median rose to {level[peak]:.4g} at step "
-                f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
-                f"{earlier[peak]:.4g}; above {params['rise_factor']:g}x from step "
-                f"{steps[first]} to {steps[last]}"
-            )
+        for first, last, peak, what in _median_shifts(steps, level, earlier, rising, params, rose=True):
             events.append(
                 _internal(
                     "grad_explosion",
@@ -756,18 +745,26 @@ class _GradientAnalysis:
                 )
             )
         self.explosions = _merge_overlapping(events, steps)
-        self.vanishing = []
-        for first, last in _sustained(vanishing, params):
-            peak = first + int(np.nanargmin(level[first : last + 1]))
-            what = (
-                f"gradient norm's rolling median fell to {level[peak]:.4g} at step "
-                f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
-                f"{earlier[peak]:.4g}; below {params['vanish_fraction']:g}x from step "
-                f"{steps[first]} to {steps[last]}"
-            )
-            self.vanishing.append(
-                _internal("vanishing_gradient", steps, first, last, peak, level[peak], "warning", what)
-            )
+        self.vanishing = [
+            _internal("vanishing_gradient", steps, first, last, peak, level[peak], "warning", what)
+            for first, last, peak, what in _median_shifts(steps, level, earlier, vanishing, params, rose=False)
+        ]
+
+
+def _median_shifts(steps, level, earlier, mask, params, rose):
+    """(first, last, peak, detail) of each sustained run of `mask`: where the gradient norm's rolling
+    median `level` rose above rise_factor x (or fell below vanish_fraction x) its `earlier` level."""
+    factor = params["rise_factor"] if rose else params["vanish_fraction"]
+    for first, last in _sustained(mask, params):
+        span = level[first : last + 1]
+        peak = first + int(np.nanargmax(span) if rose else np.nanargmin(span))
+        what = (
+            f"gradient norm's rolling median {'rose' if rose else 'fell'} to {level[peak]:.4g} at step "
+            f"{steps[peak]}, {level[peak] / earlier[peak]:.3g}x its earlier median level "
+            f"{earlier[peak]:.4g}; {'above' if rose else 'below'} {factor:g}x from step "
+            f"{steps[first]} to {steps[last]}"
+        )
+        yield first, last, peak, what
 
 
 def _merge_overlapping(events, steps):
