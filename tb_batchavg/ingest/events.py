@@ -19,6 +19,8 @@ values that cannot be a real number (complex, string, quantized, variant, severa
 skipped and counted per tag; bool reads as 0 or 1, half and bfloat16 as their float value.
 """
 
+from __future__ import annotations
+
 import collections
 import struct
 
@@ -62,7 +64,7 @@ _TENSOR_FIELDS = {
 _FLOAT_DTYPES = {1: "<f4", 2: "<f8"}  # DT_FLOAT, DT_DOUBLE: what a template can decode
 
 
-def decode(data, starts, lengths, tags):
+def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> tuple[dict[str, Column], int]:
     """({tag: Column}, bad records) of the records data[starts[i] : starts[i] + lengths[i]],
     whose data CRCs are checked here (records whose CRC fails are skipped and counted).
 

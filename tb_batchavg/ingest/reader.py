@@ -34,6 +34,8 @@ Rules:
   such a run lists the tags and counts it had, and is read again when asked for.
 """
 
+from __future__ import annotations
+
 import atexit
 import collections
 import ctypes
@@ -43,6 +45,7 @@ import os
 import threading
 import time
 import weakref
+from typing import Any, Callable
 
 import numpy as np
 from tensorboard.backend.event_processing import data_ingester, io_wrapper
@@ -63,7 +66,7 @@ _TRIM_BYTES = 1 << 20
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
 
 
-def parse_logdir_spec(logdir="", logdir_spec=""):
+def parse_logdir_spec(logdir: str = "", logdir_spec: str = "") -> dict[str, str | None]:
     """Maps each root directory to its run-name prefix (None for none), as TensorBoard does."""
     if logdir:
         return {os.path.expanduser(logdir): None}
@@ -72,7 +75,7 @@ def parse_logdir_spec(logdir="", logdir_spec=""):
     return {}
 
 
-def merge_steps(held, new):
+def merge_steps(held: Series, new: Series) -> Series:
     """Appends `new` records (Series, in file order) to `held` (strictly increasing steps).
 
     A new record survives if its step is below every later new step; held records at or after
@@ -108,7 +111,7 @@ class Run:
     """The columns of one run. A reload replaces `columns` whole, then bumps `version`; readers
     take `version` first and `columns` after, without locking."""
 
-    def __init__(self, name, directory):
+    def __init__(self, name: str, directory: str) -> None:
         self.name = name
         self.directory = directory
         self.lock = threading.Lock()  # held while reading files
@@ -125,19 +128,19 @@ class Run:
         self._health = {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
 
     @property
-    def state(self):
+    def state(self) -> str:
         return "ready" if self.loaded or self.evicted is not None else "loading"
 
-    def progress(self):
+    def progress(self) -> dict[str, int]:
         return {"bytes_read": int(self.bytes_read), "bytes_total": int(self.bytes_total)}
 
-    def tags(self):
+    def tags(self) -> list[str]:
         return sorted(self.counts())
 
-    def series(self, tag):
+    def series(self, tag: str) -> Series | None:
         return self.columns.get(tag)
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """{tag: points} of the tags with data, all from the same reload (for an evicted run, as
         they were when it was evicted)."""
         evicted = self.evicted
@@ -146,12 +149,12 @@ class Run:
         columns = self.columns
         return {t: int(len(s.step)) for t, s in sorted(columns.items()) if len(s.step)}
 
-    def health(self):
+    def health(self) -> dict[str, Any]:
         """What was skipped: bad records, files stopped at a corrupt header, values that are not
         a real number ({tag: count}), and errors of the storage (as of the last reload)."""
         return self._health
 
-    def evict(self, wait=True):
+    def evict(self, wait: bool = True) -> int:
         """Drops the columns (memory goes back at once); the next reload reads every file again.
         Returns the bytes freed (0 if the run is being read and `wait` is False)."""
         if not self.lock.acquire(blocking=wait):
@@ -169,7 +172,7 @@ class Run:
         _release_freed_memory()
         return freed
 
-    def load(self):
+    def load(self) -> bool:
         """Reads the run if it is not held (loading or evicted): waits for a read in progress."""
         if self.loaded and self.evicted is None:
             return False
@@ -178,7 +181,7 @@ class Run:
                 return False
             return self._read_new()
 
-    def reload(self):
+    def reload(self) -> bool:
         """Reads what was appended to this run's event files (waiting for a read in progress).
         Returns True if data changed."""
         with self.lock:
@@ -434,7 +437,7 @@ class LogdirReader:
 
     sampled = False
 
-    def __init__(self, logdir="", logdir_spec=""):
+    def __init__(self, logdir: str = "", logdir_spec: str = "") -> None:
         self.roots = parse_logdir_spec(logdir, logdir_spec)
         self._runs = {}
         self._lock = threading.Lock()  # guards _runs; never held while reading files
@@ -446,7 +449,7 @@ class LogdirReader:
         self._thread = None
 
     # Background loading ------------------------------------------------------------------
-    def start(self, interval, fit=None):
+    def start(self, interval: float, fit: Callable[[int], bool] | None = None) -> None:
         """Loads every run in a daemon thread, then reads what is appended every `interval`
         seconds, calling `fit` as `cycle` does. The thread ends when the reader is
         garbage-collected."""
@@ -460,7 +463,7 @@ class LogdirReader:
             _THREADS.add(self._thread)
             self._thread.start()
 
-    def cycle(self, fit=None):
+    def cycle(self, fit: Callable[[int], bool] | None = None) -> None:
         """One pass of the background thread: discovery, runs not read yet, then what was appended
         to the runs held. After each run read, `fit(held)` is told the bytes the columns hold (it
         may evict some: it returns True when it did)."""
@@ -483,13 +486,13 @@ class LogdirReader:
             if fit is not None and fit(held):
                 held = self.nbytes()
 
-    def wait_discovered(self, timeout=None):
+    def wait_discovered(self, timeout: float | None = None) -> bool:
         """Waits for a first discovery (by the background thread, or here if there is none)."""
         if self._thread is None and not self._discovered.is_set():
             self.discover()
         return self._discovered.wait(timeout)
 
-    def discover(self):
+    def discover(self) -> None:
         """Finds run directories (new ones are added; vanished ones keep their data)."""
         with self._discover_lock:
             self._discovered_at = time.monotonic()
@@ -514,13 +517,13 @@ class LogdirReader:
             self.errors, self.readable = errors, readable
             self._discovered.set()
 
-    def reload(self):
+    def reload(self) -> None:
         """Discovers runs and reads new data of every run (synchronously)."""
         self.discover()
         for run in self.run_objects():
             run.reload()
 
-    def open(self, name):
+    def open(self, name: str) -> int | None:
         """The data version of run `name`, read and marked as used (None if there is no such run).
         Waits for a first discovery, and for the run's own loading; a run that is held does not
         wait."""
@@ -535,11 +538,11 @@ class LogdirReader:
         return run.version
 
     # Memory --------------------------------------------------------------------------------
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Bytes held in columns, over all runs."""
         return sum(r.nbytes for r in self.run_objects())
 
-    def evict_least_recent(self, excess, keep=None, used_before=float("inf")):
+    def evict_least_recent(self, excess: int, keep: str | None = None, used_before: float = float("inf")) -> int:
         """Evicts the columns of the runs least recently used (`used_at`), other than the run
         named `keep` and those used since `used_before`, until at least `excess` bytes are freed
         (or none is left); returns the bytes freed. A run being read is passed over."""
@@ -552,44 +555,44 @@ class LogdirReader:
         return freed
 
     # Listing -------------------------------------------------------------------------------
-    def run_objects(self):
+    def run_objects(self) -> list[Run]:
         with self._lock:
             return [self._runs[k] for k in sorted(self._runs)]
 
-    def get(self, name):
+    def get(self, name: str) -> Run | None:
         with self._lock:
             return self._runs.get(name)
 
-    def runs(self):
+    def runs(self) -> list[str]:
         return [r.name for r in self.run_objects()]
 
-    def tags(self, run):
+    def tags(self, run: str) -> list[str]:
         r = self.get(run)
         return r.tags() if r else []
 
-    def series(self, run, tag):
+    def series(self, run: str, tag: str) -> Series | None:
         r = self.get(run)
         return r.series(tag) if r else None
 
-    def counts(self, run):
+    def counts(self, run: str) -> dict[str, int]:
         r = self.get(run)
         return r.counts() if r else {}
 
-    def version(self, run):
+    def version(self, run: str) -> int | None:
         r = self.get(run)
         return r.version if r else None
 
-    def health(self, run):
+    def health(self, run: str) -> dict[str, Any] | None:
         r = self.get(run)
         return r.health() if r else None
 
-    def state(self, run):
+    def state(self, run: str) -> dict[str, Any] | None:
         r = self.get(run)
         if r is None:
             return None
         return {"state": r.state, "progress": r.progress(), "evicted": r.evicted is not None}
 
-    def loading(self):
+    def loading(self) -> bool:
         return not self.wait_discovered(0) or any(r.state == "loading" for r in self.run_objects())
 
 

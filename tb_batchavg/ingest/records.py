@@ -25,9 +25,15 @@ most _SMALL_BYTES: a tiny file, a few new records) take a byte-at-a-time table l
 Pure numpy; no TensorBoard import.
 """
 
+from __future__ import annotations
+
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 HEADER_BYTES = 12
 FOOTER_BYTES = 4
@@ -108,7 +114,7 @@ def _row_registers(rows):
     return registers
 
 
-def crc32c(buf, starts, lengths):
+def crc32c(buf: np.ndarray, starts: npt.ArrayLike, lengths: npt.ArrayLike) -> np.ndarray:
     """crc32c of buf[starts[i] : starts[i] + lengths[i]] for each i (buf a uint8 array)."""
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -160,14 +166,14 @@ def _zero_init_registers(windows, starts, lengths, rows_of):
     return registers
 
 
-def mask(crc):
+def mask(crc: np.ndarray) -> np.ndarray:
     """TFRecord's masking of a crc32c: rotate right by 15 bits, add 0xA282EAD8."""
     crc = crc.astype(np.uint64)
     rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
     return ((rotated + _MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
 
 
-def masked_crc_of(data):
+def masked_crc_of(data: bytes) -> int:
     """Masked crc32c of one bytes object (used to write test files)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     return int(mask(crc32c(buf, [0], [len(buf)]))[0])
@@ -183,7 +189,9 @@ class Scan:
 
     __slots__ = ("starts", "lengths", "consumed", "bad_records", "corrupt_at")
 
-    def __init__(self, starts, lengths, consumed, bad_records, corrupt_at):
+    def __init__(
+        self, starts: np.ndarray, lengths: np.ndarray, consumed: int, bad_records: int, corrupt_at: int | None
+    ) -> None:
         self.starts = starts  # int64 offsets of good record bodies in the buffer
         self.lengths = lengths  # int64 body lengths
         self.consumed = consumed  # bytes fully processed (the next read starts here)
@@ -191,7 +199,7 @@ class Scan:
         self.corrupt_at = corrupt_at  # buffer offset of a header with a bad length CRC, or None
 
 
-def scan(data, check_data=True):
+def scan(data: bytes, check_data: bool = True) -> Scan:
     """Splits `data` (bytes) into records, checking the header CRC of each and, with
     `check_data`, the data CRC (else the caller checks it: see `data_crc` and `variant_crc32c`).
 
@@ -228,17 +236,17 @@ def _header_ok(buf, heads):
     return expected[which.ravel()] == _u32_at(buf, heads + 8)
 
 
-def data_crc(buf, starts, lengths):
+def data_crc(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The masked data CRC stored after each record body."""
     return _u32_at(buf, starts + lengths)
 
 
-def check(buf, starts, lengths):
+def check(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Whether each record's data CRC holds."""
     return _check(buf, starts, lengths, data_crc(buf, starts, lengths))
 
 
-def variant_crc32c(template, rows, positions):
+def variant_crc32c(template: np.ndarray, rows: np.ndarray, positions: npt.ArrayLike) -> np.ndarray:
     """crc32c of each row of `rows` (2-D uint8), which equals `template` outside `positions`.
 
     A CRC register is affine in the bytes: crc(row) = crc(template) ^ g(row ^ template), with g
