@@ -7,6 +7,10 @@ A `Source`, as `reader.LogdirReader` is; as there, steps are strictly
 increasing (TensorBoard's Python loader can keep several points of one step: the last one wins).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 from tensorboard import context as tb_context
 from tensorboard.data import provider as tb_provider
@@ -24,7 +28,9 @@ class ProviderReader:
     sampled = True
     errors = ()
 
-    def __init__(self, data_provider, experiment_id, environ=None):
+    def __init__(
+        self, data_provider: tb_provider.DataProvider, experiment_id: str, environ: dict[str, Any] | None = None
+    ) -> None:
         self._provider = data_provider
         self._experiment = experiment_id
         self._ctx = tb_context.from_environ(environ) if environ else tb_context.RequestContext()
@@ -37,34 +43,34 @@ class ProviderReader:
             )
         return self._listing
 
-    def runs(self):
+    def runs(self) -> list[str]:
         return sorted(self._list())
 
-    def tags(self, run):
+    def tags(self, run: str) -> list[str]:
         return sorted(self._list().get(run, {}))
 
-    def version(self, run):
+    def version(self, run: str) -> tuple[tuple[str, int, float], ...]:
         """Changes whenever the provider's data of the run changes."""
         return tuple(sorted((t, ts.max_step, ts.max_wall_time) for t, ts in self._list().get(run, {}).items()))
 
-    def open(self, run):
+    def open(self, run: str) -> tuple[tuple[str, int, float], ...] | None:
         return self.version(run) if run in self._list() else None
 
-    def health(self, run):
+    def health(self, run: str) -> None:
         return None
 
-    def state(self, run):
+    def state(self, run: str) -> None:
         return None
 
-    def loading(self):
+    def loading(self) -> bool:
         return False
 
-    def counts(self, run):
+    def counts(self, run: str) -> dict[str, int]:
         """{tag: points} of the run's tags with data."""
         counts = {t: int(len(self.series(run, t).step)) for t in self.tags(run)}
         return {t: n for t, n in counts.items() if n}
 
-    def series(self, run, tag):
+    def series(self, run: str, tag: str) -> Series | None:
         info = self._list().get(run, {}).get(tag)
         if info is None:
             return None
