@@ -3,16 +3,19 @@ block of S points joined to the head of the next (``BlockSplit``), windows go in
 ``CACHE_CHUNK`` cut at multiples of S (``chunked``), and counts of finite values come from prefix
 sums (``prefix_counts``, ``window_count``). Shared by ``moments`` and ``extremes``."""
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from tb_batchavg.stats import workers
+from tb_batchavg.stats.bounds import Bounds
 
 # Data chunk of the window means and standard deviations (their span tables
 # stay in cache).
 CACHE_CHUNK = 1 << 15
 
 
-def window_count(finite, lo, hi):
+def window_count(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Number of finite values in each window values[lo:hi] (exact), from the
     prefix sums of the finite flags."""
     if finite.all():
@@ -31,7 +34,7 @@ class BlockSplit:
     ``unit="steps"``. Per-block running reductions (heads forward, tails
     backward) then give every window's statistic from its own points only."""
 
-    def __init__(self, n, lo, hi, size):
+    def __init__(self, n: int, lo: np.ndarray, hi: np.ndarray, size: int) -> None:
         self.n, self.size, self.blocks = n, size, -(-n // size)
         self.lo, self.hi, self.last = lo, hi, hi - 1
         tail_block = lo - lo % size
@@ -43,25 +46,30 @@ class BlockSplit:
         self.has_tail = (self.tail_end < hi) | ((self.tail_end == hi) & ~self.has_head)
         self.inside = np.flatnonzero(~self.has_head & ~self.has_tail)
 
-    def blocked(self, array, fill):
+    def blocked(self, array: np.ndarray, fill: float) -> np.ndarray:
         """``array`` padded with ``fill`` to whole blocks, shaped (blocks, S)."""
         out = np.empty(self.blocks * self.size, dtype=array.dtype)
         out[: self.n] = array
         out[self.n :] = fill
         return out.reshape(self.blocks, self.size)
 
-    def heads(self, blocked, accumulate):
+    def heads(self, blocked: np.ndarray, accumulate: Callable[..., np.ndarray]) -> np.ndarray:
         """``accumulate`` (a ufunc's accumulate) over each window's head
         [head_start, hi) (meaningless where it has no head)."""
         return accumulate(blocked, axis=1).ravel()[self.last]
 
-    def tails(self, blocked, accumulate):
+    def tails(self, blocked: np.ndarray, accumulate: Callable[..., np.ndarray]) -> np.ndarray:
         """``accumulate`` over each window's tail [lo, end of its block)."""
         backward = blocked.ravel()[::-1].reshape(blocked.shape)  # a view
         return accumulate(backward, axis=1).ravel()[::-1][self.lo]
 
 
-def chunked(bounds, n, compute, outputs):
+def chunked(
+    bounds: Bounds,
+    n: int,
+    compute: Callable[[int, int, slice, int], Sequence[np.ndarray]],
+    outputs: int,
+) -> list[np.ndarray]:
     """Runs ``compute(first, stop, span, S)`` over chunks first..stop-1 of
     about CACHE_CHUNK windows (at least the longest window S), each on the
     data span its windows cover, cut at multiples of S so that the blocks of
@@ -85,7 +93,7 @@ def chunked(bounds, n, compute, outputs):
     return out
 
 
-def prefix_counts(flags):
+def prefix_counts(flags: np.ndarray) -> np.ndarray:
     """counts[i] = number of True in flags[:i] (n + 1 entries; int32, exact
     below 2**31 points)."""
     counts = np.zeros(len(flags) + 1, dtype=np.int32 if len(flags) < 2**31 else np.int64)

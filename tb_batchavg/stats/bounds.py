@@ -6,7 +6,10 @@ steps taken as uint64 offsets that saturate at the int64 limits).
 points (window j is [first + j - before, first + j + after + 1), cut at the ends), made per chunk
 on demand; ``IndexBounds`` are given as arrays (windows over steps, blocks, gathered windows)."""
 
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 
 class Bounds:
@@ -16,34 +19,34 @@ class Bounds:
 
     count = 0
 
-    def chunk(self, first, stop):
+    def chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of the windows first..stop-1."""
         raise NotImplementedError
 
-    def ends(self, first, stop):
+    def ends(self, first: int, stop: int) -> tuple[int, int]:
         """(lo of window ``first``, hi of window ``stop - 1``)."""
         raise NotImplementedError
 
-    def full_run(self, first, stop):
+    def full_run(self, first: int, stop: int) -> int | None:
         """lo of window ``first`` if the windows first..stop-1 are
         [lo + j, lo + j + before + after + 1) (over points, none cut by an
         edge), else None."""
         return None
 
-    def at(self, positions):
+    def at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of the windows at ``positions`` (indices of kept points)."""
         raise NotImplementedError
 
-    def holding(self, positions):
+    def holding(self, positions: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """(start, stop): the windows holding data position p (sorted ``positions``) are the kept
         points start..stop-1 (none where start >= stop)."""
         raise NotImplementedError
 
-    def longest(self):
+    def longest(self) -> int:
         """The longest window's length (at least 1)."""
         raise NotImplementedError
 
-    def steps(self, steps):
+    def steps(self, steps: np.ndarray) -> np.ndarray:
         """steps[index] (a view where the index is a range)."""
         return steps[self.index]
 
@@ -52,18 +55,18 @@ class PointBounds(Bounds):
     """The windows of the kept points first, first + 1, ..., ``count`` of them, over ``n``
     points: window j is [first + j - before, first + j + after + 1) cut to [0, n)."""
 
-    def __init__(self, first, count, n, before, after):
+    def __init__(self, first: int, count: int, n: int, before: int, after: int) -> None:
         self.first, self.count = first, count
         self.n, self.before, self.after = n, before, after
         self._index = None
 
     @property
-    def index(self):
+    def index(self) -> np.ndarray:
         if self._index is None:
             self._index = np.arange(self.first, self.first + self.count, dtype=np.int64)
         return self._index
 
-    def chunk(self, first, stop):
+    def chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         index = np.arange(self.first + first, self.first + stop, dtype=np.int64)
         lo = index - self.before
         hi = index + (self.after + 1)
@@ -74,25 +77,25 @@ class PointBounds(Bounds):
         return lo, hi
 
     @property
-    def lo(self):
+    def lo(self) -> np.ndarray:
         return self.chunk(0, self.count)[0]
 
     @property
-    def hi(self):
+    def hi(self) -> np.ndarray:
         return self.chunk(0, self.count)[1]
 
-    def ends(self, first, stop):
+    def ends(self, first: int, stop: int) -> tuple[int, int]:
         return (max(0, self.first + first - self.before), min(self.n, self.first + stop + self.after))
 
-    def full_run(self, first, stop):
+    def full_run(self, first: int, stop: int) -> int | None:
         lo = self.first + first - self.before
         return lo if lo >= 0 and self.first + stop + self.after <= self.n else None
 
-    def at(self, positions):
+    def at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         index = self.first + positions
         return np.maximum(index - self.before, 0), np.minimum(index + (self.after + 1), self.n)
 
-    def holding(self, positions):
+    def holding(self, positions: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, dtype=np.int64)
         # index - before <= p <= index + after
         return (
@@ -100,39 +103,39 @@ class PointBounds(Bounds):
             np.clip(positions + self.before + 1 - self.first, 0, self.count),
         )
 
-    def longest(self):
+    def longest(self) -> int:
         return max(1, min(self.before + self.after + 1, self.n))
 
-    def steps(self, steps):
+    def steps(self, steps: np.ndarray) -> np.ndarray:
         return steps[self.first : self.first + self.count]
 
 
 class IndexBounds(Bounds):
     """Windows given as arrays: kept points ``index``, bounds ``lo`` and ``hi``."""
 
-    def __init__(self, index, lo, hi):
+    def __init__(self, index: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         self.index, self.lo, self.hi = index, lo, hi
         self.count = len(index)
 
-    def chunk(self, first, stop):
+    def chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return self.lo[first:stop], self.hi[first:stop]
 
-    def ends(self, first, stop):
+    def ends(self, first: int, stop: int) -> tuple[int, int]:
         return int(self.lo[first]), int(self.hi[stop - 1])
 
-    def at(self, positions):
+    def at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.lo[positions], self.hi[positions]
 
-    def holding(self, positions):
+    def holding(self, positions: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, dtype=np.int64)
         # hi and lo are non-decreasing: hi > p from start on, lo <= p before stop
         return (np.searchsorted(self.hi, positions, side="right"), np.searchsorted(self.lo, positions, side="right"))
 
-    def longest(self):
+    def longest(self) -> int:
         return max(1, int((self.hi - self.lo).max(initial=1)))
 
 
-def of_method(steps, method, window, align, edges, unit):
+def of_method(steps: np.ndarray, method: str, window: int, align: str, edges: str, unit: str) -> Bounds:
     """The ``Bounds`` of the output points of ``method`` (blocks or windows)."""
     if method != "block":
         return _window_bounds(steps, window, align, edges, unit)

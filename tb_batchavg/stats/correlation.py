@@ -26,9 +26,12 @@ window's own spread, whatever the values elsewhere (a run that explodes to
 squared deviations overflow (beyond ~1e154) is NaN.
 """
 
+from __future__ import annotations
+
 import collections
 
 import numpy as np
+import numpy.typing as npt
 
 from tb_batchavg.stats import validation, workers
 
@@ -46,7 +49,9 @@ MIN_FFT_SIZE = 4096  # FFT length per block of lagged_pearson
 RANK_CHUNK = 1 << 16  # positions per chunk of the rank sums and scatters (in cache)
 
 
-def join(x_steps, x_values, y_steps, y_values):
+def join(
+    x_steps: npt.ArrayLike, x_values: npt.ArrayLike, y_steps: npt.ArrayLike, y_values: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inner join of two series on step, keeping pairs where both values are finite.
 
     Step arrays must be strictly increasing. Returns (steps int64, x float64, y float64),
@@ -66,7 +71,7 @@ def join(x_steps, x_values, y_steps, y_values):
     return steps[finite], x[finite], y[finite]
 
 
-def pearson(x, y):
+def pearson(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Pearson r of paired finite values (as join returns them); NaN when n < 2 or
     x or y is constant."""
     x, y = _pair(x, y)
@@ -77,7 +82,7 @@ def pearson(x, y):
     return float(_r(_dot(xc, yc), _dot(xc, xc), _dot(yc, yc), False))
 
 
-def spearman(x, y):
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Spearman rho of paired finite values: Pearson of their average ranks; NaN when
     n < 2 or x or y is constant.
 
@@ -101,7 +106,7 @@ def spearman(x, y):
     return float(_r(cross, (spread - x_ranks.ties) / 3, (spread - y_ranks.ties) / 3))
 
 
-def rolling_pearson(x, y, window):
+def rolling_pearson(x: npt.ArrayLike, y: npt.ArrayLike, window: int) -> np.ndarray:
     """Pearson r over each run of `window` consecutive pairs (points i-window+1..i).
 
     Returns n - window + 1 values (empty when n < window); NaN where x or y is
@@ -132,7 +137,7 @@ def rolling_pearson(x, y, window):
     return r.reshape(-1)[window - 1 : n]
 
 
-def lagged_pearson(x, y, max_lag):
+def lagged_pearson(x: npt.ArrayLike, y: npt.ArrayLike, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Pearson r of (x[i+k], y[i]) over all valid i, for k = -max_lag..max_lag.
 
     k > 0: y leads x by k points; k < 0: x leads y. Lags are clipped so that every
@@ -170,7 +175,7 @@ def lagged_pearson(x, y, max_lag):
     return lags, r
 
 
-def best_lag(lags, r, pairs=None, min_pairs=0):
+def best_lag(lags: npt.ArrayLike, r: npt.ArrayLike, pairs: int | None = None, min_pairs: int = 0) -> int | None:
     """Lag with the largest |r| (NaN ignored; ties: smallest |lag|, then the positive one).
 
     With `pairs` (the points joined at lag 0), only lags with pairs - |lag| >= min_pairs
@@ -188,7 +193,14 @@ def best_lag(lags, r, pairs=None, min_pairs=0):
     return int(closest.max())
 
 
-def correlate(x_steps, x_values, y_steps, y_values, window=200, max_lag=50):
+def correlate(
+    x_steps: npt.ArrayLike,
+    x_values: npt.ArrayLike,
+    y_steps: npt.ArrayLike,
+    y_values: npt.ArrayLike,
+    window: int = 200,
+    max_lag: int = 50,
+) -> Correlation:
     """Join x and y on step and compute every correlation statistic (see module doc).
 
     pearson_diff / spearman_diff use np.diff of the joined series; rolling_step is

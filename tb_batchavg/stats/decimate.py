@@ -7,10 +7,13 @@ point (drawn as a gap). Series with at most `max_points` points are returned who
 O(n).
 """
 
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 
-def in_range(steps, start, end):
+def in_range(steps: npt.ArrayLike, start: int | None, end: int | None) -> slice:
     """Slice of the positions whose step lies in [start, end] (None means unbounded) of sorted
     `steps`."""
     lo = 0 if start is None else int(np.searchsorted(steps, start, side="left"))
@@ -18,12 +21,12 @@ def in_range(steps, start, end):
     return slice(lo, hi)
 
 
-def minmax_indices(values, max_points):
+def minmax_indices(values: np.ndarray, max_points: int) -> np.ndarray:
     """Sorted int64 positions into `values` to keep (at most `max_points`, at least 2 if n >= 2)."""
     return extremes_and_nonfinite(values, max_points)[0]
 
 
-def extremes_and_nonfinite(values, max_points):
+def extremes_and_nonfinite(values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """(minmax_indices(values, max_points), nonfinite_positions(values)). A long series is first
     decimated without a mask: a NaN or +-Inf would be picked as a bucket's extreme, so when every
     pick is finite, so is every value; else the non-finite positions are found and it is
@@ -55,7 +58,7 @@ def _extremes(values, size, nonfinite):
     return np.unique(np.concatenate(keep)).astype(np.int64)  # first extreme, else the first point
 
 
-def nonfinite_positions(values):
+def nonfinite_positions(values: np.ndarray) -> np.ndarray:
     """int64 positions of the NaN and +-Inf in `values`. min and max are finite only if every value
     is (NaN propagates), so a finite series costs two fast passes and no mask."""
     if len(values) == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())):
@@ -63,7 +66,7 @@ def nonfinite_positions(values):
     return np.flatnonzero(~np.isfinite(values))
 
 
-def stride_indices(n, max_points):
+def stride_indices(n: int, max_points: int) -> np.ndarray:
     """At most `max_points` evenly spaced positions in range(n), first and last included."""
     if n <= max_points:
         return np.arange(n, dtype=np.int64)

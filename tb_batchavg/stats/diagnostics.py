@@ -176,9 +176,14 @@ block sorts O(n log w), the lagged Pearson by FFT O(n log n), the rest O(n);
 Python loops run over events only.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tb_batchavg.metadata import ROLES
 from tb_batchavg.stats import correlation, validation, windows, workers
@@ -255,14 +260,21 @@ _ABOVE_ONE = ("rise_factor", "divergence_factor", "jump_factor")
 _FRACTION = ("tail_rate", "scale_floor", "vanish_fraction", "lr_change", "loss_floor")
 
 
-def nonfinite(steps, values):
+def nonfinite(steps: npt.ArrayLike, values: npt.ArrayLike) -> dict[str, int | list[int] | None]:
     """Count, first step and steps of the non-finite values of one series."""
     steps, values = validation.series(steps, values)
     bad = steps[~np.isfinite(values)]
     return {"count": int(len(bad)), "first_step": int(bad[0]) if len(bad) else None, "steps": bad.tolist()}
 
 
-def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None, **params):
+def diagnose(
+    loss: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    grad_norm: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    learning_rate: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    *,
+    loss_resets: npt.ArrayLike | None = None,
+    **params: float,
+) -> dict[str, Any]:
     """Events, status, non-finite summaries, spike frequencies and precedence of one run (see
     the module docstring). Each series is (steps, values) or None when the run lacks that
     role. `loss_resets`: the steps where a loss logged as a running mean since the epoch's
@@ -315,7 +327,7 @@ def diagnose(loss=None, grad_norm=None, learning_rate=None, *, loss_resets=None,
 # Parameters and inputs -------------------------------------------------------
 
 
-def parameters(params):
+def parameters(params: Mapping[str, float]) -> dict[str, int | float]:
     """DEFAULTS updated with `params`, each checked (a ValueError names the first one wrong)."""
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:

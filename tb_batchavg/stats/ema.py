@@ -11,7 +11,7 @@ _EMA_BLOCK = 32
 _EMA_PART = 1 << 17
 
 
-def average(values, weight, band):
+def average(values: np.ndarray, weight: float, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(value, lower, upper) at every point: TensorBoard's debiased EMA and, for band="std",
     pandas' bias-corrected exponentially weighted std (see ``windows``' module docstring), over
     the finite values in parts of _EMA_PART points that carry the recurrences' state."""

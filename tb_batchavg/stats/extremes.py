@@ -3,9 +3,12 @@
 import numpy as np
 
 from tb_batchavg.stats.blocks import BlockSplit, chunked
+from tb_batchavg.stats.bounds import Bounds
 
 
-def window_extremes(values, finite, bounds, blocks):
+def window_extremes(
+    values: np.ndarray, finite: np.ndarray, bounds: Bounds, blocks: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Finite minimum and maximum of each window of ``bounds`` (NaN where it
     has no finite value): for contiguous ``blocks`` by reduceat, else from the running
     minima/maxima of each window's head and tail parts (``BlockSplit``, van

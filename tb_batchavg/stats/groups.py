@@ -23,9 +23,13 @@ of equal values gets exactly that value and a zero spread. Memory is O(grid) per
 are streamed, never stacked in a runs x grid matrix).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 BANDS = ("none", "minmax", "std", "ci95")
 
@@ -65,7 +69,7 @@ _T975 = (
 _Z975 = 1.959963984540054
 
 
-def t975(df):
+def t975(df: npt.ArrayLike) -> np.ndarray:
     """Student's t quantile at 0.975 with `df` >= 1 degrees of freedom (float array or scalar): the
     table for df <= 30, the Cornish-Fisher expansion beyond (module docstring)."""
     df = np.asarray(df, dtype=np.float64)
@@ -82,7 +86,9 @@ def t975(df):
     return np.where(df <= 30, table, expansion)
 
 
-def grid(runs, start=None, end=None):
+def grid(
+    runs: Iterable[tuple[npt.ArrayLike, npt.ArrayLike]], start: int | None = None, end: int | None = None
+) -> np.ndarray:
     """The union of the runs' steps (int64, sorted) within [start, end]."""
     parts = [np.asarray(steps, dtype=np.int64) for steps, _ in runs]
     steps = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
@@ -91,7 +97,7 @@ def grid(runs, start=None, end=None):
     return steps[lo:hi]
 
 
-def contribution(steps, values, at):
+def contribution(steps: npt.ArrayLike, values: npt.ArrayLike, at: npt.ArrayLike) -> np.ndarray:
     """A run's contribution at each step of `at`: its value at its last step <= that step, NaN
     outside its own first..last step (and where that value is not finite)."""
     steps = np.asarray(steps, dtype=np.int64)
@@ -107,7 +113,12 @@ def contribution(steps, values, at):
     return out
 
 
-def across(runs, band="none", start=None, end=None):
+def across(
+    runs: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
+    band: str = "none",
+    start: int | None = None,
+    end: int | None = None,
+) -> dict[str, np.ndarray]:
     """{"step", "mean", "lower", "upper", "n"} (numpy arrays) across `runs`, a list of (steps,
     values), aligned and reduced as the module docstring says. Steps where no run contributes have
     n = 0 and a NaN mean."""
@@ -150,6 +161,6 @@ def across(runs, band="none", start=None, end=None):
     return {"step": at, "mean": mean, "lower": lower, "upper": upper, "n": n}
 
 
-def half_width_ci95(sd, n):
+def half_width_ci95(sd: float, n: int) -> float:
     """t_{0.975, n-1} * sd / sqrt(n) for scalars (n >= 2): what the ci95 band adds and subtracts."""
     return float(t975(n - 1)) * sd / math.sqrt(n)

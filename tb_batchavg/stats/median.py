@@ -22,7 +22,9 @@ _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 
 
-def window_median(values, finite, lo, hi, count):
+def window_median(
+    values: np.ndarray, finite: np.ndarray, lo: np.ndarray, hi: np.ndarray, count: np.ndarray
+) -> np.ndarray:
     """Median of the finite values in each window values[lo:hi] (NaN where
     count is 0); lo and hi must be non-decreasing.
 

@@ -2,16 +2,22 @@
 the exact path for windows of extreme magnitudes (see ``windows``' module docstring: Precision,
 Extreme magnitudes). Windows are given as ``bounds.Bounds``."""
 
+from __future__ import annotations
+
 import itertools
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from tb_batchavg.stats import blocks
 from tb_batchavg.stats.blocks import BlockSplit, chunked, prefix_counts, window_count
+from tb_batchavg.stats.bounds import Bounds
 
 
-def window_moments(values, finite, bounds, spread, center=None):
+def window_moments(
+    values: np.ndarray, finite: np.ndarray, bounds: Bounds, spread: bool, center: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Finite mean of each (non-empty) window of ``bounds`` (NaN where it has
     no finite value) and, with ``spread``, the std band (``std_band``) about it
     or about ``center`` (else None, None), from M2 = sum of (y - mean)**2.
@@ -97,7 +103,7 @@ def _finish(count, mean, m2=None):
         return mean, np.where(count > 1, np.sqrt(m2 / (count - 1.0)), np.nan)
 
 
-def std_band(center, std):
+def std_band(center: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The std band (center - std, center + std); NaN where std is."""
     lower = center - std
     std += center  # std is the caller's to reuse
@@ -151,7 +157,9 @@ def _lane_sums(lanes):
     return sums.real + sums.imag[:, ::-1]
 
 
-def block_moments(values, finite, bounds, spread, center=None):
+def block_moments(
+    values: np.ndarray, finite: np.ndarray, bounds: Bounds, spread: bool, center: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Finite mean (NaN without a finite value) and, with ``spread``, the std
     band (``std_band``) about it or about ``center`` (else None, None) of each
     of the contiguous, non-empty blocks values[lo:hi], in two exact passes:
@@ -255,7 +263,7 @@ _HUGE = 2.0**480
 _TINY = 2.0**-400
 
 
-def any_extreme(values, finite, spread):
+def any_extreme(values: np.ndarray, finite: np.ndarray, spread: bool) -> bool:
     """Whether some finite |value| exceeds _HUGE or, with ``spread``, lies in (0, _TINY): an O(n)
     check, two reductions (with ``spread``: over the bits of |value| shifted left by one, ordered
     as |value|, minus one, so that 0 wraps to the top)."""
@@ -279,7 +287,9 @@ def _magnitude_bits(x):
     return np.array(x, dtype=np.float64).view(np.uint64) << np.uint64(1)
 
 
-def extreme_windows(values, finite, bounds, spread):
+def extreme_windows(
+    values: np.ndarray, finite: np.ndarray, bounds: Bounds, spread: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(positions, mean, std) of the windows of ``bounds`` whose largest finite |value| exceeds
     _HUGE (those holding a huge value) or, with ``spread``, lies in (0, _TINY) (those holding a
     tiny non-zero value and no value of at least _TINY), from ``_exact_moments`` (std None
@@ -307,14 +317,14 @@ def _holding(bounds, positions):
     return np.cumsum(marks[:-1]) > 0
 
 
-def without_huge(values):
+def without_huge(values: np.ndarray) -> np.ndarray:
     """``values`` with 0 where |value| > _HUGE."""
     usable = values.copy()
     usable[np.abs(values) > _HUGE] = 0.0
     return usable
 
 
-def set_band(lower, upper, at, center, std):
+def set_band(lower: np.ndarray, upper: np.ndarray, at: npt.ArrayLike, center: np.ndarray, std: np.ndarray) -> None:
     """lower[at], upper[at] = center -+ std (+-inf beyond float64)."""
     with np.errstate(over="ignore"):
         lower[at] = center - std

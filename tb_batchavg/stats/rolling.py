@@ -1,11 +1,26 @@
 """The averages of a series as a chart shows them: a step range of the whole run's moving average,
 reduced for display, with its band."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy.typing as npt
+
 from tb_batchavg.stats import decimate
 from tb_batchavg.stats.windows import Averaged, band_at, moving_average
 
 
-def shown_average(steps, values, params, start, end, max_points, whole=None):
+def shown_average(
+    steps: npt.ArrayLike,
+    values: npt.ArrayLike,
+    params: Mapping[str, Any],
+    start: int | None,
+    end: int | None,
+    max_points: int,
+    whole: Callable[[Mapping[str, Any]], Averaged] | None = None,
+) -> tuple[Averaged, int]:
     """(Averaged of the shown points, number of averages in the range): the moving average
     (`params` as moving_average's) of the points whose step lies in [start, end], reduced to at
     most `max_points` by min/max buckets (decimate.minmax_indices).

@@ -4,13 +4,16 @@ The server's parameter parsing (server/params.py) refuses bad requests before th
 checks guard the Python API, so a failure here reaching a route is an internal error.
 """
 
+from __future__ import annotations
+
 import math
 import operator
 
 import numpy as np
+import numpy.typing as npt
 
 
-def series(steps, values, name=None):
+def series(steps: npt.ArrayLike, values: npt.ArrayLike, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(steps as int64, values as float64) of a series: 1-D, of the same length, steps strictly
     increasing. `name` (e.g. a role) prefixes the messages."""
     prefix = "" if name is None else name + ": "
@@ -26,7 +29,7 @@ def series(steps, values, name=None):
     return steps, values
 
 
-def integer(name, value, minimum, whole_floats=False):
+def integer(name: str, value: object, minimum: int, whole_floats: bool = False) -> int:
     """`value` as a Python int >= `minimum`. A bool is refused; a float with an integer value is
     taken with `whole_floats` (2.0 for 2), refused otherwise."""
     given = value
@@ -41,7 +44,7 @@ def integer(name, value, minimum, whole_floats=False):
     return int(value)
 
 
-def number(name, value):
+def number(name: str, value: object) -> float:
     """`value` as a finite Python float (a bool is refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise ValueError(f"{name} must be a number; got {value!r}")

@@ -101,6 +101,7 @@ band takes); ``bounds`` gives the windows' index bounds, ``moments``, ``extremes
 from collections import namedtuple
 
 import numpy as np
+import numpy.typing as npt
 
 from tb_batchavg.metadata import ALIGNS, BANDS, EDGES, METHODS, UNITS
 from tb_batchavg.stats import ema, validation
@@ -126,8 +127,16 @@ step: int64 steps of those points; value, lower, upper: float64.
 
 
 def moving_average(
-    steps, values, method="sma", window=50, weight=0.6, align="trailing", edges="valid", unit="points", band="none"
-):
+    steps: npt.ArrayLike,
+    values: npt.ArrayLike,
+    method: str = "sma",
+    window: int = 50,
+    weight: float = 0.6,
+    align: str = "trailing",
+    edges: str = "valid",
+    unit: str = "points",
+    band: str = "none",
+) -> Averaged:
     """Averages ``values`` (ordered by ``steps``) as described in the module
     docstring and returns an ``Averaged``.
 
@@ -171,18 +180,18 @@ def moving_average(
 
 
 def band_at(
-    steps,
-    values,
-    at,
-    center,
-    method="sma",
-    window=50,
-    weight=0.6,
-    align="trailing",
-    edges="valid",
-    unit="points",
-    band="std",
-):
+    steps: npt.ArrayLike,
+    values: npt.ArrayLike,
+    at: npt.ArrayLike,
+    center: npt.ArrayLike,
+    method: str = "sma",
+    window: int = 50,
+    weight: float = 0.6,
+    align: str = "trailing",
+    edges: str = "valid",
+    unit: str = "points",
+    band: str = "std",
+) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) of ``moving_average(steps, values, ..., band=band)`` at
     its output positions ``at`` only, with the std band centred on
     ``center`` (the averages at ``at``): for a chart that shows a few

@@ -12,13 +12,18 @@ sharing) costs speed, never a deadlock, and a single core just runs everything i
 import concurrent.futures
 import itertools
 import os
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 # Helper threads besides the caller: one per further core, at most 7.
 HELPERS = max(1, min(os.cpu_count() or 1, 8) - 1)
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=HELPERS, thread_name_prefix="batchavg")
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
-def each(function, items):
+
+def each(function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
     """[function(item) for item in items], the calls spread over the caller and up to HELPERS
     helper threads. `function` must be safe to run concurrently for different items. The first
     exception raised (by the caller's calls first) is raised once every started call is over."""
@@ -48,6 +53,6 @@ def each(function, items):
     return results
 
 
-def call(*functions):
+def call(*functions: Callable[[], _R]) -> list[_R]:
     """The results of calling each of `functions` (no arguments), shared as by `each`."""
     return each(lambda function: function(), functions)
