@@ -1,6 +1,10 @@
 """`GET averages`: the raw series and its moving average over a step range, reduced for display
 (http_api.md)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tb_batchavg.server import encoding, params
@@ -9,8 +13,13 @@ from tb_batchavg.stats import decimate
 from tb_batchavg.stats.rolling import shown_average
 from tb_batchavg.stats.windows import moving_average
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
 
-def handle(store, request):
+    from tb_batchavg.server.store import Store
+
+
+def handle(store: Store, request: Request) -> Response:
     args = request.args
     source = store.source(request)
     sampled = source.sampled

@@ -1,13 +1,22 @@
 """`GET correlation`: how the loss and the gradient norm (or any two tags) of a run move together:
 Pearson and Spearman, on values and on changes, rolling, lagged (http_api.md)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tb_batchavg import metadata
 from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import correlation, decimate
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
 
-def handle(store, request):
+    from tb_batchavg.server.store import Store
+
+
+def handle(store: Store, request: Request) -> Response:
     args = request.args
     source = store.source(request)
     sampled = source.sampled

@@ -1,13 +1,22 @@
 """`GET diagnostics`: the run's health from its loss, gradient norm and learning rate: spikes,
 explosions, divergence, vanishing gradients, learning-rate changes (http_api.md)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tb_batchavg import metadata
 from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import diagnostics
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
 
-def handle(store, request):
+    from tb_batchavg.server.store import Store
+
+
+def handle(store: Store, request: Request) -> Response:
     args = request.args
     source = store.source(request)
     sampled = source.sampled
@@ -48,7 +57,7 @@ def handle(store, request):
     return encoding.respond(request, store.cached(key, compute), gzipped=True)
 
 
-def bounded(events, max_points):
+def bounded(events: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
     """At most `max_points` of `events` (in their order): every warning and critical one first,
     then info events from the start of the run."""
     if len(events) <= max_points:

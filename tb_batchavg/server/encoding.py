@@ -1,7 +1,11 @@
 """Bodies of the plugin's answers: JSON (whole) and exports (streamed in chunks)."""
 
+from __future__ import annotations
+
 import re
 import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import orjson
@@ -18,7 +22,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ACCEPTS_GZIP = re.compile(r"(?:^|,|\s)(?:x-)?gzip(?:$|,|\s|;)")
 
 
-def json(obj):
+def json(obj: Any) -> bytes:
     """UTF-8 JSON of `obj` (dicts with str keys, lists, str, int, float, None, numpy scalars).
     A NaN or +-Inf float is written as null: JSON has no such numbers, and every route
     documents a missing value as null. orjson formats each float as its shortest round-trip
@@ -41,7 +45,13 @@ def _utf8(obj):
     return obj
 
 
-def respond(request, body, code=200, gzipped=False, headers=None):
+def respond(
+    request: werkzeug.wrappers.Request,
+    body: bytes,
+    code: int = 200,
+    gzipped: bool = False,
+    headers: list[tuple[str, str]] | None = None,
+) -> werkzeug.wrappers.Response:
     """A JSON answer (`body` bytes, already gzipped with `gzipped`), through TensorBoard's
     http_util.Respond (which gzips for a client that accepts it, and unzips for one that does
     not)."""
@@ -50,12 +60,23 @@ def respond(request, body, code=200, gzipped=False, headers=None):
     )
 
 
-def error(request, code, message, detail=None, headers=None):
+def error(
+    request: werkzeug.wrappers.Request,
+    code: int,
+    message: str,
+    detail: Mapping[str, Any] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> werkzeug.wrappers.Response:
     """The JSON error answer {"error": message, **detail} (http_api.md, "Errors")."""
     return respond(request, json({"error": message, **(detail or {})}), code=code, headers=headers)
 
 
-def stream(request, chunks, content_type, headers):
+def stream(
+    request: werkzeug.wrappers.Request,
+    chunks: Iterable[bytes],
+    content_type: str,
+    headers: Iterable[tuple[str, str]],
+) -> werkzeug.wrappers.Response:
     """A 200 whose body is `chunks` (an iterable of bytes), formed as the client reads it: the
     headers of http_util.Respond (no Content-Length: the body is sent chunked), gzipped on the
     way (Huffman coding only, as GZIP) for a client that accepts it. A HEAD gets the headers."""
@@ -84,7 +105,7 @@ def _gzipped(chunks):
     yield packer.flush()
 
 
-def number_texts(array):
+def number_texts(array: np.ndarray) -> list[bytes]:
     """Each number of `array` as bytes: the shortest decimal that reads back as the same float
     (orjson's, one call for the whole column); NaN and +-Inf as nan, inf and -inf."""
     texts = orjson.dumps(array.tolist())[1:-1].split(b",") if len(array) else []
@@ -95,6 +116,6 @@ def number_texts(array):
     return texts
 
 
-def json_numbers(array):
+def json_numbers(array: np.ndarray) -> bytes:
     """The JSON list items of `array` (no brackets), a non-finite number as null."""
     return orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] if len(array) else b""

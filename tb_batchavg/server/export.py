@@ -6,7 +6,10 @@ it, without a compute slot: memory per client is a chunk's, whatever the run's s
 reader holds no slot.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,11 +18,16 @@ from tb_batchavg.server import encoding, params
 from tb_batchavg.server import series as named_series
 from tb_batchavg.stats.windows import moving_average
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
+
+    from tb_batchavg.server.store import Store
+
 # Rows of the body formed at a time (about 0.5 MB of CSV).
 CHUNK_ROWS = 1 << 13
 
 
-def handle(store, request):
+def handle(store: Store, request: Request) -> Response:
     args = request.args
     source = store.source(request)
     run = params.text(args, "run")

@@ -1,7 +1,10 @@
 """`GET group`: the mean across a group of runs of each run's moving average, with a band across
 the runs (http_api.md; alignment and statistics: stats.groups)."""
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from tb_batchavg import metadata
 from tb_batchavg.server import encoding, params
@@ -9,8 +12,13 @@ from tb_batchavg.server import series as named_series
 from tb_batchavg.stats import decimate, groups
 from tb_batchavg.stats.windows import moving_average
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
 
-def handle(store, request):
+    from tb_batchavg.server.store import Store
+
+
+def handle(store: Store, request: Request) -> Response:
     args = request.args
     source = store.source(request)
     sampled = source.sampled

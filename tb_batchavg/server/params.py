@@ -6,10 +6,17 @@ where an integer is expected, spaces, `_` separators, hexadecimal and values out
 documented range are refused; an empty value means the default.
 """
 
+from __future__ import annotations
+
 import math
 import re
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tb_batchavg import metadata
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_NAME_LENGTH = 4096
 MAX_QUERY_BYTES = 65536  # the longest request line TensorBoard's HTTP server accepts
@@ -31,7 +38,7 @@ class WindowTooLong(BadRequest):
     JSON error body, so that a client (the tab) can tell this case from a malformed request:
     {"reason": "window_longer_than_series", "window", "length", "unit"}."""
 
-    def __init__(self, message, window, length, unit):
+    def __init__(self, message: str, window: int, length: int, unit: str) -> None:
         super().__init__(message)
         self.detail = {
             "reason": "window_longer_than_series",
@@ -41,7 +48,7 @@ class WindowTooLong(BadRequest):
         }
 
 
-def window_fits(window, unit, steps, run, tag):
+def window_fits(window: int, unit: str, steps: np.ndarray, run: str, tag: str) -> None:
     """Refuses (WindowTooLong) a window longer than the series whose sorted `steps` are given:
     with unit "points" its number of points, with "steps" its step span last - first + 1."""
     if unit == "steps" and len(steps):
@@ -63,13 +70,13 @@ def window_fits(window, unit, steps, run, tag):
         )
 
 
-def query_string(raw):
+def query_string(raw: bytes) -> None:
     """Refuses a query string (bytes, as sent) longer than MAX_QUERY_BYTES."""
     if len(raw) > MAX_QUERY_BYTES:
         raise BadRequest("query string is longer than %d bytes (got %d)" % (MAX_QUERY_BYTES, len(raw)))
 
 
-def text(args, name, default=None):
+def text(args: Mapping[str, str], name: str, default: str | None = None) -> str:
     """A string parameter; required when `default` is None. NUL and over-long values are refused."""
     value = args.get(name)
     if value is None:
@@ -83,7 +90,7 @@ def text(args, name, default=None):
     return value
 
 
-def integer(args, name, default, low, high):
+def integer(args: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int:
     """An integer parameter in [low, high]; required when `default` is None."""
     raw = args.get(name, "")
     if raw == "":
@@ -100,14 +107,14 @@ def integer(args, name, default, low, high):
     return value
 
 
-def optional_integer(args, name):
+def optional_integer(args: Mapping[str, str], name: str) -> int | None:
     """An integer parameter that may be absent (None), e.g. a step bound."""
     if args.get(name) in (None, ""):
         return None
     return integer(args, name, None, -(2**63), 2**63 - 1)
 
 
-def real(args, name, default, low, high, high_open=False):
+def real(args: Mapping[str, str], name: str, default: float, low: float, high: float, high_open: bool = False) -> float:
     """A finite float parameter in [low, high] (or [low, high) with `high_open`)."""
     raw = args.get(name, "")
     if raw == "":
@@ -123,7 +130,7 @@ def real(args, name, default, low, high, high_open=False):
     return value
 
 
-def choice(args, name, choices, default):
+def choice(args: Mapping[str, str], name: str, choices: Collection[str], default: str | None) -> str:
     """One of `choices`."""
     value = args.get(name) or default
     if value not in choices:
@@ -131,7 +138,7 @@ def choice(args, name, choices, default):
     return value
 
 
-def averaging(args):
+def averaging(args: Mapping[str, str]) -> dict[str, Any]:
     """The averaging parameters shared by `averages` and `export` (band=minmax is refused with
     method=ema: an exponential average has no window to take extremes over)."""
     avg = {
@@ -148,7 +155,11 @@ def averaging(args):
     return avg
 
 
-def diagnostics(args, defaults, check=None):
+def diagnostics(
+    args: Mapping[str, str],
+    defaults: Mapping[str, float],
+    check: Callable[[dict[str, float]], object] | None = None,
+) -> dict[str, float]:
     """The diagnostics settings present in `args`, typed like their defaults (int or float), and
     accepted by `check(settings)` (which raises a ValueError naming a setting out of its range)."""
     settings = {}
@@ -167,7 +178,7 @@ def diagnostics(args, defaults, check=None):
     return settings
 
 
-def step_range(args):
+def step_range(args: Mapping[str, str]) -> tuple[int | None, int | None]:
     """(start, end) step bounds, inclusive; either may be None."""
     start, end = optional_integer(args, "start"), optional_integer(args, "end")
     if start is not None and end is not None and start > end:
@@ -175,5 +186,5 @@ def step_range(args):
     return start, end
 
 
-def max_points(args):
+def max_points(args: Mapping[str, str]) -> int:
     return integer(args, "max_points", metadata.DEFAULT_MAX_POINTS, 2, metadata.MAX_POINTS_LIMIT)

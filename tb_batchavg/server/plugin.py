@@ -11,9 +11,12 @@ anything else is a 500 `{"error": "internal error"}`, its traceback logged here 
 internal error, numpy's for instance, never reaches the client).
 """
 
+from __future__ import annotations
+
 import logging
 import os
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
@@ -23,6 +26,11 @@ from tb_batchavg import metadata
 from tb_batchavg.ingest.reader import LogdirReader
 from tb_batchavg.server import averages, correlation, diagnostics, encoding, export, group, params, run_order, runs
 from tb_batchavg.server.store import Store
+
+if TYPE_CHECKING:
+    import argparse
+
+    from _typeshed.wsgi import WSGIApplication
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ METHODS = ("GET", "HEAD")
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-def start_store(flags, logdir=None):
+def start_store(flags: argparse.Namespace, logdir: str | None = None) -> Store:
     """A Store over the logdir of `flags` (or `logdir`), its background reading started."""
     logdir = getattr(flags, "logdir", None) or logdir or ""
     cache_mb = getattr(flags, "batchavg_cache_mb", None)
@@ -53,7 +61,7 @@ def start_store(flags, logdir=None):
 class BatchAvgPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
-    def __init__(self, context, store=None):
+    def __init__(self, context: base_plugin.TBContext, store: Store | None = None) -> None:
         """`store`: one already reading the logdir (started by the loader as TensorBoard read its
         flags); else reading starts now, while TensorBoard starts, not at the first request."""
         if store is None:
@@ -62,19 +70,19 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         self._store = store
 
     # TensorBoard hooks ---------------------------------------------------------------------
-    def get_plugin_apps(self):
+    def get_plugin_apps(self) -> dict[str, WSGIApplication]:
         apps = {path: self._route(handle) for path, handle in ROUTES.items()}
         for name in _static_names():
             apps["/" + name] = _allowed(_static_app(name))
         return apps
 
-    def is_active(self):
+    def is_active(self) -> bool:
         return False  # enabled through data_plugin_names when scalar data exists
 
-    def data_plugin_names(self):
+    def data_plugin_names(self) -> tuple[str, ...]:
         return metadata.DATA_PLUGIN_NAMES
 
-    def frontend_metadata(self):
+    def frontend_metadata(self) -> base_plugin.FrontendMetadata:
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name=metadata.TAB_NAME)
 
     # The edge ------------------------------------------------------------------------------

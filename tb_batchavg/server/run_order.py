@@ -2,12 +2,21 @@
 time, then name; every run with data of any kind): the tab gives colours in this order, as
 TensorBoard's other tabs do (docs/tab.md, "Colours")."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tensorboard import plugin_util
 
 from tb_batchavg.server import encoding
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
 
-def handle(store, request):
+    from tb_batchavg.server.store import Store
+
+
+def handle(store: Store, request: Request) -> Response:
     names = []
     provider = store.provider
     if provider is not None:

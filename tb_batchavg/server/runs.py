@@ -1,14 +1,23 @@
 """`GET runs`: every run with its tags, detected roles, point counts and, when the plugin reads the
 files itself, its loading state, progress, health and eviction (http_api.md)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tb_batchavg import metadata
 from tb_batchavg.server import encoding
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request, Response
+
+    from tb_batchavg.server.store import Store
 
 # The runs route answers within about a second: it waits this long for a first discovery.
 LISTING_WAIT_SECONDS = 0.8
 
 
-def handle(store, request):
+def handle(store: Store, request: Request) -> Response:
     source = store.source(request, wait=LISTING_WAIT_SECONDS)
     sampled = source.sampled
     out = []

@@ -1,11 +1,20 @@
 """What the route handlers share about the series a request names: finding it, whether an
 averaging window fits it, and its running mean since each epoch's start."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from tb_batchavg import metadata
 from tb_batchavg.server import params
 
+if TYPE_CHECKING:
+    from tb_batchavg.ingest.source import Series, Source
+    from tb_batchavg.server.store import Store
 
-def named(source, run, tag, parameter, role=None):
+
+def named(source: Source, run: str, tag: str | None, parameter: str, role: str | None = None) -> tuple[str, Series]:
     """(tag, series) of `tag` in `run` (or, if `tag` is None, of the tag playing `role`), named by
     request parameter `parameter`; NotFound if there is none or it has no point."""
     if tag is None:
@@ -21,7 +30,9 @@ def named(source, run, tag, parameter, role=None):
     return tag, series
 
 
-def averaged(store, source, args, run, avg):
+def averaged(
+    store: Store, source: Source, args: Mapping[str, str], run: str, avg: Mapping[str, Any]
+) -> tuple[Any, str, Series, dict[str, Any] | None]:
     """(version, tag, series, averaging_fits(...)) of the series named by parameter `tag` in
     `run`, opened in the store, for averaging parameters `avg`."""
     version = store.open(source, run)
@@ -29,7 +40,7 @@ def averaged(store, source, args, run, avg):
     return version, tag, series, averaging_fits(avg, series, run, tag)
 
 
-def averaging_fits(avg, series, run, tag):
+def averaging_fits(avg: Mapping[str, Any], series: Series, run: str, tag: str) -> dict[str, Any] | None:
     """None when the averaging window fits `series` (the EMA has no window), else what a window
     longer than the series is answered with (http_api.md): {"reason":
     "window_longer_than_series", "window", "length", "unit", "message"}."""
@@ -42,7 +53,17 @@ def averaging_fits(avg, series, run, tag):
     return None
 
 
-def running_mean(store, run, tag, series, version, sampled, start=None, end=None, max_points=None):
+def running_mean(
+    store: Store,
+    run: str,
+    tag: str,
+    series: Series,
+    version: Any,
+    sampled: bool,
+    start: int | None = None,
+    end: int | None = None,
+    max_points: int | None = None,
+) -> dict[str, Any] | None:
     """metadata.running_mean of a series (computed once per data version), with its resets cut to
     start..end (the first max_points) and counted."""
     found = store.whole(

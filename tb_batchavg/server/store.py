@@ -9,17 +9,29 @@ Result keys include the run's data version, so an entry never outlives the data 
 from; stale entries simply age out. An entry larger than the whole budget is not stored.
 """
 
+from __future__ import annotations
+
 import collections
 import contextlib
 import threading
 import time
 import zlib
+from collections.abc import Callable, Hashable, Iterator, Sized
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tensorboard import plugin_util
 
 from tb_batchavg.ingest.provider import ProviderReader
 from tb_batchavg.ingest.reader import LogdirReader
 from tb_batchavg.server import encoding, params
+
+if TYPE_CHECKING:
+    from tensorboard.data.provider import DataProvider
+    from werkzeug.wrappers import Request
+
+    from tb_batchavg.ingest.source import Source
+
+_T = TypeVar("_T")
 
 # At most this many responses are computed at once: each holds working memory proportional to its
 # series (tens of MB per 100,000 points), so 32 concurrent requests would hold 32 times that; the
@@ -32,20 +44,20 @@ IN_USE_SECONDS = 5.0
 class ResultCache:
     """A thread-safe least-recently-used cache under a byte budget: each value's len() is its size."""
 
-    def __init__(self, budget_bytes):
+    def __init__(self, budget_bytes: float) -> None:
         self.budget = int(budget_bytes)
         self.size = 0
         self._entries = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: Hashable) -> Any:
         with self._lock:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
             return value
 
-    def put(self, key, value):
+    def put(self, key: Hashable, value: Sized) -> None:
         """Stores `value` and evicts the least recently used entries over budget."""
         with self._lock:
             if len(value) > self.budget:
@@ -57,7 +69,7 @@ class ResultCache:
             self.size += len(value)
             self._evict()
 
-    def limit(self, budget_bytes):
+    def limit(self, budget_bytes: float) -> None:
         """Sets the budget, evicting the least recently used entries over it."""
         with self._lock:
             self.budget = max(0, int(budget_bytes))
@@ -87,7 +99,7 @@ class _Held:
 class Store:
     """The sources of series, the result cache and the compute slots, within `budget` bytes."""
 
-    def __init__(self, reader: LogdirReader, provider, budget: float):
+    def __init__(self, reader: LogdirReader, provider: DataProvider | None, budget: float) -> None:
         self.reader = reader
         self.budget = budget
         self.results = ResultCache(budget)
@@ -98,7 +110,7 @@ class Store:
         """Starts the reader's background loading, kept within the budget."""
         self.reader.start(reload_seconds, fit=lambda held: self.fit(held=held))
 
-    def source(self, request, wait=None):
+    def source(self, request: Request, wait: float | None = None) -> Source:
         """The logdir reader (after a first discovery, waited for up to `wait` seconds), or the
         sampled data-provider fallback when no logdir is given (e.g. --grpc_data_provider).
 
@@ -110,7 +122,7 @@ class Store:
             return self.reader
         return ProviderReader(self.provider, plugin_util.experiment_id(request.environ), request.environ)
 
-    def open(self, source, run):
+    def open(self, source: Source, run: str) -> Any:
         """Checks that `run` exists and has been read (waiting for its loading); returns its data
         version (see Source.open). Memory is then brought back within the budget, keeping `run`."""
         version = source.open(run)
@@ -119,7 +131,7 @@ class Store:
         self.fit(keep=run)
         return version
 
-    def fit(self, held=None, keep=None):
+    def fit(self, held: int | None = None, keep: str | None = None) -> bool:
         """Keeps columns and results within the budget: evicts the columns of the runs least
         recently used (other than `keep` and those asked for in the last IN_USE_SECONDS) until the
         columns fit, then limits the results to what the columns leave. `held` is the bytes the
@@ -135,12 +147,12 @@ class Store:
         return freed > 0
 
     @contextlib.contextmanager
-    def computing(self):
+    def computing(self) -> Iterator[None]:
         """Holds one of the COMPUTE_SLOTS while a heavy computation runs."""
         with self._computing:
             yield
 
-    def whole(self, key, compute):
+    def whole(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         """A whole-run result (numpy arrays), computed once per key and kept in the result cache
         (within the budget) so that a zoomed range is served by slicing it."""
         held = self.results.get(key)
@@ -149,7 +161,7 @@ class Store:
             self.results.put(key, held)
         return held.value
 
-    def cached(self, key, compute):
+    def cached(self, key: Hashable, compute: Callable[[], Any]) -> bytes:
         """The gzipped JSON of compute(), computed in a compute slot once per key and kept."""
         body = self.results.get(key)
         if body is None:
