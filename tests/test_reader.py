@@ -7,6 +7,8 @@ written by tensorboard's writer (simple_value) and by tf.summary (TF2 scalar ten
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -475,3 +477,17 @@ def test_merge_steps_purges_like_the_reservoir():
             expect = [(s, v) for s, v in expect if s < step] + [(step, value)]
         got = reader.merge_steps(held, new)
         assert list(zip(got.step.tolist(), got.value.tolist())) == expect
+
+
+def test_reading_a_local_logdir_imports_no_tensorflow(mixed_logdir):
+    # `tb-batchavg report` reads in worker processes: TensorFlow's import (2-3 s each) is not theirs.
+    script = (
+        "import sys\n"
+        "from tb_batchavg.ingest.reader import LogdirReader\n"
+        "r = LogdirReader(sys.argv[1])\n"
+        "r.reload()\n"
+        "assert r.runs(), 'no runs read'\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(mixed_logdir)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
