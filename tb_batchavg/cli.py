@@ -14,6 +14,8 @@ port. --no-serve only writes the logs.
 diagnoses every run of LOGDIR as the tab's diagnostics route does (`tb_batchavg.report`).
 """
 
+from __future__ import annotations
+
 import argparse
 import ctypes
 import ctypes.util
@@ -25,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 
 DEFAULT_LOGDIR = "demo_logs"
 
@@ -133,7 +136,7 @@ def _report_parser(commands):
     )
 
 
-def tab_url(host, port):
+def tab_url(host: str, port: int | str) -> str:
     """The Batch Averages tab's URL on `host` (a wildcard address is shown as 127.0.0.1)."""
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -182,7 +185,7 @@ def _forward(stream, sink):
         sink.flush()
 
 
-def serve(logdir, host, port):
+def serve(logdir: str, host: str, port: int | None) -> int:
     """Runs TensorBoard on `logdir` until it exits or Ctrl-C; returns the exit status."""
     if not _plugin_installed():
         print(
@@ -222,7 +225,7 @@ def serve(logdir, host, port):
                 process.wait()
 
 
-def demo(args):
+def demo(args: argparse.Namespace) -> int:
     from tb_batchavg import demo_runs
 
     if args.steps < 1:
@@ -244,7 +247,7 @@ def demo(args):
     return serve(logdir, args.host, args.port)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
         from tb_batchavg import report

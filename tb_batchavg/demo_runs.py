@@ -18,11 +18,14 @@ Schedules scale with the number of steps. Seeds are fixed, so the runs are the s
 on a given machine. 3 x 3000 steps take about 40 s of CPU time in all.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
 import sys
 import time
+from typing import TextIO
 
 RUNS = ("healthy", "lr_too_high", "sgd_step_decay")
 DEFAULT_STEPS = 3000
@@ -38,7 +41,7 @@ class Progress:
     """A one-line progress bar on a stream: redrawn at most 10 times a second on a terminal,
     written once at the end otherwise."""
 
-    def __init__(self, label, total, stream=None):
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
         self.label = label
         self.total = total
         self.stream = sys.stderr if stream is None else stream
@@ -47,14 +50,14 @@ class Progress:
         self._drawn = 0.0
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def advance(self, count=1):
+    def advance(self, count: int = 1) -> None:
         self.done = min(self.total, self.done + count)
         now = time.monotonic()
         if self._tty and now - self._drawn >= 0.1:
             self._drawn = now
             self._draw("\r")
 
-    def close(self):
+    def close(self) -> None:
         self._draw("\r" if self._tty else "")
         self.stream.write("\n")
         self.stream.flush()
@@ -174,7 +177,7 @@ _TRAINERS = {
 }
 
 
-def logs_complete(logdir, steps):
+def logs_complete(logdir: str, steps: int) -> bool:
     """Whether `logdir` holds finished demo logs of `steps` batches per run."""
     try:
         with open(os.path.join(logdir, MARKER)) as f:
@@ -198,7 +201,7 @@ def _clear_run(run_dir):
     shutil.rmtree(run_dir)
 
 
-def write_logs(logdir, steps=DEFAULT_STEPS, stream=None):
+def write_logs(logdir: str, steps: int = DEFAULT_STEPS, stream: TextIO | None = None) -> None:
     """Trains the demo runs into `logdir`/<run> with a progress bar on `stream` (stderr)."""
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -220,7 +223,7 @@ def write_logs(logdir, steps=DEFAULT_STEPS, stream=None):
         json.dump({"steps": steps, "runs": list(RUNS)}, f)
 
 
-def ensure_logs(logdir, steps=DEFAULT_STEPS, stream=None):
+def ensure_logs(logdir: str, steps: int = DEFAULT_STEPS, stream: TextIO | None = None) -> bool:
     """Writes the demo logs unless finished ones of `steps` batches are there; returns whether
     it trained."""
     if logs_complete(logdir, steps):

@@ -5,17 +5,25 @@ Import-safe: this module imports only what TensorBoard itself has loaded, and de
 install cannot stop TensorBoard from starting.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
 
 from tensorboard.plugins import base_plugin
 
 from tb_batchavg import metadata
 
+if TYPE_CHECKING:
+    import argparse
+
+    from tb_batchavg.server.plugin import BatchAvgPlugin
+
 
 class BatchAvgLoader(base_plugin.TBLoader):
     """Adds the plugin's flags and builds the plugin."""
 
-    def define_flags(self, parser):
+    def define_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("batchavg plugin")
         group.add_argument(
             "--batchavg_cache_mb",
@@ -35,7 +43,7 @@ class BatchAvgLoader(base_plugin.TBLoader):
             "to the event files of the runs it holds (default: every %(default)s s).",
         )
 
-    def fix_flags(self, flags):
+    def fix_flags(self, flags: argparse.Namespace) -> None:
         for name in ("batchavg_cache_mb", "batchavg_reload_seconds"):
             value = getattr(flags, name, None)
             # `not value >= 0` refuses nan too, which every comparison fails.
@@ -43,7 +51,7 @@ class BatchAvgLoader(base_plugin.TBLoader):
                 raise base_plugin.FlagsError("--%s must be a finite number >= 0, not %r" % (name, value))
         self._store = _start_reading(flags)
 
-    def load(self, context):
+    def load(self, context: base_plugin.TBContext) -> BatchAvgPlugin:
         from tb_batchavg.server.plugin import BatchAvgPlugin
 
         return BatchAvgPlugin(context, getattr(self, "_store", None))

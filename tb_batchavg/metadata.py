@@ -4,7 +4,14 @@ Nothing here imports TensorBoard or numpy: the loader imports this module at
 TensorBoard start-up, and an import error there would take TensorBoard down.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 PLUGIN_NAME = "batchavg"
 TAB_NAME = "Batch Averages"
@@ -81,26 +88,28 @@ _KERAS_RUNNING_MEAN = re.compile(r"(?:.*/)?batch_(?!learning_rate$|lr$).+", re.I
 _COMPILED = {role: tuple(re.compile(p, re.IGNORECASE) for p in patterns) for role, patterns in ROLE_PATTERNS.items()}
 
 
-def held_out_run(run):
+def held_out_run(run: str | None) -> bool:
     """Whether the run's path marks it as a held-out split (a component such as "validation",
     "eval", "test", "val_2"; see _HELD_OUT_RUN)."""
     return any(_HELD_OUT_RUN.fullmatch(part) for part in re.split(r"[/\\]", run or ""))
 
 
-def batch_series(tag, count=None):
+def batch_series(tag: str, count: int | None = None) -> bool:
     """Whether `tag` may play a role: not a validation/test tag, not a Keras epoch_* summary, and
     (when its number of points `count` is known) more than one point: a one-point series (an
     hparams summary such as hparam/loss, a final metric) is no per-batch curve."""
     return not (_HELD_OUT.search(tag) or _EPOCH_TAG.fullmatch(tag) or (count is not None and count < 2))
 
 
-def keras_running_mean_tag(tag):
+def keras_running_mean_tag(tag: str) -> bool:
     """Whether `tag` is named as Keras's TensorBoard callback names its running means
     (batch_loss, batch_accuracy, ...)."""
     return bool(_KERAS_RUNNING_MEAN.fullmatch(tag))
 
 
-def detect_roles(tags, run=None, counts=None):
+def detect_roles(
+    tags: Iterable[str], run: str | None = None, counts: Mapping[str, int] | None = None
+) -> dict[str, str | None]:
     """Maps each role to the tag that plays it, or None.
 
     For each role the patterns are tried in order; among the tags matching the
@@ -132,7 +141,7 @@ RUNNING_MEAN_LOOKBACK = 10  # an epoch start jumps by more than 4x every change 
 RUNNING_MEAN_MIN_RESETS = 2
 
 
-def running_mean(tag, steps, values):
+def running_mean(tag: str, steps: npt.ArrayLike, values: npt.ArrayLike) -> dict[str, Any] | None:
     """Recognises a series logged as a running mean since the epoch's start (Keras's batch_loss):
     by its Keras name, or by its reset pattern. Returns None, or
     {"recognised_by": [...], "resets": [steps of epoch starts], "period": points per epoch | None}.

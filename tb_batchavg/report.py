@@ -20,6 +20,8 @@ The JSON report (schema version 1, docs/report.md):
      "summary": {"ok": n, "warning": n, "diverged": n, "no_data": n, "error": n}}
 """
 
+from __future__ import annotations
+
 import gzip
 import html
 import math
@@ -27,6 +29,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import werkzeug.test
@@ -37,6 +41,11 @@ from tb_batchavg.ingest import reader as _reader
 from tb_batchavg.server import diagnostics as route_diagnostics
 from tb_batchavg.server import encoding, params
 from tb_batchavg.stats import decimate, diagnostics
+
+if TYPE_CHECKING:
+    import argparse
+
+    from tb_batchavg.ingest.source import Source
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "json", "markdown", "html")
@@ -51,7 +60,7 @@ CHART_POINTS = 400  # loss points kept (extremes first, decimate.minmax_indices)
 # The settings ------------------------------------------------------------------------------
 
 
-def settings_from(values):
+def settings_from(values: Mapping[str, str | None]) -> tuple[dict[str, float], dict[str, str | None], int]:
     """(settings, named tags, max_points) from the route's parameter names -> strings (as a
     query string gives them; absent or "" means the default), parsed exactly as the route
     parses them. Raises params.BadRequest."""
@@ -64,7 +73,7 @@ def settings_from(values):
 # One run -----------------------------------------------------------------------------------
 
 
-def run_diagnostics(source, run, version, values):
+def run_diagnostics(source: Source, run: str, version: Any, values: Mapping[str, str | None]) -> dict[str, Any]:
     """The `diagnostics` route's answer for `run` (before JSON), computed by the route's own
     handler (tb_batchavg.server.diagnostics.handle) on a request carrying `values` (the route's
     parameter names -> strings): `source` has tags(run), counts(run), series(run, tag) and
@@ -127,7 +136,7 @@ def _plain(obj):
     return orjson.loads(encoding.json(obj))
 
 
-def task(name, directory, values, chart=False):
+def task(name: str, directory: str, values: Mapping[str, str | None], chart: bool = False) -> dict[str, Any]:
     """Reads one run from `directory` and diagnoses it: {"answer": the run's report entry (plain
     JSON values), "chart": None, or for a flagged run when `chart`, {"step", "value"} of its loss
     (at most CHART_POINTS, extremes kept)}. Runs in a worker process or a Ray task."""
@@ -160,7 +169,7 @@ def _task_args(args):
 # The runs ----------------------------------------------------------------------------------
 
 
-def list_runs(logdir, pattern=None):
+def list_runs(logdir: str, pattern: str | None = None) -> tuple[list[tuple[str, str]], list[str]]:
     """([(run, directory)] in name order, matching the regular expression `pattern` (searched
     anywhere in the name) when given, [errors of the logdir's listing])."""
     reader = _reader.LogdirReader(logdir)
@@ -174,13 +183,13 @@ class Progress:
     """A plain-text progress bar, `[#####.....] 12/200 runs`, on `stream` (stderr): redrawn in
     place on a terminal, else a line each time the bar grows (at most `width` + 1 lines)."""
 
-    def __init__(self, total, stream=None, width=20):
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 20) -> None:
         self.total, self.width = total, width
         self.stream = sys.stderr if stream is None else stream
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._shown = None
 
-    def update(self, done):
+    def update(self, done: int) -> None:
         filled = self.width * done // self.total if self.total else self.width
         if not self.tty and filled == self._shown and done < self.total:
             return
@@ -236,7 +245,7 @@ def _ray(tasks, address, progress):
             ray.shutdown()
 
 
-def cores():
+def cores() -> int:
     """The cores this process may run on (its CPU affinity where the OS tells it)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -244,7 +253,16 @@ def cores():
         return os.cpu_count() or 1
 
 
-def build(logdir, values=None, runs=None, workers=None, engine="local", address=None, charts=False, stream=None):
+def build(
+    logdir: str,
+    values: Mapping[str, str | None] | None = None,
+    runs: str | None = None,
+    workers: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    charts: bool = False,
+    stream: TextIO | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The report of `logdir`: (report dict (JSON schema above), {run: chart data} of the
     flagged runs when `charts`). `values`: the route's parameter names -> strings; `runs`: a
     regular expression over run names; `workers`: processes (default: every core)."""
@@ -274,7 +292,7 @@ def build(logdir, values=None, runs=None, workers=None, engine="local", address=
     return report, {r["answer"]["run"]: r["chart"] for r in results if r["chart"] is not None}
 
 
-def fails(report, level):
+def fails(report: Mapping[str, Any], level: str | None) -> bool:
     """Whether some run meets --fail-on `level` (None: never)."""
     return level is not None and any(entry["status"] in FAIL_ON[level] for entry in report["runs"])
 
@@ -323,7 +341,7 @@ def _summary_line(report):
     return "%d runs: %s" % (len(report["runs"]), ", ".join(parts))
 
 
-def format_table(report):
+def format_table(report: Mapping[str, Any]) -> str:
     header, rows = _rows(report)
     widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
     lines = ["  ".join(cell.upper().ljust(w) for cell, w in zip(header, widths)).rstrip()]
@@ -336,7 +354,7 @@ def _md_cell(text):
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
 
 
-def format_markdown(report):
+def format_markdown(report: Mapping[str, Any]) -> str:
     header, rows = _rows(report)
     lines = ["# Training health: %s" % _md_cell(report["logdir"]), "", _summary_line(report), ""]
     lines += ["error: %s" % _md_cell(e) for e in report["errors"]] + ([""] if report["errors"] else [])
@@ -345,7 +363,7 @@ def format_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def format_json(report):
+def format_json(report: Mapping[str, Any]) -> str:
     return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
 
 
@@ -412,7 +430,7 @@ def _svg(chart, events, width=720, height=180, pad=36):
     return "".join(parts)
 
 
-def format_html(report, charts):
+def format_html(report: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]]) -> str:
     """One self-contained page: inline CSS and SVG, no script, every text from data escaped."""
     e = html.escape
     header, rows = _rows(report)
@@ -447,7 +465,7 @@ def format_html(report, charts):
     return "\n".join(out) + "\n"
 
 
-def render(report, charts, fmt):
+def render(report: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return format_json(report)
     if fmt == "markdown":
@@ -457,7 +475,7 @@ def render(report, charts, fmt):
     return format_table(report)
 
 
-def main(args):
+def main(args: argparse.Namespace) -> int:
     """The `report` command (cli.py parses `args`): writes the report to stdout (or --output);
     returns 1 when some run meets --fail-on, 2 on a bad setting or an unreadable logdir, else 0."""
     values = {name: getattr(args, name) for name in list(diagnostics.DEFAULTS) + list(metadata.ROLES) + ["max_points"]}

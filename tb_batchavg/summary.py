@@ -21,12 +21,20 @@ TensorFlow (and Keras) are imported on first use, so importing this module costs
 `pip install "tb-batchavg[tf]"`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import time
 import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # never at run time: importing this module must not import TensorFlow
+    import keras
+    import tensorflow as tf
 
 __all__ = ["BatchAverages", "NORMS", "gradient_norm", "log_batch"]  # noqa: F822 (BatchAverages: module __getattr__, TensorFlow imported lazily)
 
@@ -86,7 +94,7 @@ def _write_scalar(tag, value, step):
     )
 
 
-def gradient_norm(gradients, norm="l2"):
+def gradient_norm(gradients: Iterable[tf.Tensor | tf.IndexedSlices | None], norm: str = "l2") -> tf.Tensor:
     """Norm of a list of gradients taken together as one flat vector (a scalar tensor).
 
     "l2": sqrt(sum g^2), equal to `tf.linalg.global_norm`; "l1": sum |g|; "linf": max |g|.
@@ -122,7 +130,16 @@ def _learning_rate_at(optimizer, step):
     return optimizer.learning_rate
 
 
-def log_batch(step, loss, gradients=None, optimizer=None, *, norm="l2", writer=None, prefix="train"):
+def log_batch(
+    step: int | tf.Tensor,
+    loss: float | tf.Tensor | None,
+    gradients: Iterable[tf.Tensor | tf.IndexedSlices | None] | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    *,
+    norm: str = "l2",
+    writer: tf.summary.SummaryWriter | None = None,
+    prefix: str = "train",
+) -> dict[str, tf.Tensor]:
     """Writes one batch's loss, gradient norm and learning rate as scalar summaries at `step`.
 
     step: the batch's step (an int, or an int64 tensor inside `tf.function` to avoid retracing);
@@ -214,7 +231,14 @@ def _make_batch_averages():
         Single-device training (the default strategy); TensorFlow backend.
         """
 
-        def __init__(self, logdir=None, *, writer=None, norm="l2", prefix="train"):
+        def __init__(
+            self,
+            logdir: str | None = None,
+            *,
+            writer: tf.summary.SummaryWriter | None = None,
+            norm: str = "l2",
+            prefix: str = "train",
+        ) -> None:
             super().__init__()
             if (logdir is None) == (writer is None):
                 raise ValueError("give either logdir or writer")
@@ -247,7 +271,7 @@ def _make_batch_averages():
 
             return write_rows
 
-        def set_model(self, model):
+        def set_model(self, model: keras.Model) -> None:
             # fit calls this before it builds its train function, so the hooks are in the trace.
             super().set_model(model)
             self._remove_hooks()
@@ -311,10 +335,10 @@ def _make_batch_averages():
                 undo()
             self._undo = []
 
-        def on_train_begin(self, logs=None):
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             self._last_step = int(self.model.optimizer.iterations.numpy()) - 1
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             rows = self._records.numpy()
             rows = rows[rows[:, _STEP] > self._last_step]
             if not len(rows):
@@ -344,10 +368,10 @@ def _make_batch_averages():
                 self._warned.add(message)
                 warnings.warn("BatchAverages: " + message, stacklevel=2)
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self._write()
 
-        def on_train_end(self, logs=None):
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
             self._write()
             self._remove_hooks()
             self.model.train_function = None
