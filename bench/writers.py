@@ -173,7 +173,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--writers", default=",".join(WRITERS))
-    parser.add_argument("--launch", default="true,false", help="TensorBoard loaders to launch (--load_fast values)")
+    parser.add_argument(
+        "--launch", default="true,false", help="TensorBoard loaders to launch (--load_fast values; empty: no launch)"
+    )
     args = parser.parse_args(argv)
     rows = []
     for name in args.writers.split(","):
@@ -181,7 +183,7 @@ def main(argv=None):
             log("%s: its library is not installed, left out" % name)
             continue
         log("%s ..." % name)
-        rows.append(measure(name, args.steps, args.repeats, args.launch.split(",")))
+        rows.append(measure(name, args.steps, args.repeats, [lf for lf in args.launch.split(",") if lf]))
         log(json.dumps(rows[-1]))
     print(table(rows))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, prefix="writers-") as f:

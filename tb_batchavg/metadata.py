@@ -177,6 +177,17 @@ def running_mean(tag: str, steps: npt.ArrayLike, values: npt.ArrayLike) -> dict[
     }
 
 
+def _moving_max(np, d, m):
+    """max(d[j..j+m-1]) for j = 0..len(d)-m, from maxima over doubling spans and two overlapping
+    ones (exact): 10x faster than reducing a sliding_window_view (90 ms at 1M points, paid by a
+    run's first averages request)."""
+    span, out = 1, d
+    while 2 * span <= m:
+        out = np.maximum(out[:-span], out[span:])
+        span *= 2
+    return np.maximum(out[: len(out) - (m - span)], out[m - span :])
+
+
 def _reset_pattern(np, y):
     """(indices of epoch starts, period in points) of a running-mean pattern in the finite
     values y, or (None, None)."""
@@ -186,8 +197,7 @@ def _reset_pattern(np, y):
         return None, None
     d = np.abs(np.diff(y))  # d[i]: change into point i + 1
     before = np.full(len(d), np.inf)
-    window = np.lib.stride_tricks.sliding_window_view(d, m)[:-1]  # d[i-m..i-1] for i >= m
-    before[m:] = window.max(axis=1)
+    before[m:] = _moving_max(np, d, m)[:-1]  # max of d[i-m..i-1] for i >= m
     starts = np.flatnonzero(d > 4 * before) + 1
     if len(starts) < RUNNING_MEAN_MIN_RESETS:
         return None, None
