@@ -176,3 +176,22 @@ def test_periodic_framing_finds_exactly_the_sequential_records(seed):
         scan = records.scan(data[:cut])
         assert (scan.starts - records.HEADER_BYTES).tolist() == heads
         assert scan.consumed == end
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [52, 53, 60, 52, 61, 53],
+        [0, 65_535, 7, 7],
+        [70_000, 3, 70_000],  # beyond counting: np.unique's own path
+        [2**63 + 5, 1],
+        [],
+    ],
+)
+def test_distinct_values_are_numpy_unique_with_inverse(values):
+    values = np.asarray(values, dtype=np.uint64)
+    distinct, which = records.distinct_values(values)
+    want, inverse = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(distinct, want)
+    np.testing.assert_array_equal(which, inverse.ravel())
+    assert distinct.dtype == values.dtype

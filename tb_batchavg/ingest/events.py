@@ -51,6 +51,7 @@ class Tags:
 _CHECKED_BYTES = 4096  # left-over records up to this size have their CRC checked in one pass
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
 _ROWS_PER_BATCH = 1 << 18
+_SCANNED_GROUPS = 16  # up to this many record lengths in a buffer, each group is found by a scan
 # Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
 # the repeated field of the value, and the layout of `tensor_content` (tf.summary v2 writes that).
 _TENSOR_FIELDS = {
@@ -76,8 +77,13 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
     out = collections.defaultdict(list)  # (tag, is a tensor) -> column parts
     unsure = collections.Counter()  # skipped values of tensor tags not known as scalars yet
     slow, bad = [], 0
-    for length in np.unique(lengths).tolist():
-        group = np.flatnonzero(lengths == length)
+    distinct, which = records.distinct_values(lengths)
+    if len(distinct) <= _SCANNED_GROUPS:
+        groups = (np.flatnonzero(which == k) for k in range(len(distinct)))
+    else:  # many lengths (images, histograms): one sort instead of a pass per length
+        order = np.argsort(which, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(which, minlength=len(distinct)))[:-1])
+    for length, group in zip(distinct.tolist(), groups):
         left, failed = _decode_group(buf, data, starts, stored, group, int(length), tags.scalars, out)
         slow.append(left)
         bad += failed

