@@ -84,6 +84,10 @@ def test_diagnostics_of_a_flat_series_with_one_spike(client, name, role):
         [event] = [e for e in body["events"] if e["kind"] == "grad_explosion"]
         assert event["start"] <= spike_step <= event["end"] and event["value"] == pytest.approx(SPIKE[name])
         assert event["severity"] == "critical"
+    if role == "loss":  # over a level with no spread the spike is infinitely many SDs: still found
+        [event] = [e for e in body["events"] if e["kind"] == "loss_spike"]
+        assert event["start"] <= spike_step <= event["end"] and event["value"] == pytest.approx(SPIKE[name])
+        assert event["severity"] == "critical" and "inf robust" not in event["detail"]
     if role == "learning_rate":
         assert all(e["kind"] == "lr_change" for e in body["events"])
         assert spike_step in {e["start"] for e in body["events"]}
@@ -131,3 +135,12 @@ def test_export_of_a_million_points_streams(tmp_path, monkeypatch):
     reference = pd.Series(np.asarray(values, np.float64)).rolling(50).mean()
     np.testing.assert_allclose(table["average"], reference, rtol=1e-9, atol=1e-12)
     assert table["average"][:49].isna().all()
+
+
+@pytest.mark.parametrize("args, message", [({}, "is required"), ({"role": "x" * 80}, "must be one of")])
+def test_a_choice_without_default_is_a_bad_request_naming_the_choices(args, message):
+    from tb_batchavg.server import params
+
+    with pytest.raises(params.BadRequest, match=message) as raised:
+        params.choice(args, "role", ("loss", "grad_norm"), None)
+    assert "loss, grad_norm" in str(raised.value) and "x" * 51 not in str(raised.value)

@@ -133,6 +133,8 @@ def real(args: Mapping[str, str], name: str, default: float, low: float, high: f
 def choice(args: Mapping[str, str], name: str, choices: Collection[str], default: str | None) -> str:
     """One of `choices`."""
     value = args.get(name) or default
+    if value is None:
+        raise BadRequest("parameter '%s' is required: one of %s" % (name, ", ".join(choices)))
     if value not in choices:
         raise BadRequest("parameter '%s' must be one of %s, got %r" % (name, ", ".join(choices), value[:50]))
     return value

@@ -394,9 +394,10 @@ class _Reference:
         self.scale = np.fmax(MAD_TO_SD * mad, floor)
         self.scale[self.scale == 0] = _TINY
         self.scale[np.isnan(mad)] = np.nan  # untested: no robust SD yet
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             self.z = residual / self.scale
-        self.tested = np.isfinite(self.z)
+        # a rise over a level with no spread (a loss at exactly 0) is an infinite z, and tested
+        self.tested = np.isfinite(self.z) | (self.z == np.inf)
 
     def threshold(self, k, tail_rate, cap=math.inf):
         """The calibrated threshold K: the lower median over consecutive
@@ -515,6 +516,11 @@ def _internal(kind, steps, first, last, peak, value, severity, detail, **extra):
     return event
 
 
+def _sds(z):
+    """A z in words: "12.3 robust SDs", or "infinitely many robust SDs" over a level with no spread."""
+    return f"{float(z):.1f} robust SDs" if math.isfinite(z) else "infinitely many robust SDs"
+
+
 def _excursion(kind, steps, first, last, peak, value, critical, detail, base, flagged_last, **extra):
     """A spike episode's event: critical or warning, with the reference level and last flagged point."""
     severity = "critical" if critical else "warning"
@@ -571,7 +577,7 @@ class _LossAnalysis:
             value = float(values[peak])
             what = (
                 f"loss jumped to {value:.4g} at step {self.steps[peak]} "
-                f"({float(reference.z[peak]):.1f} robust SDs above the rolling median "
+                f"({_sds(reference.z[peak])} above the rolling median "
                 f"{base:.4g}" + (f", {ratio:.3g}x" if ratio is not None else "") + f"; threshold {self.threshold:.1f})"
             )
             if last > first:
@@ -717,7 +723,7 @@ class _GradientAnalysis:
             ratio = _exp(log_norm[peak] - base)
             what = (
                 f"gradient norm jumped to {value:.4g} at step {steps[peak]}, {ratio:.3g}x its "
-                f"usual level {_exp(base):.4g} ({float(reference.z[peak]):.1f} robust SDs "
+                f"usual level {_exp(base):.4g} ({_sds(reference.z[peak])} "
                 f"of log gradient norm above it; threshold {self.threshold:.1f})"
             )
             if last > first:
