@@ -168,9 +168,8 @@ def _zero_init_registers(windows, starts, lengths, rows_of):
 
 def mask(crc: np.ndarray) -> np.ndarray:
     """TFRecord's masking of a crc32c: rotate right by 15 bits, add 0xA282EAD8."""
-    crc = crc.astype(np.uint64)
-    rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
-    return ((rotated + _MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
+    crc = np.asarray(crc).astype(np.uint32, copy=False)  # uint32 arithmetic wraps as the mask does
+    return ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
 
 
 def masked_crc_of(data: bytes) -> int:
@@ -207,12 +206,14 @@ def scan(data: bytes, check_data: bool = True) -> Scan:
     """
     size = len(data)
     heads, lengths, pos = _frame(data)
-    if pos + HEADER_BYTES <= size:
-        heads = np.append(heads, pos)  # a header whose body is not all here: check its CRC only
+    fields = lengths.astype(np.uint64)  # the length fields framing read
+    if pos + HEADER_BYTES <= size:  # a header whose body is not all here: check its CRC only
+        heads = np.append(heads, pos)
+        fields = np.append(fields, np.uint64(struct.unpack_from("<Q", data, pos)[0]))
     buf = np.frombuffer(data, dtype=np.uint8)
     corrupt_at = None
     if len(heads):
-        header_ok = _header_ok(buf, heads)
+        header_ok = _header_ok(buf, heads, fields)
         if not header_ok.all():
             corrupt_at = int(heads[np.argmin(header_ok)])
             pos = corrupt_at
@@ -227,10 +228,10 @@ def scan(data: bytes, check_data: bool = True) -> Scan:
     return Scan(starts[data_ok], lengths[data_ok], pos, int((~data_ok).sum()), corrupt_at)
 
 
-def _header_ok(buf, heads):
-    """Whether each header's length CRC holds. Records share few lengths, so the CRC of each
-    distinct length field is computed once."""
-    distinct, which = distinct_values(_at(buf, heads, "<u8"))
+def _header_ok(buf, heads, fields):
+    """Whether each header's length CRC holds (`fields`: its length field). Records share few
+    lengths, so the CRC of each distinct length field is computed once."""
+    distinct, which = distinct_values(fields)
     table = np.frombuffer(distinct.astype("<u8").tobytes(), dtype=np.uint8)
     expected = mask(crc32c(table, 8 * np.arange(len(distinct)), np.full(len(distinct), 8)))
     return expected[which] == _u32_at(buf, heads + 8)
