@@ -17,7 +17,8 @@ def _by_protobuf(data, scan):
     out, tags = {}, events.Tags()
     parts = events.collections.defaultdict(list)
     everything = np.arange(len(scan.starts))
-    events._decode_slowly(data, scan.starts, scan.lengths, everything, tags, parts, tags.skipped)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    events._decode_slowly(data, buf, scan.starts, scan.lengths, everything, tags, parts, tags.skipped)
     for (tag, tensor), chunks in parts.items():
         if not tensor or tag in tags.scalars:
             out[tag] = [np.concatenate([c[k] for c in chunks]) for k in range(4)]

@@ -491,3 +491,30 @@ def test_reading_a_local_logdir_imports_no_tensorflow(mixed_logdir):
     )
     done = subprocess.run([sys.executable, "-c", script, str(mixed_logdir)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.tf
+def test_a_corrupt_histogram_costs_no_scalar_and_a_corrupt_scalar_is_counted(tmp_path):
+    import tensorflow as tf
+
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        for step in range(6):
+            tf.summary.scalar("loss", 1.0 / (step + 1), step=step)
+            tf.summary.histogram("weights", tf.random.normal([50], seed=step), step=step)
+    path = helpers.event_file(str(tmp_path / "run"))
+    data = open(path, "rb").read()
+    offsets = record_offsets(data)
+    histograms = [h for h, s, n in offsets if b"histograms" in data[s : s + n]]
+    scalars = [h for h, s, n in offsets if b"scalars" in data[s : s + n]]
+    # a bit flipped in the middle of a histogram's body: its bytes are never used
+    corrupt(path, [h for h, _, _ in offsets].index(histograms[2]), records.HEADER_BYTES + 40)
+    r = loaded(str(tmp_path))
+    np.testing.assert_array_equal(r.series("run", "loss").value, np.float32(1.0 / np.arange(1, 7)))
+    assert r.get("run").health()["bad_records"] == 0
+    # one in a scalar's (of the original file): that point is skipped and counted
+    with open(path, "wb") as f:
+        f.write(data)
+    corrupt(path, [h for h, _, _ in offsets].index(scalars[4]), records.HEADER_BYTES + 5)
+    r = loaded(str(tmp_path))
+    np.testing.assert_array_equal(r.series("run", "loss").step, [0, 1, 2, 3, 5])
+    assert r.get("run").health()["bad_records"] == 1

@@ -48,7 +48,6 @@ class Tags:
         self.skipped = collections.Counter()
 
 
-_CHECKED_BYTES = 4096  # left-over records up to this size have their CRC checked in one pass
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
 _ROWS_PER_BATCH = 1 << 18
 _SCANNED_GROUPS = 16  # up to this many record lengths in a buffer, each group is found by a scan
@@ -88,24 +87,7 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
         slow.append(left)
         bad += failed
     slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
-    # Small records are checked together; a large one (an image, a histogram) only if it holds a
-    # scalar: the bytes of the others are never used, and checking them cost more than reading.
-    small = slow[lengths[slow] <= _CHECKED_BYTES]
-    ok = records.check(buf, starts[small], lengths[small]) if len(small) else np.zeros(0, bool)
-    failed = set(small[~ok].tolist())
-    bad += len(failed)
-
-    def sound(i):
-        if lengths[i] <= _CHECKED_BYTES:
-            return True
-        if records.check(buf, starts[i : i + 1], lengths[i : i + 1])[0]:
-            return True
-        nonlocal bad
-        bad += 1
-        return False
-
-    keep = [i for i in slow.tolist() if i not in failed] if failed else slow
-    _decode_slowly(data, starts, lengths, np.asarray(keep, np.int64), tags, out, unsure, sound)
+    bad += _decode_slowly(data, buf, starts, lengths, slow, tags, out, unsure)
     tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
     merged = collections.defaultdict(list)
     for (tag, tensor), parts in out.items():
@@ -345,21 +327,33 @@ def _emit(rows, order, layout, out):
         out[tag, tensor].append((order, step, wall, value))
 
 
-def _decode_slowly(data, starts, lengths, indices, tags, out, skipped, sound=lambda i: True):
+def _decode_slowly(data, buf, starts, lengths, indices, tags, out, skipped):
     """Protobuf parsing of the given records (in record order), learning of `tags` (a Tags);
-    values that are not a real number are counted in `skipped`; a record holding scalars is used
-    if `sound(i)` (its CRC)."""
+    values that are not a real number are counted in `skipped`. Returns the number of records
+    skipped for their data CRC.
+
+    Only records that could hold a scalar, or name the scalars plugin, have their CRC checked (in
+    one pass): the bytes of images, histograms and texts are never used, and checking them cost
+    more than reading them. A record that protobuf cannot parse is counted if its CRC fails."""
     parse = event_pb2.Event.FromString
     view = memoryview(data)
-    found = collections.defaultdict(lambda: ([], [], [], []))
+    parsed, checked = [], []
     for i, start, length in zip(indices.tolist(), starts[indices].tolist(), lengths[indices].tolist()):
         try:
             event = parse(view[start : start + length])
-        except Exception:  # a CRC-valid record that is not an Event: not ours to read
+        except Exception:  # corrupt, or a CRC-valid record that is not an Event: not ours to read
+            checked.append(i)
             continue
         if not event.HasField("summary"):
             continue
-        if any(map(_may_be_scalar, event.summary.value)) and not sound(i):
+        if any(map(_may_be_scalar, event.summary.value)):
+            checked.append(i)
+        parsed.append((i, event))
+    checked = np.asarray(checked, np.int64)
+    failed = set(checked[~records.check(buf, starts[checked], lengths[checked])].tolist())
+    found = collections.defaultdict(lambda: ([], [], [], []))
+    for i, event in parsed:
+        if i in failed:
             continue
         for value in event.summary.value:
             kind = value.WhichOneof("value")
@@ -393,6 +387,7 @@ def _decode_slowly(data, starts, lengths, indices, tags, out, skipped, sound=lam
                 np.asarray(values, np.float64),
             )
         )
+    return len(failed)
 
 
 _DT_BFLOAT16 = 14
@@ -400,8 +395,9 @@ _DT_STRING = 7
 
 
 def _may_be_scalar(value):
-    """Whether a Summary.Value is a simple value or a one-element tensor that is not a string."""
-    if value.HasField("simple_value"):
+    """Whether a Summary.Value is a simple value, a one-element tensor that is not a string, or
+    names the scalars plugin (what decoding learns from must be sound too)."""
+    if value.HasField("simple_value") or value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN:
         return True
     tensor = value.tensor if value.HasField("tensor") else None
     return tensor is not None and tensor.dtype != _DT_STRING and all(d.size == 1 for d in tensor.tensor_shape.dim)
