@@ -338,15 +338,25 @@ def _decode_slowly(data, buf, starts, lengths, indices, tags, out, skipped):
     parse = event_pb2.Event.FromString
     view = memoryview(data)
     parsed, checked = [], []
+    others = tags.others - tags.scalars  # as known before these records
+
+    def used(value):
+        if value.HasField("simple_value"):
+            return True
+        return value.HasField("tensor") and (
+            value.tag not in others or value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN
+        )
+
     for i, start, length in zip(indices.tolist(), starts[indices].tolist(), lengths[indices].tolist()):
         try:
             event = parse(view[start : start + length])
         except Exception:  # corrupt, or a CRC-valid record that is not an Event: not ours to read
             checked.append(i)
             continue
-        if not event.HasField("summary"):
-            continue
-        if any(map(_may_be_scalar, event.summary.value)):
+        values = event.summary.value
+        if not any(map(used, values)):
+            continue  # no summary, or only images, histograms, audio, tensors of known other plugins
+        if any(map(_may_be_scalar, values)):
             checked.append(i)
         parsed.append((i, event))
     checked = np.asarray(checked, np.int64)
