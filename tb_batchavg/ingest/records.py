@@ -292,6 +292,7 @@ def _byte_tables(length, positions):
     return tables
 
 
+_LENGTH = struct.Struct("<Q")
 _MAX_PERIOD = 8  # longest repeating pattern of record lengths that framing jumps over
 _MIN_RUN = 4  # records read one by one before trying to jump
 _MAX_WAIT = 512  # records read one by one between jump attempts that keep falling short
@@ -308,14 +309,15 @@ def _frame(data):
     often, down to once every _MAX_WAIT records.
     """
     size = len(data)
-    unpack = struct.unpack_from
+    unpack = _LENGTH.unpack_from
+    framing = HEADER_BYTES + FOOTER_BYTES
     heads_parts, lengths_parts = [], []
     heads, lengths = [], []
     pos = 0
     since_jump, wait = 0, 2 * _MIN_RUN
     while pos + HEADER_BYTES <= size:
-        (length,) = unpack("<Q", data, pos)
-        end = pos + HEADER_BYTES + length + FOOTER_BYTES
+        (length,) = unpack(data, pos)
+        end = pos + framing + length
         if end > size:
             break
         heads.append(pos)
