@@ -546,3 +546,20 @@ def test_parameters_are_applied():
     assert result["params"]["window"] == 51 and result["params"]["sustain"] == 20
     assert result["params"]["spike_k"] == 8.0
     assert math.isclose(result["params"]["tail_rate"], DEFAULTS["tail_rate"])
+
+
+@pytest.mark.parametrize("role", ["loss", "grad_norm"])
+@pytest.mark.parametrize("level", [0.0, 1.0])
+def test_an_infinite_value_is_a_nonfinite_event_not_a_spike(role, level):
+    # over a level with no spread a finite rise is a spike (infinitely many robust SDs); an
+    # infinite value is reported once, as non-finite
+    n = 3000
+    values = np.full(n, level)
+    values[1000] = np.inf
+    values[2000] = level + 5.0
+    result = diagnose(**{role: (np.arange(n), values)})
+    kinds = {(e["kind"], e["start"]) for e in result["events"]}
+    assert ("nonfinite", 1000) in kinds
+    assert not [e for e in result["events"] if e["kind"] != "nonfinite" and e["start"] <= 1000 <= e["end"]]
+    if role == "loss":
+        assert ("loss_spike", 2000) in kinds

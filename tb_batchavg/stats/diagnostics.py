@@ -396,8 +396,9 @@ class _Reference:
         self.scale[np.isnan(mad)] = np.nan  # untested: no robust SD yet
         with np.errstate(invalid="ignore", over="ignore"):
             self.z = residual / self.scale
-        # a rise over a level with no spread (a loss at exactly 0) is an infinite z, and tested
-        self.tested = np.isfinite(self.z) | (self.z == np.inf)
+        # a finite rise over a level with no spread (a loss at exactly 0) is an infinite z, and
+        # tested; a non-finite value is not (it is its own event, `nonfinite`)
+        self.tested = np.isfinite(self.z) | ((self.z == np.inf) & np.isfinite(values))
 
     def threshold(self, k, tail_rate, cap=math.inf):
         """The calibrated threshold K: the lower median over consecutive
