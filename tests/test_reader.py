@@ -479,6 +479,7 @@ def test_merge_steps_purges_like_the_reservoir():
         assert list(zip(got.step.tolist(), got.value.tolist())) == expect
 
 
+@pytest.mark.tf  # meaningful where TensorFlow is installed (and the fixture writes with it)
 def test_reading_a_local_logdir_imports_no_tensorflow(mixed_logdir):
     # `tb-batchavg report` reads in worker processes: TensorFlow's import (2-3 s each) is not theirs.
     script = (
