@@ -125,6 +125,7 @@ export class HealthTable {
     this.head = el('tr');
     this.note = el('div', {class: 'notes'});
     const heading = el('h2', {text: 'Run health'});
+    window.addEventListener('resize', () => this.fitEvents());
     this.element = el('section', {class: 'card health', dataset: {role: 'health'}, 'aria-label': 'Run health'},
       el('header', {class: 'card-header'}, heading,
         el('span', {class: 'muted', text: 'Anomalies found over every logged step. Click an event to zoom every chart to it.'})),
@@ -215,6 +216,35 @@ export class HealthTable {
     }));
     const sampled = [...this.results.values()].some((res) => res.data && res.data.sampled);
     this.note.textContent = sampled ? 'Computed on sampled data: spikes between sampled points are missed.' : '';
+    this.fitEvents();
+  }
+
+  /** In each collapsed row, hides the event chips that do not fit whole (and those after them)
+   *  and counts them in "+N more"; only a first chip wider than the cell is shown cut, with an
+   *  ellipsis. Runs after each render and on resize (layout is read: the table must be shown). */
+  fitEvents() {
+    for (const cell of this.body.querySelectorAll('.events:not(.expanded)')) {
+      const chips = cell.querySelector('.chips');
+      const more = cell.querySelector('button.more');
+      if (!chips || !more) continue;
+      const buttons = [...chips.children];
+      for (const b of buttons) b.hidden = false;
+      const edge = chips.getBoundingClientRect().right + 0.5;
+      let shown = 0;
+      buttons.forEach((b, i) => {
+        b.classList.remove('squeezed');
+        if (shown === i && b.getBoundingClientRect().right <= edge) shown += 1;
+        else b.hidden = true;
+      });
+      if (!shown && buttons.length) { // not even the first fits whole: it is shown cut, with an ellipsis
+        buttons[0].hidden = false;
+        buttons[0].classList.add('squeezed');
+        shown = 1;
+      }
+      const hidden = Number(more.dataset.total) - shown;
+      more.hidden = hidden === 0;
+      more.textContent = `+${hidden} more`;
+    }
   }
 
   eventButtons(run, events) {
@@ -227,12 +257,14 @@ export class HealthTable {
       onclick: () => this.onEvent(run, e)}));
     // "+N more" comes first, outside the clipped chips, so it is always visible and the row never
     // grows wider than the table (which would scroll the Run column out of view).
-    const more = ordered.length > SHOWN_EVENTS ? el('button', {type: 'button', class: 'more',
-      text: all ? 'fewer' : `+${ordered.length - SHOWN_EVENTS} more`, onclick: () => {
+    // (fitEvents then hides the chips that do not fit whole, and counts them here)
+    const more = el('button', {type: 'button', class: 'more', dataset: {total: String(ordered.length)},
+      text: all ? 'fewer' : `+${ordered.length - shown.length} more`, onclick: () => {
         if (all) this.expanded.delete(run);
         else this.expanded.add(run);
         this.render();
-      }}) : null;
+      }});
+    more.hidden = !all && ordered.length === shown.length;
     return [more, el('div', {class: 'chips'}, buttons)];
   }
 }

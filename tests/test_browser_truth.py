@@ -357,10 +357,24 @@ def test_tooltip_keeps_clear_of_the_hovered_points(tab):
     tab.page.mouse.move(0, 0)
 
 
+CHIPS_JS = """() => [...document.querySelectorAll('.health-table .events:not(.expanded)')].map((cell) => {
+  const edge = cell.querySelector('.chips').getBoundingClientRect().right + 0.5;
+  const shown = [...cell.querySelectorAll('.chips button.event')].filter((b) => !b.hidden);
+  const more = cell.querySelector('button.more');
+  return {total: Number(more.dataset.total), more: more.hidden ? 0 : Number(more.textContent.match(/[0-9]+/)[0]),
+    shown: shown.length, inside: shown.every((b) => b.getBoundingClientRect().right <= edge),
+    whole: shown.every((b) => b.classList.contains('squeezed') || b.scrollWidth <= b.clientWidth)};
+})"""
+
+
 def test_health_table_fits_at_1024_and_more_keeps_the_run_column(browser, server):
     page = Page(browser, server, 1024, 768)
     try:
         page.show("^c_diverged$")
+        # collapsed: whole chips only, inside the cell; "+N more" counts every chip not shown
+        cells = page.eval(CHIPS_JS)
+        assert cells and all(c["shown"] + c["more"] == c["total"] and c["inside"] and c["whole"] for c in cells), cells
+        assert any(c["more"] for c in cells), cells
         more = page.frame.locator(".health-table button.more")
         more.click()
         fits = page.eval("""() => { const s = document.querySelector('.health-scroll');
