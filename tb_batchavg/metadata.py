@@ -179,8 +179,9 @@ def running_mean(tag: str, steps: npt.ArrayLike, values: npt.ArrayLike) -> dict[
 
 def _moving_max(np, d, m):
     """max(d[j..j+m-1]) for j = 0..len(d)-m, from maxima over doubling spans and two overlapping
-    ones (exact): 10x faster than reducing a sliding_window_view (90 ms at 1M points, paid by a
-    run's first averages request)."""
+    ones (exact). Kept for this short window (m = 10), paid by a run's first averages request: at
+    1M points it takes 4.5 ms where stats.extremes.window_extremes (both extremes, any window)
+    takes 43 ms and reducing a sliding_window_view 40-90 ms; all three give equal arrays."""
     span, out = 1, d
     while 2 * span <= m:
         out = np.maximum(out[:-span], out[span:])

@@ -130,12 +130,13 @@ def _decode_group(buf, data, starts, stored, group, length, scalar_tags, out):
                 pending[head] = False
                 left.append(batch[head : head + 1])
                 continue
-            every = len(candidates) == len(batch)
-            match = _matches(words if every else words[candidates], words[head], layout.mask(width))
+            # (no copy of the rows where every row of the batch is a candidate, or a hit)
+            match = _matches(
+                words if len(candidates) == len(batch) else words[candidates], words[head], layout.mask(width)
+            )
             hits = candidates[match]
             pending[hits] = False
-            every = every and bool(match.all())
-            matched = rows if every else rows[hits]
+            matched = rows if len(hits) == len(batch) else rows[hits]
             crc = records.variant_crc32c(template, matched, np.flatnonzero(layout.variable))
             sound = records.mask(crc) == stored[batch[hits]]
             if sound.all():

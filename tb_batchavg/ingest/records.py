@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 HEADER_BYTES = 12
 FOOTER_BYTES = 4
+_LENGTH = struct.Struct("<Q")  # a header's length field
 _MASK_DELTA = 0xA282EAD8
 _POLY = 0x82F63B78
 _ROW = 64  # bytes per row of the bulk CRC pass
@@ -210,7 +211,7 @@ def scan(data: bytes, check_data: bool = True) -> Scan:
     fields = lengths.astype(np.uint64)  # the length fields framing read
     if pos + HEADER_BYTES <= size:  # a header whose body is not all here: check its CRC only
         heads = np.append(heads, pos)
-        fields = np.append(fields, np.uint64(struct.unpack_from("<Q", data, pos)[0]))
+        fields = np.append(fields, np.uint64(_LENGTH.unpack_from(data, pos)[0]))
     buf = np.frombuffer(data, dtype=np.uint8)
     corrupt_at = None
     if len(heads):
@@ -292,7 +293,6 @@ def _byte_tables(length, positions):
     return tables
 
 
-_LENGTH = struct.Struct("<Q")
 _MAX_PERIOD = 8  # longest repeating pattern of record lengths that framing jumps over
 _MIN_RUN = 4  # records read one by one before trying to jump
 _MAX_WAIT = 512  # records read one by one between jump attempts that keep falling short
