@@ -278,12 +278,17 @@ def test_endpoint_down_keeps_serving_what_was_read(kind, monkeypatch):
     quick("averages?run=no-such-run&tag=train/loss", expect=404)
 
 
-def reads(monkeypatch):
-    """Records the (offset) of every read the reader makes."""
+def reads(monkeypatch, target):
+    """Records the offset of every read of `target` (readers of earlier tests' apps may still be
+    reading their own logdirs in the background)."""
     offsets, read_at = [], reader._read_at
-    monkeypatch.setattr(
-        reader, "_read_at", lambda path, offset, size: offsets.append(offset) or read_at(path, offset, size)
-    )
+
+    def recording(path, offset, into):
+        if path == target:
+            offsets.append(offset)
+        return read_at(path, offset, into)
+
+    monkeypatch.setattr(reader, "_read_at", recording)
     return offsets
 
 
@@ -320,8 +325,9 @@ def test_appended_object_reads_the_new_part(store, monkeypatch):
     logs = reader.LogdirReader(store.root(bucket))
     logs.reload()
     assert_columns(logs, data[:cut])
-    held = logs.get("run").files[store.root(bucket) + "/run/" + FILE].offset
-    offsets = reads(monkeypatch)
+    target = store.root(bucket) + "/run/" + FILE
+    held = logs.get("run").files[target].offset
+    offsets = reads(monkeypatch, target)
     store.put(bucket, "logs/run/" + FILE, data)
     logs.reload()
     assert offsets and min(offsets) >= held - reader._FINGERPRINT, (held, offsets)

@@ -34,5 +34,7 @@ def test_growing_file_is_tailed_from_its_offset(stub, tmp_path):
 def test_read_at_reads_from_the_offset(stub, tmp_path):
     path = tmp_path / "events.out.tfevents.1"
     path.write_bytes(bytes(range(256)) * 10)
-    assert reader._read_at(str(path), 300, 5) == bytes([44, 45, 46, 47, 48])
-    assert reader._read_at(str(path), 2560, 5) == b""
+    into = bytearray(5)
+    assert reader._read_at(str(path), 300, memoryview(into)) == 5 and into == bytes([44, 45, 46, 47, 48])
+    assert reader._read_at(str(path), 2558, memoryview(into)) == 2 and into[:2] == bytes([254, 255])
+    assert reader._read_at(str(path), 2560, memoryview(into)) == 0

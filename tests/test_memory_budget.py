@@ -86,3 +86,61 @@ def test_results_are_evicted_before_columns(tmp_path):
     for window in range(10, 60):
         get_json(client, "averages?run=a&tag=train/loss&method=sma&band=std&window=%d" % window)
     assert get_json(client, "runs")["runs"][0]["evicted"] is False
+
+
+def test_a_run_beyond_the_budget_is_counted_as_it_is_read_never_held(tmp_path, monkeypatch):
+    """Background listing within a budget smaller than a run: the run is listed with the counts
+    a full read gives, its columns are never built (traced memory stays far below them), and a
+    request then reads it whole."""
+    import tracemalloc
+
+    from tb_batchavg.ingest import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_READ_CHUNK", 64 << 10)
+    write_scalars(str(tmp_path / "big"), training_like(3 * STEPS))
+    whole = LogdirReader(str(tmp_path))
+    whole.reload()
+    columns = whole.nbytes()
+    assert columns == 9 * STEPS * 24
+
+    listed = LogdirReader(str(tmp_path))
+    budget = columns // 4
+    tracemalloc.start()
+    try:
+        listed.cycle(budget=budget)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    run = listed.get("big")
+    assert run.evicted == whole.counts("big") and run.state == "ready"
+    assert listed.nbytes() == 0 and run.columns == {}
+    # Columns up to the budget, then a read chunk's working memory (a full read: all 4.3 MB).
+    assert peak < budget + 8 * (64 << 10), "reading held %d bytes, the budget is %d" % (peak, budget)
+    assert run.health() == whole.get("big").health()
+
+    assert listed.open("big") is not None  # asked for: read whole
+    for tag in whole.tags("big"):
+        np.testing.assert_array_equal(listed.series("big", tag).value, whole.series("big", tag).value)
+
+
+def test_counting_from_the_middle_of_a_run_gives_a_fresh_readers_counts(tmp_path):
+    """A run of two files, the second restarting from a checkpoint and adding a tag: whatever
+    room the read had (none, the first file's, all), the counts are a full read's."""
+    run = str(tmp_path / "run")
+    first = write_scalars(run, training_like(3000))
+    os.rename(first, os.path.join(run, "events.out.tfevents.1.a"))  # names fix the order files fold in
+    later = {**training_like(2000, seed=1), "eval/loss": np.ones(2000, np.float32)}
+    second = write_scalars(run, later, steps=np.arange(2000, 4000))
+    os.rename(second, os.path.join(run, "events.out.tfevents.2.b"))
+    whole = LogdirReader(str(tmp_path))
+    whole.reload()
+    expect = whole.counts("run")
+    assert expect == {"eval/loss": 2000, **{t: 4000 for t in training_like(1)}}
+    first_file = 3 * 3000 * 24
+    for room in (0, first_file - 1, first_file + 100, 10 * whole.nbytes()):
+        r = LogdirReader(str(tmp_path))
+        r.discover()
+        r.get("run").load(room=room)
+        held = room >= whole.nbytes()
+        assert r.counts("run") == expect, room
+        assert (r.get("run").evicted is None) == held and r.nbytes() == (whole.nbytes() if held else 0)

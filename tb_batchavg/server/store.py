@@ -108,7 +108,7 @@ class Store:
 
     def start(self, reload_seconds: float) -> None:
         """Starts the reader's background loading, kept within the budget."""
-        self.reader.start(reload_seconds, fit=lambda held: self.fit(held=held))
+        self.reader.start(reload_seconds, fit=lambda held: self.fit(held=held), budget=self.budget)
 
     def source(self, request: Request, wait: float | None = None) -> Source:
         """The logdir reader (after a first discovery, waited for up to `wait` seconds), or the

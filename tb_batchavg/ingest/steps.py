@@ -1,0 +1,71 @@
+"""The step rule of a tag's records, and counting by it without holding the columns.
+
+Steps are strictly increasing: a record at step s discards the records held at steps >= s, then
+is appended (a restart from a checkpoint, as TensorBoard's Rust loader does; the latest record of
+a step wins). Applied to a batch of records in file order, a record survives if its step is below
+every later step of the batch, and the held records at or after the batch's smallest step go.
+The rule is associative: folding files one by one, or chunk by chunk, gives the same columns.
+
+`StepCounts` applies the same rule to steps alone, kept as arithmetic runs (first, stride,
+count): a writer's steps are a few such runs (every step, every k-th step), so counting the
+points of a run bigger than the memory budget holds almost nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tb_batchavg.ingest.source import Series
+
+
+def survivors(step: np.ndarray) -> tuple[np.ndarray, int]:
+    """(which records of a non-empty batch survive later ones, the smallest step of the batch:
+    held steps at or above it are discarded)."""
+    later_min = np.minimum.accumulate(step[::-1])[::-1]
+    return np.append(step[:-1] < later_min[1:], True), int(later_min[0])
+
+
+def merge_steps(held: Series, new: Series) -> Series:
+    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps)."""
+    if not len(new.step):
+        return held
+    keep, smallest = survivors(new.step)
+    if not len(held.step) and keep.all():
+        return new
+    cut = int(np.searchsorted(held.step, smallest, side="left"))
+    return Series(*(np.concatenate((h[:cut], n[keep])) for h, n in zip(held, new)))
+
+
+class StepCounts:
+    """Per tag, the steps the rule keeps, as arithmetic runs: `add` records in file order, then
+    `counts()`. Equal to len(merge_steps(...).step) over the same records (tested)."""
+
+    def __init__(self) -> None:
+        self._runs = {}  # tag -> (first, stride, count) int64 arrays, in increasing step order
+
+    def add(self, tag: str, step: np.ndarray) -> None:
+        if not len(step):
+            return
+        keep, smallest = survivors(step)
+        first, stride, count = self._runs.get(tag, (np.zeros(0, np.int64),) * 3)
+        # Held steps below `smallest`: every step of a run up to it, none of a run after it.
+        below = np.where(first < smallest, -(-(smallest - first) // np.maximum(stride, 1)), 0)
+        count = np.minimum(count, below)
+        held = count > 0
+        added = _arithmetic_runs(np.asarray(step, np.int64)[keep])
+        self._runs[tag] = tuple(np.concatenate((old[held], new)) for old, new in zip((first, stride, count), added))
+
+    def counts(self) -> dict[str, int]:
+        """{tag: points} of the tags with points."""
+        totals = {tag: int(runs[2].sum()) for tag, runs in sorted(self._runs.items())}
+        return {tag: n for tag, n in totals.items() if n}
+
+
+def _arithmetic_runs(steps):
+    """(first, stride, count) of the maximal runs of equal differences of increasing `steps`:
+    run k holds steps[a_k : a_k+1], where a_k are the indices at which the difference changes."""
+    if len(steps) < 2:
+        return steps[:1], np.ones(len(steps), np.int64), np.ones(len(steps), np.int64)
+    gaps = np.diff(steps)
+    at = np.flatnonzero(np.append(True, gaps[1:] != gaps[:-1]))
+    return steps[at], gaps[at], np.diff(np.append(at, len(steps)))

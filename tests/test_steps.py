@@ -1,0 +1,66 @@
+"""The step rule (steps.merge_steps) and counting by it without the columns (steps.StepCounts)."""
+
+import numpy as np
+
+from tb_batchavg.ingest import steps
+from tb_batchavg.ingest.source import Series
+
+
+def reservoir(batches):
+    """The rule transcribed record by record: a record at step s drops held steps >= s."""
+    held = []
+    for batch in batches:
+        for s in batch.tolist():
+            held = [h for h in held if h < s] + [s]
+    return held
+
+
+def random_batches(rng):
+    """Batches as writers make them: runs of every step or every k-th step, with restarts."""
+    batches, step = [], 0
+    for _ in range(rng.integers(1, 6)):
+        parts = []
+        for _ in range(rng.integers(1, 4)):
+            if rng.random() < 0.3:
+                step = max(0, step - int(rng.integers(0, 50)))  # a restart from a checkpoint
+            stride = int(rng.choice([1, 1, 3, 10]))
+            n = int(rng.integers(0, 40))
+            parts.append(step + stride * np.arange(n))
+            step += stride * n
+        if rng.random() < 0.2:
+            parts.append(rng.integers(0, step + 1, rng.integers(0, 5)))  # steps out of any order
+        batches.append(np.concatenate(parts).astype(np.int64))
+    return batches
+
+
+def test_step_counts_equal_the_merged_columns_and_the_reservoir():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        batches = random_batches(rng)
+        counts = steps.StepCounts()
+        held = Series(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        for batch in batches:
+            counts.add("t", batch)
+            held = steps.merge_steps(held, Series(batch, batch * 0.0, batch * 1.0))
+        expect = reservoir(batches)
+        assert held.step.tolist() == expect
+        assert counts.counts() == ({"t": len(expect)} if expect else {})
+
+
+def test_step_counts_hold_a_few_runs_for_regular_steps():
+    counts = steps.StepCounts()
+    for first in range(0, 1_000_000, 100_000):
+        counts.add("every", np.arange(first, first + 100_000))
+        counts.add("tenth", np.arange(first, first + 100_000, 10))
+    counts.add("every", np.arange(500_000, 600_000))  # a restart: 600,000 steps from here on
+    assert counts.counts() == {"every": 600_000, "tenth": 100_000}
+    assert sum(len(first) for first, _, _ in counts._runs.values()) <= 25
+
+
+def test_arithmetic_runs_rebuild_the_steps():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        s = np.unique(rng.integers(0, 200, rng.integers(0, 30)))
+        first, stride, count = steps._arithmetic_runs(s)
+        rebuilt = np.concatenate([f + d * np.arange(c) for f, d, c in zip(first, stride, count)] or [[]])
+        assert rebuilt.tolist() == s.tolist()
