@@ -62,9 +62,9 @@ def _start_reading(flags):
     plugins takes about 1.6 s more before this one is built. None if that fails: the plugin then
     starts reading when it is built (and reports what is wrong)."""
     try:
-        from tb_batchavg.server.plugin import start_store
+        from tb_batchavg.server import store
 
-        return start_store(flags)
+        return store.start(flags)
     except Exception:  # never let the plugin's reading stop TensorBoard from starting
         logging.getLogger(__name__).exception("batchavg: reading could not start early")
         return None

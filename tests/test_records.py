@@ -195,3 +195,20 @@ def test_distinct_values_are_numpy_unique_with_inverse(values):
     np.testing.assert_array_equal(distinct, want)
     np.testing.assert_array_equal(which, inverse.ravel())
     assert distinct.dtype == values.dtype
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8, 33, 64])
+def test_variant_crc32c_matches_the_reference(length):
+    """Rows equal to a template outside some positions (any: even, odd, the last byte), wider than
+    the template with other bytes past it, or exactly as wide: the reference CRC of each row."""
+    rng = np.random.default_rng(length)
+    template = np.frombuffer(rng.bytes(length), dtype=np.uint8)
+    for width in sorted({length, length + 1, -(-length // 8) * 8 + 8}):
+        positions = np.unique(rng.integers(0, length, rng.integers(0, length + 1)))
+        rows = np.frombuffer(rng.bytes(50 * width), dtype=np.uint8).reshape(50, width).copy()
+        fixed = np.setdiff1d(np.arange(length), positions)
+        rows[:, fixed] = template[fixed]
+        rows[:5, positions] = template[positions]  # some rows equal the template
+        got = records.variant_crc32c(template, rows, positions)
+        want = [tb_crc.crc32c(row[:length].tobytes()) for row in rows]
+        assert got.tolist() == want, (length, width)

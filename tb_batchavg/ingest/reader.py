@@ -64,7 +64,9 @@ _READ_CHUNK = 8 << 20
 _MIN_BUFFER = 64 << 10  # the read buffer of a file with fewer bytes to read
 # Bytes before a file's old end read again on growth, to tell an append from a replacement.
 _FINGERPRINT = 64
-# Parsing at least this many bytes leaves temporaries worth handing back to the OS.
+# Parsing at least this many bytes leaves temporaries worth handing back to the OS: done by the
+# next background cycle, not at once (the first requests after a load would pay the page faults
+# of the memory handed back: 50 ms of a 1M-step run's first averages).
 _TRIM_BYTES = 1 << 20
 _EMPTY = Series(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
 
@@ -188,7 +190,6 @@ class Run:
         errors = []
         self._reading = 0  # bytes of the columns read by this read
         changed = False
-        parsed = self.bytes_parsed
         try:
             names = sorted(n for n in _listdir(self.directory) if _is_event_file(n))
         except Exception as e:  # any storage error: the data already read stays
@@ -226,8 +227,6 @@ class Run:
         self.loaded = True
         self.evicted = None  # after the columns: a lock-free reader never sees neither
         self._health = self._summarise(errors)
-        if self.bytes_parsed - parsed > _TRIM_BYTES:
-            _release_freed_memory()  # the parsing temporaries are gone by now
         return changed or was_evicted
 
     def _fold(self):
@@ -435,11 +434,14 @@ def _release_freed_memory():
 
 
 def _load_libc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    """glibc by its usual name first: find_library runs `ldconfig -p` (8 ms at start-up)."""
+    for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):
+        try:
+            libc = ctypes.CDLL(find() or "libc.so.6")
+        except OSError:
+            continue
         return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
+    return None
 
 
 _LIBC = _load_libc()
@@ -525,6 +527,7 @@ class LogdirReader:
         self._discovered_at = None
         self.errors = []  # of the last discovery: roots that could not be listed
         self.readable = False  # whether some root could be listed, as of the last discovery
+        self._parsed_at_trim = 0  # bytes parsed by all runs when memory was last handed back
         self._thread = None
 
     # Background loading ------------------------------------------------------------------
@@ -548,6 +551,7 @@ class LogdirReader:
         leaves beside the columns held, else counted and listed (see Run.load). After each run
         read, `fit(held)` is told the bytes the columns hold (it may evict some: it returns True
         when it did)."""
+        self._trim()
         self.discover()
         held = self.nbytes()  # kept up to date here: summing over 10,000 runs per run is slow
         for run in self.run_objects():
@@ -603,6 +607,15 @@ class LogdirReader:
         self.discover()
         for run in self.run_objects():
             run.reload()
+        self._trim()
+
+    def _trim(self):
+        """Hands the parsing temporaries back to the OS if enough bytes were parsed since the last
+        time (_TRIM_BYTES)."""
+        parsed = sum(r.bytes_parsed for r in self.run_objects())
+        if parsed - self._parsed_at_trim > _TRIM_BYTES:
+            _release_freed_memory()
+            self._parsed_at_trim = parsed
 
     def open(self, name: str) -> int | None:
         """The data version of run `name`, read and marked as used (None if there is no such run).

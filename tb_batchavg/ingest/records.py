@@ -265,30 +265,45 @@ def check(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarra
 
 
 def variant_crc32c(template: np.ndarray, rows: np.ndarray, positions: npt.ArrayLike) -> np.ndarray:
-    """crc32c of each row of `rows` (2-D uint8), which equals `template` outside `positions`.
+    """crc32c of each row of `rows` (2-D uint8, at least len(template) wide: bytes past it are
+    ignored), which equals `template` outside `positions`.
 
     A CRC register is affine in the bytes: crc(row) = crc(template) ^ g(row ^ template), with g
     the register of a zero-initialised CRC, linear, and the XOR of each byte's own part. So each
-    row costs one table lookup per differing position (each table: a byte at that position
-    followed by the zero bytes after it), not one per byte.
+    row costs one table lookup per aligned pair of bytes holding a differing position (each table:
+    the pair's 65,536 values followed by the zero bytes after it), not one per byte: half the
+    lookups of byte tables, 0.14 -> 0.08 s of a 1M-step file.
     """
-    positions = np.asarray(positions, dtype=np.int64)
-    tables = _byte_tables(len(template), tuple(positions.tolist()))
+    length = len(template)
+    pairs = np.unique(np.asarray(positions, dtype=np.int64) // 2)
+    if not len(pairs):
+        return np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
+    width = max(rows.shape[1], 2 * int(pairs[-1]) + 2)
+    if width != rows.shape[1] or width % 2 or not rows.flags.c_contiguous:
+        rows = np.pad(rows, ((0, 0), (0, width + width % 2 - rows.shape[1])))
+    padded = np.zeros(rows.shape[1], dtype=np.uint8)
+    padded[:length] = template
+    words, base = rows.view("<u2"), padded.view("<u2")
     register = np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
-    for table, at in zip(tables, positions.tolist()):
-        differ = rows[:, at] ^ template[at]
-        if differ.any():  # a byte no row changes (a wall time's high bytes) adds nothing
+    for table, pair in zip(_pair_tables(length, tuple(pairs.tolist())), pairs.tolist()):
+        differ = words[:, pair] ^ base[pair]
+        if differ.any():  # bytes no row changes (a wall time's high bytes) add nothing
             np.bitwise_xor(register, np.take(table, differ), out=register)  # take: 20% faster than []
     return register
 
 
-@functools.lru_cache(maxsize=256)
-def _byte_tables(length, positions):
-    """Per position: the register of a zero-initialised CRC fed each byte value there followed by
-    the zero bytes to `length`. Cached: a writer's records share a few layouts, and building them
-    took 30 ms of a 1M-step file's 0.6 s."""
-    positions = np.asarray(positions, dtype=np.int64)
-    tables = _feed_zeros(np.tile(_T8, len(positions)), np.repeat(length - 1 - positions, 256)).reshape(-1, 256)
+@functools.lru_cache(maxsize=32)
+def _pair_tables(length, pairs):
+    """Per pair of bytes (2p, 2p + 1) of a `length`-byte record: the register of a zero-initialised
+    CRC fed each 16-bit value there (low byte first) followed by zero bytes to `length`; a byte
+    past the record adds nothing. Cached (256 KB a pair): a writer's records share a few
+    layouts, and building them took 30 ms of a 1M-step file's 0.6 s."""
+    first = 2 * np.asarray(pairs, dtype=np.int64)
+    positions = np.concatenate((first, first + 1))
+    tables = _feed_zeros(np.tile(_T8, len(positions)), np.repeat(np.maximum(length - 1 - positions, 0), 256))
+    tables = tables.reshape(2, len(pairs), 256)
+    low, high = tables[0], np.where((first + 1 < length)[:, None], tables[1], np.uint32(0))
+    tables = (high[:, :, None] ^ low[:, None, :]).reshape(len(pairs), 65536)
     tables.flags.writeable = False
     return tables
 

@@ -23,13 +23,11 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_batchavg import metadata
-from tb_batchavg.ingest.reader import LogdirReader
 from tb_batchavg.server import averages, correlation, diagnostics, encoding, export, group, params, run_order, runs
+from tb_batchavg.server import store as store_module
 from tb_batchavg.server.store import Store
 
 if TYPE_CHECKING:
-    import argparse
-
     from _typeshed.wsgi import WSGIApplication
 
 logger = logging.getLogger(__name__)
@@ -47,17 +45,6 @@ METHODS = ("GET", "HEAD")
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-def start_store(flags: argparse.Namespace, logdir: str | None = None) -> Store:
-    """A Store over the logdir of `flags` (or `logdir`), its background reading started."""
-    logdir = getattr(flags, "logdir", None) or logdir or ""
-    cache_mb = getattr(flags, "batchavg_cache_mb", None)
-    budget = (metadata.DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 2**20
-    store = Store(LogdirReader(logdir, getattr(flags, "logdir_spec", None) or ""), None, budget)
-    reload_seconds = getattr(flags, "batchavg_reload_seconds", None)
-    store.start(metadata.DEFAULT_RELOAD_SECONDS if reload_seconds is None else reload_seconds)
-    return store
-
-
 class BatchAvgPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
@@ -65,7 +52,7 @@ class BatchAvgPlugin(base_plugin.TBPlugin):
         """`store`: one already reading the logdir (started by the loader as TensorBoard read its
         flags); else reading starts now, while TensorBoard starts, not at the first request."""
         if store is None:
-            store = start_store(context.flags, context.logdir)
+            store = store_module.start(context.flags, context.logdir)
         store.provider = context.data_provider
         self._store = store
 
