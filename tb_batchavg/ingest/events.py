@@ -116,20 +116,22 @@ def _decode_group(buf, data, starts, stored, group, length, scalar_tags, out):
     group = group[fits]
     for first in range(0, len(group), _ROWS_PER_BATCH):
         batch = group[first : first + _ROWS_PER_BATCH]
-        words = words_view[starts[batch]]
-        rows = words.view(np.uint8)
+        words = rows = None  # gathered once a record has a template: not for images, histograms
         pending = np.ones(len(batch), dtype=bool)
         for _ in range(_TEMPLATES_PER_LENGTH):
             candidates = np.flatnonzero(pending)
             if not len(candidates):
                 break
             head = int(candidates[0])
-            template = rows[head, :length]
             layout = _layout(data[starts[batch[head]] : starts[batch[head]] + length], scalar_tags)
             if layout is None:
                 pending[head] = False
                 left.append(batch[head : head + 1])
                 continue
+            if words is None:
+                words = words_view[starts[batch]]
+                rows = words.view(np.uint8)
+            template = rows[head, :length]
             # (no copy of the rows where every row of the batch is a candidate, or a hit)
             match = _matches(
                 words if len(candidates) == len(batch) else words[candidates], words[head], layout.mask(width)
