@@ -344,9 +344,10 @@ def _decode_slowly(data, buf, starts, lengths, indices, tags, out, skipped):
     others = tags.others - tags.scalars  # as known before these records
 
     def used(value):
-        if value.HasField("simple_value"):
+        kind = value.WhichOneof("value")  # (one call: images, histograms and audio are most)
+        if kind == "simple_value":
             return True
-        return value.HasField("tensor") and (
+        return kind == "tensor" and (
             value.tag not in others or value.metadata.plugin_data.plugin_name == SCALARS_PLUGIN
         )
 

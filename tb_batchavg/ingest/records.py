@@ -326,34 +326,42 @@ def _frame(data):
     size = len(data)
     unpack = _LENGTH.unpack_from
     framing = HEADER_BYTES + FOOTER_BYTES
+    last_head = size - HEADER_BYTES
     heads_parts, lengths_parts = [], []
-    heads, lengths = [], []
+    lengths, begin = [], 0  # the lengths walked one by one since `begin` (heads follow from them)
+    add = lengths.append  # (the walk's cost is per record: a bound method, a countdown)
     pos = 0
-    since_jump, wait = 0, 2 * _MIN_RUN
-    while pos + HEADER_BYTES <= size:
+    wait = countdown = 2 * _MIN_RUN
+    while pos <= last_head:
         (length,) = unpack(data, pos)
         end = pos + framing + length
         if end > size:
             break
-        heads.append(pos)
-        lengths.append(length)
+        add(length)
         pos = end
-        since_jump += 1
-        if since_jump >= wait:
-            since_jump = 0
+        countdown -= 1
+        if not countdown:
             jump = _periodic_jump(data, pos, lengths)
             long_jump = jump is not None and len(jump[1]) >= _FIRST_PROBE * _MAX_PERIOD
-            wait = 2 * _MIN_RUN if long_jump else min(2 * wait, _MAX_WAIT)
+            wait = countdown = 2 * _MIN_RUN if long_jump else min(2 * wait, _MAX_WAIT)
             if jump is not None:
-                heads_parts.append(np.asarray(heads, dtype=np.int64))
-                lengths_parts.append(np.asarray(lengths, dtype=np.int64))
+                _walked(begin, lengths, heads_parts, lengths_parts)
                 jump_heads, jump_lengths, pos = jump
                 heads_parts.append(jump_heads)
                 lengths_parts.append(jump_lengths)
-                heads, lengths = [], []
-    heads_parts.append(np.asarray(heads, dtype=np.int64))
-    lengths_parts.append(np.asarray(lengths, dtype=np.int64))
+                lengths, begin = [], pos
+                add = lengths.append
+    _walked(begin, lengths, heads_parts, lengths_parts)
     return np.concatenate(heads_parts), np.concatenate(lengths_parts), pos
+
+
+def _walked(begin, lengths, heads_parts, lengths_parts):
+    """Appends the heads and lengths of records walked one by one from `begin`."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    heads_parts.append(
+        begin + np.cumsum(lengths + (HEADER_BYTES + FOOTER_BYTES)) - (lengths + HEADER_BYTES + FOOTER_BYTES)
+    )
+    lengths_parts.append(lengths)
 
 
 _FIRST_PROBE = 16  # periods checked at first; each further probe checks twice as many
