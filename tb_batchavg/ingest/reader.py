@@ -168,7 +168,7 @@ class Run:
 
         With `room` (bytes), a run whose columns would need more is counted instead of held, as
         it is read: it ends evicted, listed with its tags and counts, and is read whole when
-        asked for. Its columns never exceed `room` (the memory budget holds while listing)."""
+        asked for. Its columns grow past `room` by one read's at most, then are dropped."""
         if self.loaded and self.evicted is None:
             return False
         with self.lock:
