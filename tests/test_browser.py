@@ -666,16 +666,23 @@ def add_run(tab, logdir, name, columns):
     """Writes a run into the served logdir and refreshes the tab until it lists it."""
     (logdir / name).mkdir()
     helpers.write_scalars(str(logdir / name), columns)
-    tab.act(lambda: tab.frame.get_by_role("button", name="Refresh").click())
     # Listed, read (runs load in the background: "state"), and no poll of the run list pending (a run
-    # becoming ready is fetched then, which would overtake the test's own requests).
-    tab.frame.wait_for_function(
-        """(name) => window.batchavg.runs.some((r) => r.run === name &&
+    # becoming ready is fetched then, which would overtake the test's own requests). The server finds
+    # new run directories at its next background pass: a Refresh before that lists the runs it had,
+    # so Refresh is clicked again, as a user would, until the run is there.
+    listed = """(name) => window.batchavg.runs.some((r) => r.run === name &&
       (!r.state || r.state === 'ready')) && window.batchavg.pollTimer === null &&
-      document.getElementById('batchavg').dataset.state === 'ready'""",
-        arg=name,
-        timeout=30000,
-    )
+      document.getElementById('batchavg').dataset.state === 'ready'"""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # here: collection needs none
+
+    for attempt in range(6):
+        tab.act(lambda: tab.frame.get_by_role("button", name="Refresh").click())
+        try:
+            tab.frame.wait_for_function(listed, arg=name, timeout=5000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 5:
+                raise
 
 
 def set_number(tab, control, value):
