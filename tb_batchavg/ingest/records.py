@@ -272,23 +272,29 @@ def variant_crc32c(template: np.ndarray, rows: np.ndarray, positions: npt.ArrayL
     the register of a zero-initialised CRC, linear, and the XOR of each byte's own part. So each
     row costs one table lookup per aligned pair of bytes holding a differing position (each table:
     the pair's 65,536 values followed by the zero bytes after it), not one per byte: half the
-    lookups of byte tables, 0.14 -> 0.08 s of a 1M-step file.
+    lookups of byte tables. The pairs are cut from the XOR of each 64-bit word of the rows that
+    holds one (one pass over the rows per word, not per pair).
     """
     length = len(template)
     pairs = np.unique(np.asarray(positions, dtype=np.int64) // 2)
     if not len(pairs):
         return np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
-    width = max(rows.shape[1], 2 * int(pairs[-1]) + 2)
-    if width != rows.shape[1] or width % 2 or not rows.flags.c_contiguous:
-        rows = np.pad(rows, ((0, 0), (0, width + width % 2 - rows.shape[1])))
-    padded = np.zeros(rows.shape[1], dtype=np.uint8)
+    width = -(-max(rows.shape[1], 2 * int(pairs[-1]) + 2) // 8) * 8
+    if width != rows.shape[1] or not rows.flags.c_contiguous:
+        rows = np.pad(rows, ((0, 0), (0, width - rows.shape[1])))
+    padded = np.zeros(width, dtype=np.uint8)
     padded[:length] = template
-    words, base = rows.view("<u2"), padded.view("<u2")
+    words, base = rows.view("<u8"), padded.view("<u8")
     register = np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
-    for table, pair in zip(_pair_tables(length, tuple(pairs.tolist())), pairs.tolist()):
-        differ = words[:, pair] ^ base[pair]
-        if differ.any():  # bytes no row changes (a wall time's high bytes) add nothing
-            np.bitwise_xor(register, np.take(table, differ), out=register)  # take: 20% faster than []
+    tables = _pair_tables(length, tuple(pairs.tolist()))
+    for word in np.unique(pairs // 4).tolist():
+        differ = words[:, word] ^ base[word]
+        if not differ.any():  # bytes no row changes (a wall time's high bytes) add nothing
+            continue
+        for k in np.flatnonzero(pairs // 4 == word).tolist():
+            piece = (differ >> np.uint64(16 * (int(pairs[k]) % 4))) & np.uint64(0xFFFF)
+            if piece.any():
+                np.bitwise_xor(register, np.take(tables[k], piece), out=register)  # take: 20% faster than []
     return register
 
 
