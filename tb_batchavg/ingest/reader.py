@@ -251,7 +251,7 @@ class Run:
             "skipped_values": dict(sorted(skipped.items())),
         }
 
-    def _count_instead(self, path, new):
+    def _count_instead(self, path):
         """From now on, counts the points of this read instead of holding them: the columns of the
         files read before `path` (in name order, as they fold) and of `path` are counted first."""
         self._counting = StepCounts()
@@ -303,7 +303,7 @@ class Run:
                     parts.append(array)
                     self._reading += array.nbytes
             if self._counting is None and self._room is not None and self._reading > self._room:
-                self._count_instead(path, new)
+                self._count_instead(path)
             if self._counting is not None:
                 for tag, (steps, _, _) in new.items():
                     for part in steps:

@@ -287,11 +287,12 @@ def variant_crc32c(template: np.ndarray, rows: np.ndarray, positions: npt.ArrayL
     words, base = rows.view("<u8"), padded.view("<u8")
     register = np.full(len(rows), _crc32c_loop(template.tobytes()), dtype=np.uint32)
     tables = _pair_tables(length, tuple(pairs.tolist()))
-    for word in np.unique(pairs // 4).tolist():
+    word_of = pairs // 4  # the 64-bit word holding each pair
+    for word in np.unique(word_of).tolist():
         differ = words[:, word] ^ base[word]
         if not differ.any():  # bytes no row changes (a wall time's high bytes) add nothing
             continue
-        for k in np.flatnonzero(pairs // 4 == word).tolist():
+        for k in np.flatnonzero(word_of == word).tolist():
             piece = (differ >> np.uint64(16 * (int(pairs[k]) % 4))) & np.uint64(0xFFFF)
             if piece.any():
                 # (as int64: numpy 1 refuses uint64 indices; take: 20% faster than [])
@@ -365,9 +366,8 @@ def _frame(data):
 def _walked(begin, lengths, heads_parts, lengths_parts):
     """Appends the heads and lengths of records walked one by one from `begin`."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    heads_parts.append(
-        begin + np.cumsum(lengths + (HEADER_BYTES + FOOTER_BYTES)) - (lengths + HEADER_BYTES + FOOTER_BYTES)
-    )
+    sizes = lengths + (HEADER_BYTES + FOOTER_BYTES)
+    heads_parts.append(begin + np.cumsum(sizes) - sizes)
     lengths_parts.append(lengths)
 
 
