@@ -41,7 +41,7 @@ from tb_batchavg import metadata
 from tb_batchavg.ingest import reader
 from tb_batchavg.server.plugin import BatchAvgPlugin
 from tb_batchavg.stats import diagnostics
-from tests import helpers
+from tests import corpus, helpers
 
 PREFIX = "/data/plugin/batchavg/"
 RUN = "train"
@@ -733,6 +733,41 @@ def test_a_file_deleted_while_being_read(tmp_path, monkeypatch, moment):
     logs.reload()
     assert logs.get("run").health() == HEALTHY
     np.testing.assert_array_equal(logs.series("run", "loss").value, f32(first["loss"]))
+
+
+def test_a_read_failing_midway_through_a_file_loses_no_record(tmp_path, monkeypatch):
+    """A file larger than a read buffer (tensorboardX's own file) whose third read fails (a store
+    that goes down mid-load): the reload reports it, keeps every record of the buffers decoded
+    before, and the next reload resumes where they end, giving what a fresh reader gives."""
+    monkeypatch.setattr(reader, "_READ_CHUNK", 16 << 10)
+    corpus.write_tbx(str(tmp_path / "run"), 3000)
+    (path,) = [str(p) for p in (tmp_path / "run").iterdir()]
+    assert os.path.getsize(path) > 6 * reader._READ_CHUNK
+    real, calls = reader._read_at, []
+
+    def failing(name, *args):
+        calls.append(name)
+        if len(calls) == 3:
+            raise ConnectionError("endpoint went away")
+        return real(name, *args)
+
+    monkeypatch.setattr(reader, "_read_at", failing)
+    logs = reader.LogdirReader(str(tmp_path))
+    logs.reload()
+    (error,) = logs.get("run").health()["errors"]
+    assert "ConnectionError: endpoint went away" in error
+    held = logs.counts("run")
+    assert 0 < held[corpus.TAGS[0]] < 3000  # the buffers before the failure are served
+    logs.reload()
+    fresh = reader.LogdirReader(str(tmp_path))
+    fresh.reload()
+    assert logs.get("run").health() == HEALTHY
+    for tag in corpus.TAGS:
+        np.testing.assert_array_equal(logs.series("run", tag).step, np.arange(3000))
+        for field in ("wall_time", "value"):
+            np.testing.assert_array_equal(
+                getattr(logs.series("run", tag), field), getattr(fresh.series("run", tag), field)
+            )
 
 
 @pytest.mark.parametrize("replacement", ["shorter_rewrite", "longer_copy"])

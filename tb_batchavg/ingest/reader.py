@@ -278,68 +278,84 @@ class Run:
             state = self.files[path] = _File()
         start = max(0, state.offset - len(state.tail))
         reading = _Reading(path, start, size - start)
-        verify = len(state.tail)  # bytes read before, compared first: is it the same file?
+        if state.tail and not reading.starts_with(state.tail):  # not the file read before
+            changed |= bool(state.columns)
+            state = self.files[path] = _File()
+            reading = _Reading(path, 0, size)
         new = collections.defaultdict(lambda: ([], [], []))  # tag -> parts of step, wall_time, value
-        while True:
-            got = reading.more()
-            if not got:
-                break
-            self.bytes_parsed += got
-            data = reading.data()
-            if verify:
-                if bytes(data[:verify]) != state.tail:  # not the file read before
-                    changed |= bool(state.columns)
-                    state = self.files[path] = _File()
-                    reading = _Reading(path, 0, size)
-                    verify = 0
-                    continue
-                reading.consume(verify)
-                verify = 0
-                data = reading.data()
-            scan = records.scan(data, check_data=False)  # decode checks the data CRCs
-            columns, bad = events.decode(data, scan.starts, scan.lengths, state.tags)
-            for tag, column in columns.items():
-                for parts, array in zip(new[tag], column[1:]):  # not the record order
-                    parts.append(array)
-                    self._reading += array.nbytes
-            if self._counting is None and self._room is not None and self._reading > self._room:
-                self._count_instead(path)
-            if self._counting is not None:
-                for tag, (steps, _, _) in new.items():
-                    for part in steps:
-                        self._counting.add(tag, part)
-                new.clear()
-            state.offset += scan.consumed
-            self.bytes_read += scan.consumed
-            state.bad_records += bad
-            state.corrupt_at = scan.corrupt_at
-            if scan.consumed:
-                kept = bytes(data[max(0, scan.consumed - _FINGERPRINT) : scan.consumed])
-                state.tail = (state.tail + kept)[-_FINGERPRINT:]
-            reading.consume(scan.consumed)
-            if scan.corrupt_at is not None:
-                break
+        try:
+            for data in reading.buffers():
+                scan = records.scan(data, check_data=False)  # decode checks the data CRCs
+                columns, bad = events.decode(data, scan.starts, scan.lengths, state.tags)
+                self._take(path, columns, new)
+                state.offset += scan.consumed
+                self.bytes_read += scan.consumed
+                state.bad_records += bad
+                state.corrupt_at = scan.corrupt_at
+                if scan.consumed:
+                    kept = bytes(data[max(0, scan.consumed - _FINGERPRINT) : scan.consumed])
+                    state.tail = (state.tail + kept)[-_FINGERPRINT:]
+                reading.consume(scan.consumed)
+                if scan.corrupt_at is not None:
+                    break
+        finally:  # what was decoded is kept (to `offset`) if a read fails midway: it is not read again
+            self.bytes_parsed += reading.total
+            grew = bool(new)
+            while new:
+                tag, fields = new.popitem()
+                state.columns[tag] = merge_steps(state.columns.get(tag, _EMPTY), Series(*map(_joined, fields)))
         state.seen = stamp
-        grew = bool(new)
-        while new:
-            tag, fields = new.popitem()
-            state.columns[tag] = merge_steps(state.columns.get(tag, _EMPTY), Series(*map(_joined, fields)))
         return changed or grew
+
+    def _take(self, path, columns, new):
+        """Adds a buffer's columns to `new` (tag -> parts), or counts them once this read counts."""
+        for tag, column in columns.items():
+            for parts, array in zip(new[tag], column[1:]):  # not the record order
+                parts.append(array)
+                self._reading += array.nbytes
+        if self._counting is None and self._room is not None and self._reading > self._room:
+            self._count_instead(path)
+        if self._counting is not None:
+            for tag, (steps, _, _) in new.items():
+                for part in steps:
+                    self._counting.add(tag, part)
+            new.clear()
 
 
 class _Reading:
-    """A file read forward through one buffer, reused: `more()` reads the next bytes (returns how
-    many; 0 at the end), `data()` is a view of the bytes read and not consumed, `consume(n)` drops
-    the first n. A fresh bytes object per read, and the copy joining it to the bytes left over,
-    cost 0.2 s of the 0.98 s a 281 MB file took (page faults and copies)."""
+    """A file read forward through one buffer, reused: `buffers()` reads the next bytes after
+    those left over and gives a view of the bytes read and not consumed, of which `consume(n)`
+    drops the first n. A fresh bytes object per read, and the copy joining it to the bytes left
+    over, cost 0.2 s of the 0.98 s a 281 MB file took (page faults and copies). `total` counts
+    the bytes read."""
 
     def __init__(self, path, offset, size):
         self.path = path
-        self.offset = offset  # of data()[0] in the file
+        self.offset = offset  # of the first byte not consumed, in the file
+        self.total = 0
         self._buffer = bytearray(max(_MIN_BUFFER, min(_READ_CHUNK, size)))
         self._begin = self._end = 0
+        self._unseen = False  # bytes read by starts_with, not given by buffers() yet
 
-    def more(self):
+    def starts_with(self, prefix):
+        """Whether the bytes from `offset` begin with `prefix` (consumed if they do)."""
+        self._more()
+        self._unseen = bytes(self._view()[: len(prefix)]) == prefix
+        if self._unseen:
+            self.consume(len(prefix))
+        return self._unseen
+
+    def buffers(self):
+        if self._unseen:
+            yield self._view()
+        while self._more():
+            yield self._view()
+
+    def consume(self, count):
+        self._begin += count
+        self.offset += count
+
+    def _more(self):
         if self._begin:  # the bytes left over move to the front (same size: views stay valid)
             left = self._end - self._begin
             self._buffer[:left] = self._buffer[self._begin : self._end]
@@ -348,14 +364,11 @@ class _Reading:
             self._buffer = self._buffer[: self._end] + bytearray(len(self._buffer))
         got = _read_at(self.path, self.offset + self._end, memoryview(self._buffer)[self._end :])
         self._end += got
+        self.total += got
         return got
 
-    def data(self):
+    def _view(self):
         return memoryview(self._buffer)[self._begin : self._end]
-
-    def consume(self, count):
-        self._begin += count
-        self.offset += count
 
 
 def _joined(parts):
