@@ -12,6 +12,7 @@ import pytest
 from tensorboard import context
 from tensorboardX import SummaryWriter
 
+from tb_batchavg.ingest import records
 from tb_batchavg.ingest.reader import LogdirReader
 from tests import helpers
 
@@ -82,6 +83,32 @@ def test_a_file_replaced_in_place_by_a_longer_one_with_other_content(tmp_path):
         f.write(open(other, "rb").read())
     want = assert_as_fresh(live, str(tmp_path))
     assert len(want["run", "train/loss"].step) == 4000  # not old 0..2999 then new 3000..3999
+
+
+def record_bounds(data, index):
+    """(first byte, end) of record `index` of an event file's bytes, its header and footer in."""
+    scan = records.scan(data)
+    start, length = int(scan.starts[index]), int(scan.lengths[index])
+    return start - records.HEADER_BYTES, start + length + records.FOOTER_BYTES
+
+
+def test_a_longer_file_renamed_over_one_that_keeps_its_last_bytes(tmp_path):
+    """A longer file renamed over the one read, equal to it before the old end except one record
+    in the middle (which a look at the bytes before the old end cannot see): a new inode, so it is
+    read again whole, as a fresh reader reads it."""
+    path = write(str(tmp_path / "run"), np.arange(1000), value=1.0)
+    other = write(str(tmp_path / "scratch"), np.arange(1500), value=4.0)
+    live = LogdirReader(str(tmp_path))
+    live.reload()
+    old, new = open(path, "rb").read(), open(other, "rb").read()
+    (head, end), (other_head, other_end) = [record_bounds(b, 500) for b in (old, new)]
+    assert (head, end) == (other_head, other_end)  # the same layout: records lie at equal offsets
+    spliced = old[:head] + new[head:end] + old[end:] + new[len(old) :]
+    staged = tmp_path / "scratch" / "staged"
+    staged.write_bytes(spliced)
+    os.replace(staged, path)
+    want = assert_as_fresh(live, str(tmp_path))
+    assert len(want["run", "train/loss"].step) == 1500
 
 
 def test_a_deleted_file_and_a_new_file_sorting_between_others(tmp_path):

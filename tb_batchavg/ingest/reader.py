@@ -16,8 +16,9 @@ Rules:
   so a run whose files change reads as a fresh reader would read the same files. A reload reads
   only bytes appended since the last one; a file whose size and stamp (inode and mtime locally,
   the object's ETag or generation on a cloud store, where the filesystem layer gives them) did not
-  change is not opened. A file that shrank, whose stamp changed at the same size, or whose bytes
-  before the old end differ, was replaced: it is read again from the start. A file that vanished
+  change is not opened. A file that shrank, that another file took the place of (a new inode),
+  whose stamp changed at the same size, or whose bytes before the old end differ, was replaced:
+  it is read again from the start. A file that vanished
   from a directory that can still be listed is dropped. A partial record at the end of a growing
   file is left for the next reload. A record failing its data CRC is skipped and counted; a header
   failing its length CRC stops that file there (counted, retried on the next reload).
@@ -87,7 +88,7 @@ class _File:
 
     def __init__(self):
         self.offset = 0  # bytes of complete records read
-        self.seen = None  # (size, stamp) at the last read
+        self.seen = None  # (size, stamp, identity) at the last read
         self.tail = b""  # the bytes just before `offset`, to recognise the same file
         self.bad_records = 0
         self.corrupt_at = None
@@ -206,7 +207,7 @@ class Run:
                     stamps[path] = _stamp(path)
                 except Exception as e:
                     errors.append("cannot read %s: %s" % (os.path.basename(path), _describe(e)))
-            self.bytes_total = sum(size for size, _ in stamps.values())
+            self.bytes_total = sum(stamp[0] for stamp in stamps.values())
             self.bytes_read = sum(self.files[p].offset for p in stamps if p in self.files)
             for path, stamp in stamps.items():
                 try:
@@ -268,9 +269,10 @@ class Run:
             state = self.files[path] = _File()
         if stamp == state.seen:
             return False
-        size, mark = stamp
+        size, mark, identity = stamp
         replaced = size < state.offset or (
-            state.seen is not None and mark != state.seen[1] and size == state.offset and size > 0
+            state.seen is not None
+            and (identity != state.seen[2] or (mark != state.seen[1] and size == state.offset and size > 0))
         )
         changed = False
         if replaced:
@@ -404,17 +406,19 @@ def _describe(error):
 
 
 def _stamp(path):
-    """(size, stamp) of a file; the stamp changes when the file is rewritten: (inode, mtime) of a
-    local file, the ETag or generation of a cloud object where the filesystem layer gives it."""
+    """(size, stamp, identity) of a file. The stamp changes when the file is written: the mtime of
+    a local file, the ETag or generation of a cloud object where the filesystem layer gives it
+    (an append gives a new object too). The identity changes only when another file takes the
+    name (a rename over it): the device and inode of a local file, None where nothing tells."""
     if "://" not in path:
         st = os.stat(path)
-        return st.st_size, (st.st_ino, st.st_mtime_ns)
+        return st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino)
     if hasattr(tf.io.gfile, "get_filesystem"):  # TensorBoard's own gfile
         found = _object_stamp(tf.io.gfile.get_filesystem(path), path)
         if found is not None:
-            return found
+            return (*found, None)
     stat = tf.io.gfile.stat(path)
-    return stat.length, getattr(stat, "mtime_nsec", None)  # TensorFlow's gfile has mtime_nsec
+    return stat.length, getattr(stat, "mtime_nsec", None), None  # TensorFlow's gfile has mtime_nsec
 
 
 def _object_stamp(filesystem, path):
