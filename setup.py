@@ -1,5 +1,11 @@
-"""A shim for tools that still run setup.py; the package metadata is in pyproject.toml."""
+"""The package metadata is in pyproject.toml; this adds the C kernels of the reader
+(tb_batchavg/ingest/_framing.c). They are optional: where no C compiler is found, the install
+goes on and the reader uses its numpy kernels (records.py), which give the same results."""
 
 import setuptools
 
-setuptools.setup()
+setuptools.setup(
+    ext_modules=[
+        setuptools.Extension("tb_batchavg.ingest._framing", ["tb_batchavg/ingest/_framing.c"], optional=True)
+    ]
+)

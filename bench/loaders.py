@@ -1,6 +1,8 @@
-"""Cold load of a logdir by four loaders, each timed until every point is held or readable.
+"""Cold load of a logdir by five loaders, each timed until every point is held or readable.
 
-- `ours`: `tb_batchavg.ingest.reader.LogdirReader(logdir).reload()`;
+- `ours`: `tb_batchavg.ingest.reader.LogdirReader(logdir).reload()`; `ours_numpy` the same with
+  the numpy framing and CRC kernels instead of the C ones (what an install without a C compiler
+  runs);
 - `python`: TensorBoard's Python loader as `tensorboard --load_fast=false --samples_per_plugin
   scalars=0` runs it (`plugin_event_multiplexer.EventMultiplexer`, scalars kept in full);
 - `tbparse`: `tbparse.SummaryReader(logdir).scalars` (a pandas DataFrame);
@@ -48,6 +50,13 @@ def _load_ours(logdir):
     return reader
 
 
+def _load_ours_numpy(logdir):
+    from tb_batchavg.ingest import records
+
+    records._framing = None  # (this worker process loads with nothing else)
+    return _load_ours(logdir)
+
+
 def _count_ours(reader):
     held = [reader.series(run, tag) for run in reader.runs() for tag in reader.tags(run)]
     return sum(len(s.step) for s in held), sum(column.nbytes for s in held for column in s)
@@ -87,6 +96,7 @@ def _count_tbparse(frame):
 # name -> (load a logdir and return what holds the data, (points, bytes of the held columns))
 _LOADERS = {
     "ours": (_load_ours, _count_ours),
+    "ours_numpy": (_load_ours_numpy, _count_ours),
     "python": (_load_python, _count_python),
     "tbparse": (_load_tbparse, _count_tbparse),
 }
@@ -97,7 +107,7 @@ def _prepare(name, logdir):
     from tensorboard.compat import tf
 
     tf.io.gfile.listdir(logdir)
-    if name == "ours":
+    if name.startswith("ours"):
         import tb_batchavg.ingest.reader  # noqa: F401
     elif name == "python":
         from tensorboard.backend.event_processing import plugin_event_multiplexer  # noqa: F401

@@ -7,6 +7,7 @@ and, from `tensorboard --logdir`, the tab's averages of every step against the S
 Runs come from tests/corpus.py (each written by the writer itself, cached under its cache dir).
 For each writer:
 - `ours`: `LogdirReader(logdir).reload()` in a fresh process (bench/loaders.py), median of repeats;
+  `ours, numpy kernels`: the same with the numpy framing and CRC kernels instead of the C ones;
 - `rust listed`: the Rust data server from its start until `list_scalars` shows every tag's last
   step, which is when TensorBoard's Scalars route returns the last step; `rust readable`: until
   `read_scalars` returns every point. Ratio = ours / rust listed (target <= 0.5).
@@ -121,9 +122,10 @@ def measure(name, steps, repeats, launch_loaders):
     logdir = corpus.cached(name, n)
     want = expected(logdir)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(logdir) for f in files)
-    ours = loaders.run_worker("ours", [logdir], repeats, 120.0)[0]
-    if "error" in ours:
-        raise RuntimeError(ours["error"])
+    ours, ours_numpy = (loaders.run_worker(k, [logdir], repeats, 120.0)[0] for k in ("ours", "ours_numpy"))
+    for result in (ours, ours_numpy):
+        if "error" in result:
+            raise RuntimeError(result["error"])
     rust = [loaders.rust_cold(logdir, want) for _ in range(repeats)]
     ((run, tags),) = want.items()
     tag = next(t for t in tags if t.endswith(LOSS) or LOSS in t)
@@ -135,6 +137,7 @@ def measure(name, steps, repeats, launch_loaders):
         "bytes": size,
         "points": sum(p for p, _ in tags.values()),
         "ours": statistics.median(ours["seconds"]),
+        "ours_numpy": statistics.median(ours_numpy["seconds"]),
         "rust_listed": statistics.median(r["listed_seconds"] for r in rust),
         "rust_readable": statistics.median(r["seconds"] for r in rust),
         "launch": {lf: {"scalars": s, "ours": o} for lf, (s, o) in launched.items()},
@@ -143,9 +146,10 @@ def measure(name, steps, repeats, launch_loaders):
 
 def table(rows):
     lines = [
-        "| writer | steps | file MB | ours | Rust listed | ours / listed | Rust readable | launch: Scalars last step "
-        "(Rust) | launch: our averages | ratio | launch: Scalars (Python loader) | our averages | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| writer | steps | file MB | ours | ours, numpy kernels | Rust listed | ours / listed | Rust readable | "
+        "launch: Scalars last step (Rust) | launch: our averages | ratio | launch: Scalars (Python loader) | "
+        "our averages | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -153,6 +157,7 @@ def table(rows):
             "%d" % r["steps"],
             "%.0f" % (r["bytes"] / 2**20),
             "%.2f s" % r["ours"],
+            "%.2f s" % r["ours_numpy"],
             "%.2f s" % r["rust_listed"],
             "%.2fx" % (r["ours"] / r["rust_listed"]),
             "%.2f s" % r["rust_readable"],

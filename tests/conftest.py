@@ -11,6 +11,19 @@ from tests import helpers
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# The reader's framing and CRC kernels: in C where setup.py built them, else numpy. Tests that take
+# this fixture run with each (the numpy ones are the reference: tests/test_records.py).
+@pytest.fixture(params=["c", "numpy"])
+def kernels(request, monkeypatch):
+    from tb_batchavg.ingest import records
+
+    if request.param == "numpy":
+        monkeypatch.setattr(records, "_framing", None)
+    elif records._framing is None:
+        pytest.fail("the C kernels are not built (pip install -e . builds them with a C compiler)")
+    return request.param
+
+
 # The browser tests' shared fixtures: a tensorboard process on the requesting module's `logdir`
 # fixture, and Debian's Chromium (tests/test_browser.py holds its path and flags).
 @pytest.fixture(scope="module")

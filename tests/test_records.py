@@ -1,4 +1,5 @@
-"""records: TFRecord framing and CRC checks, against TensorBoard's own crc32c and files read by TF."""
+"""records: TFRecord framing and CRC checks, in C and in numpy, against TensorBoard's own crc32c,
+files read by TF, and each other."""
 
 import os
 import struct
@@ -9,6 +10,8 @@ from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tb_crc  # Te
 
 from tb_batchavg.ingest import records
 from tests import helpers
+
+pytestmark = pytest.mark.usefixtures("kernels")  # each test with the C kernels, then the numpy ones
 
 
 def frame(payload):

@@ -1,6 +1,6 @@
 """`make wheel-check`: run by the Python of a clean venv where only the built wheel (and its
 dependencies) is installed. Starts `tensorboard --logdir` from that venv on a small logdir and
-checks that the plugin is the installed one, that `/data/plugins_listing` lists batchavg, that its
+checks that the plugin is the installed one (its C kernels built), that `/data/plugins_listing` lists batchavg, that its
 `runs` route answers with the run, and that the tab's frontend is served. Exit status 1 on failure.
 
     python tests/wheel_check.py   # from outside the checkout, with the venv's python
@@ -42,6 +42,9 @@ def main():
 
     where = os.path.dirname(os.path.abspath(tb_batchavg.__file__))
     assert where.startswith(sys.prefix), "tb_batchavg imported from %s, not the venv %s" % (where, sys.prefix)
+    from tb_batchavg.ingest import records
+
+    assert records._framing is not None, "the wheel has no C kernels (tb_batchavg/ingest/_framing.c)"
     tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
     with tempfile.TemporaryDirectory() as logdir:
         n = write_logdir(logdir)
