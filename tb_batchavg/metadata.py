@@ -162,7 +162,7 @@ def running_mean(tag: str, steps: npt.ArrayLike, values: npt.ArrayLike) -> dict[
     values = np.asarray(values, dtype=np.float64)
     by_name = keras_running_mean_tag(tag)
     finite = np.isfinite(values)
-    y, s = values[finite], steps[finite]
+    y, s = (values, steps) if finite.all() else (values[finite], steps[finite])
     resets, period = _reset_pattern(np, y)
     by_pattern = resets is not None
     if not (by_name or by_pattern):

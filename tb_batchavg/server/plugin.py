@@ -18,6 +18,7 @@ import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
+import numpy.ma  # noqa: F401 -- np.unique imports it at its first call: 10 ms of a first request
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
