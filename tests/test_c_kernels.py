@@ -52,11 +52,29 @@ def test_the_c_kernels_refuse_buffers_that_do_not_fit():
     from tb_batchavg.ingest import _framing
 
     data = frame(b"abc") * 3
-    with pytest.raises(ValueError, match="heads"):
-        _framing.frame(data, np.empty(1, np.int64), np.empty(10, np.int64))
     with pytest.raises(ValueError, match="lengths"):
-        _framing.frame(data, np.empty(10, np.int64), np.empty(10, np.int32))
+        _framing.frame(data, np.empty(10, np.int64), np.empty(10, np.int32), 0)
+    with pytest.raises(ValueError, match="at least one"):
+        _framing.frame(data, np.empty(0, np.int64), np.empty(0, np.int64), 0)
+    with pytest.raises(ValueError, match="pos"):
+        _framing.frame(data, np.empty(4, np.int64), np.empty(4, np.int64), len(data) + 1)
     with pytest.raises(ValueError, match="outside"):
         _framing.check(data, np.array([12, len(data)], np.int64), np.array([3, 3], np.int64), np.empty(2, bool))
     with pytest.raises(TypeError):
         _framing.check(data, np.zeros(1, np.int64), np.zeros(1, np.int64), b"\x00")  # not writable
+
+
+@pytest.mark.parametrize("at_once", [1, 2, 3, 1 << 16])
+def test_framing_in_several_calls_gives_every_record(at_once, monkeypatch):
+    """The C kernel frames at most _FRAMED_AT_ONCE records a call, then goes on where it stopped:
+    also at a corrupt header and before a partial record."""
+    bodies = [b"", b"a", b"event number two", bytes(range(200)), b"last"]
+    data = bytearray(b"".join(frame(b) for b in bodies))
+    monkeypatch.setattr(records, "_FRAMED_AT_ONCE", at_once)
+    whole = records.scan(bytes(data))
+    assert [bytes(data[s : s + n]) for s, n in zip(whole.starts, whole.lengths)] == bodies
+    cut = records.scan(bytes(data[:-3]))
+    assert (len(cut.starts), cut.corrupt_at) == (4, None)
+    data[len(frame(b"")) + len(frame(b"a")) + 2] ^= 1  # the third record's length field
+    broken = records.scan(bytes(data))
+    assert (len(broken.starts), broken.corrupt_at) == (2, len(frame(b"")) + len(frame(b"a")))

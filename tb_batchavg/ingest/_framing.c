@@ -96,24 +96,30 @@ static int int64_buffer(Py_buffer *view, Py_ssize_t n, const char *name) {
 }
 
 PyDoc_STRVAR(frame_doc,
-             "frame(data, heads, lengths) -> (count, end, corrupt_at)\n\n"
-             "Walks the records of `data` from its first byte, checking each header's length CRC;\n"
-             "writes the first `count` records' header offsets and data lengths into `heads` and\n"
-             "`lengths` (int64, room for len(data) // 16 + 1 items). `end` is the end of the last\n"
-             "complete record (a partial one, its header or body not all in `data`, is left);\n"
+             "frame(data, heads, lengths, pos) -> (count, end, corrupt_at)\n\n"
+             "Walks the records of `data` from byte `pos` (a record's first byte), checking each\n"
+             "header's length CRC, until `heads` and `lengths` (int64 buffers of equal size) are\n"
+             "full; writes the `count` records' header offsets and data lengths there. `end` is\n"
+             "the end of the last complete record (where to go on while count fills the buffers;\n"
+             "else a partial record, its header or body not all in `data`, starts there);\n"
              "`corrupt_at` is the offset of a header whose length CRC fails (the walk stops there),\n"
              "or -1.");
 
 static PyObject *frame(PyObject *self, PyObject *args) {
     Py_buffer data, heads, lengths;
-    if (!PyArg_ParseTuple(args, "y*w*w*", &data, &heads, &lengths)) return NULL;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "y*w*w*n", &data, &heads, &lengths, &pos)) return NULL;
     PyObject *result = NULL;
-    Py_ssize_t size = data.len, count = 0, pos = 0, corrupt = -1;
-    if (int64_buffer(&heads, size / 16 + 1, "heads") && int64_buffer(&lengths, size / 16 + 1, "lengths")) {
+    Py_ssize_t size = data.len, capacity = heads.len / 8, count = 0, corrupt = -1;
+    if (pos < 0 || pos > size)
+        PyErr_SetString(PyExc_ValueError, "pos must lie in data");
+    else if (capacity < 1)
+        PyErr_SetString(PyExc_ValueError, "heads must hold at least one item");
+    else if (int64_buffer(&heads, capacity, "heads") && int64_buffer(&lengths, capacity, "lengths")) {
         const uint8_t *p = data.buf;
         int64_t *head_out = heads.buf, *length_out = lengths.buf;
         Py_BEGIN_ALLOW_THREADS
-        while (size - pos >= 12) {
+        while (count < capacity && size - pos >= 12) {
             uint64_t length = load64(p + pos);
             if (masked(crc32c(p + pos, 8)) != load32(p + pos + 8)) {
                 corrupt = pos;

@@ -53,6 +53,7 @@ _POLY = 0x82F63B78
 _ROW = 64  # bytes per row of the bulk CRC pass
 _BATCH_ROWS = 1 << 17  # rows gathered at once (at most 8 MB)
 _SHIFT_LEVELS = 48  # record lengths below 2**48 bytes
+_FRAMED_AT_ONCE = 1 << 16  # records framed per call of the C kernel
 _SMALL_BYTES = 2048  # up to this many bytes in all, the byte loop (about 50 ns a byte) is faster
 
 
@@ -225,9 +226,18 @@ def scan(data: bytes, check_data: bool = True) -> Scan:
 
 
 def _framed_in_c(buf):
-    heads, lengths = np.empty((2, len(buf) // 16 + 1), dtype=np.int64)
-    count, pos, corrupt_at = _framing.frame(buf, heads, lengths)
-    return heads[:count].copy(), lengths[:count].copy(), pos, None if corrupt_at < 0 else corrupt_at
+    """_framed's result, in C: at most _FRAMED_AT_ONCE records a call (a buffer grown for one
+    long record would otherwise need room for a record every 16 bytes)."""
+    heads_parts, lengths_parts, pos = [], [], 0
+    while True:
+        heads, lengths = np.empty((2, min(len(buf) // 16 + 1, _FRAMED_AT_ONCE)), dtype=np.int64)
+        count, pos, corrupt_at = _framing.frame(buf, heads, lengths, pos)
+        heads_parts.append(heads[:count])
+        lengths_parts.append(lengths[:count])
+        if count < len(heads) or corrupt_at >= 0:
+            break
+    heads, lengths = (np.concatenate(parts) for parts in (heads_parts, lengths_parts))
+    return heads, lengths, pos, None if corrupt_at < 0 else corrupt_at
 
 
 def _framed(data, buf):
