@@ -297,6 +297,34 @@ def test_growing_tf2_file_reads_only_appended_bytes(tmp_path, monkeypatch):
     writer.close()
 
 
+def test_a_growing_file_is_appended_to_its_columns_without_a_copy(tmp_path):
+    """TensorBoard's event writer appending to a run between reloads: after the first append
+    (which gives the columns room), later reloads write the new points after the held ones, the
+    series taken before stay as they were, and the columns equal a fresh reader's; the memory
+    counted includes the room."""
+    writer = EventFileWriter(str(tmp_path / "run"))
+    r = reader.LogdirReader(str(tmp_path))
+    taken = []
+    for start, stop in ((0, 1000), (1000, 1010), (1010, 1020), (1020, 1200)):
+        for step in range(start, stop):
+            value = summary_pb2.Summary.Value(tag="loss", simple_value=1.0 / (step + 1))
+            writer.add_event(
+                event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(value=[value]))
+            )
+        writer.flush()
+        r.reload()
+        taken.append(r.series("run", "loss"))
+    writer.close()
+    assert np.shares_memory(taken[1].step, taken[2].step) and np.shares_memory(taken[2].value, taken[3].value)
+    for series, stop in zip(taken, (1000, 1010, 1020, 1200)):
+        np.testing.assert_array_equal(series.step, np.arange(stop))
+    fresh = reader.LogdirReader(str(tmp_path))
+    fresh.reload()
+    for field in ("step", "wall_time", "value"):
+        np.testing.assert_array_equal(getattr(taken[-1], field), getattr(fresh.series("run", "loss"), field))
+    assert r.get("run").nbytes >= 3 * taken[-1].step.base.nbytes > fresh.get("run").nbytes
+
+
 def test_truncated_tail_is_left_and_completed_later(tmp_path):
     path = helpers.write_scalars(str(tmp_path / "run"), {"loss": np.arange(50.0)})
     data = open(path, "rb").read()

@@ -64,3 +64,34 @@ def test_arithmetic_runs_rebuild_the_steps():
         first, stride, count = steps._arithmetic_runs(s)
         rebuilt = np.concatenate([f + d * np.arange(c) for f, d, c in zip(first, stride, count)] or [[]])
         assert rebuilt.tolist() == s.tolist()
+
+
+def series(step):
+    step = np.asarray(step, np.int64)
+    return Series(step, step * 0.5, step * 2.0)
+
+
+def test_appends_write_only_past_the_frontier_of_the_room():
+    """A plain append goes into the room of the held arrays when they end at its frontier; a view
+    taken before never changes; another view ending at an older frontier appends by copying."""
+    held = steps.merge_steps(series(range(3)), series([3, 4]))  # a new array, with room
+    longer = steps.merge_steps(held, series([5]))
+    assert np.shares_memory(held.step, longer.step)  # written in the room
+    other = steps.merge_steps(held, series([7, 8]))  # `held` ends before the frontier now
+    assert not np.shares_memory(other.step, longer.step)
+    assert held.step.tolist() == [0, 1, 2, 3, 4]
+    assert longer.step.tolist() == [0, 1, 2, 3, 4, 5] and longer.value.tolist() == [0, 2, 4, 6, 8, 10]
+    assert other.step.tolist() == [0, 1, 2, 3, 4, 7, 8] and other.wall_time.tolist()[-1] == 4.0
+    restarted = steps.merge_steps(longer, series([2, 3]))  # not a plain append: a copy
+    assert restarted.step.tolist() == [0, 1, 2, 3] and longer.step.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_footprint_counts_each_room_once():
+    held = steps.merge_steps(series(range(100)), series([100]))
+    longer = steps.merge_steps(held, series([101]))
+    room = held.step.base.nbytes
+    assert room >= 8 * 125  # a quarter more than held
+    assert steps.footprint([held.step, longer.step]) == room
+    assert steps.footprint([*held, *longer]) == sum(a.base.nbytes for a in held)
+    plain = np.arange(10)
+    assert steps.footprint([plain, plain, plain[:5]]) == plain.nbytes + plain[:5].nbytes

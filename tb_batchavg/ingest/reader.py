@@ -55,7 +55,7 @@ from tensorboard.compat import tf
 
 from tb_batchavg.ingest import events, records
 from tb_batchavg.ingest.source import Series
-from tb_batchavg.ingest.steps import StepCounts, merge_steps
+from tb_batchavg.ingest.steps import StepCounts, footprint, merge_steps
 
 logger = logging.getLogger(__name__)
 
@@ -237,9 +237,8 @@ class Run:
             for tag, series in self.files[path].columns.items():
                 columns[tag] = merge_steps(columns.get(tag, _EMPTY), series)
         self.columns = columns
-        arrays = {id(a): a.nbytes for f in self.files.values() for s in f.columns.values() for a in s}
-        arrays.update({id(a): a.nbytes for s in columns.values() for a in s})
-        self.nbytes = sum(arrays.values())
+        held = [s for f in self.files.values() for s in f.columns.values()] + list(columns.values())
+        self.nbytes = footprint(a for s in held for a in s)
 
     def _summarise(self, errors):
         skipped = collections.Counter()

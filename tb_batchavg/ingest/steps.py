@@ -13,6 +13,9 @@ points of a run bigger than the memory budget holds almost nothing.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable
+
 import numpy as np
 
 from tb_batchavg.ingest.source import Series
@@ -26,14 +29,53 @@ def survivors(step: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def merge_steps(held: Series, new: Series) -> Series:
-    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps)."""
+    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps).
+
+    `held` is never changed. A plain append (every new step above the held ones) writes the new
+    records after the held ones in the room their arrays were given (`appended`), so that a run
+    growing by a few steps costs those steps, not a copy of its columns."""
     if not len(new.step):
         return held
     keep, smallest = survivors(new.step)
     if not len(held.step) and keep.all():
         return new
     cut = int(np.searchsorted(held.step, smallest, side="left"))
+    if cut == len(held.step) and keep.all():
+        return Series(*(appended(h, n) for h, n in zip(held, new)))
     return Series(*(np.concatenate((h[:cut], n[keep])) for h, n in zip(held, new)))
+
+
+_GROWTH = 1.25  # room given to an array appended to: a quarter more than it holds
+_FILLED = {}  # id of an array given room -> how much of it is written (its frontier)
+
+
+def appended(held: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """held followed by new. If `held` is the written part of an array given room here (it ends
+    at that array's frontier), `new` is written after it and a longer view is returned: views
+    already taken never see a change. Else a new array is made, with room for later appends.
+    Any other view of the same array ends before the moved frontier, so it appends by copying."""
+    base, size = held.base, len(held) + len(new)
+    frontier = _FILLED.get(id(base)) if base is not None else None
+    if frontier == len(held) and held.ctypes.data == base.ctypes.data and size <= len(base):
+        base[len(held) : size] = new
+        _FILLED[id(base)] = size
+        return base[:size]
+    base = np.empty(max(size, int(size * _GROWTH)), dtype=held.dtype)
+    base[: len(held)] = held
+    base[len(held) : size] = new
+    _FILLED[id(base)] = size
+    weakref.finalize(base, _FILLED.pop, id(base), None)
+    return base[:size]
+
+
+def footprint(arrays: Iterable[np.ndarray]) -> int:
+    """The bytes the arrays hold, each buffer once: an array given room for appends counts its
+    whole room, which all its views share."""
+    held = {}
+    for array in arrays:
+        owner = array.base if id(array.base) in _FILLED else array
+        held[id(owner)] = owner.nbytes
+    return sum(held.values())
 
 
 class StepCounts:
