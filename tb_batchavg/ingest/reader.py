@@ -235,7 +235,7 @@ class Run:
         columns = {}
         for path in sorted(self.files):
             for tag, series in self.files[path].columns.items():
-                columns[tag] = merge_steps(columns.get(tag, _EMPTY), series)
+                columns[tag] = merge_steps(columns.get(tag, _EMPTY), series, increasing=True)
         self.columns = columns
         held = [s for f in self.files.values() for s in f.columns.values()] + list(columns.values())
         self.nbytes = footprint(a for s in held for a in s)

@@ -28,19 +28,25 @@ def survivors(step: np.ndarray) -> tuple[np.ndarray, int]:
     return np.append(step[:-1] < later_min[1:], True), int(later_min[0])
 
 
-def merge_steps(held: Series, new: Series) -> Series:
-    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps).
+def merge_steps(held: Series, new: Series, increasing: bool = False) -> Series:
+    """Appends `new` records (Series, in file order) to `held` (strictly increasing steps);
+    `increasing` says that new's steps are strictly increasing too (a file's columns), so that
+    they need no check.
 
     `held` is never changed. A plain append (every new step above the held ones) writes the new
     records after the held ones in the room their arrays were given (`appended`), so that a run
     growing by a few steps costs those steps, not a copy of its columns."""
     if not len(new.step):
         return held
-    keep, smallest = survivors(new.step)
-    if not len(held.step) and keep.all():
+    if increasing:
+        keep, smallest, whole = slice(None), int(new.step[0]), True
+    else:
+        keep, smallest = survivors(new.step)
+        whole = bool(keep.all())
+    if not len(held.step) and whole:
         return new
     cut = int(np.searchsorted(held.step, smallest, side="left"))
-    if cut == len(held.step) and keep.all():
+    if cut == len(held.step) and whole:
         return Series(*(appended(h, n) for h, n in zip(held, new)))
     return Series(*(np.concatenate((h[:cut], n[keep])) for h, n in zip(held, new)))
 
