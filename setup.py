@@ -5,7 +5,5 @@ goes on and the reader uses its numpy kernels (records.py), which give the same 
 import setuptools
 
 setuptools.setup(
-    ext_modules=[
-        setuptools.Extension("tb_batchavg.ingest._framing", ["tb_batchavg/ingest/_framing.c"], optional=True)
-    ]
+    ext_modules=[setuptools.Extension("tb_batchavg.ingest._framing", ["tb_batchavg/ingest/_framing.c"], optional=True)]
 )
