@@ -325,6 +325,44 @@ def test_a_growing_file_is_appended_to_its_columns_without_a_copy(tmp_path):
     assert r.get("run").nbytes >= 3 * taken[-1].step.base.nbytes > fresh.get("run").nbytes
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_the_last_file_of_a_run_growing_appends_to_the_run(tmp_path, restart):
+    """A run of two files, the first finished and the second growing (a training restarted into a
+    new file): reloads append the second file's new points to the run's columns without copying
+    them, and the run equals a fresh reader's after every reload, also when the growing file
+    itself restarts from a checkpoint (then the columns are folded again)."""
+    first = EventFileWriter(str(tmp_path / "run"))
+    for step in range(500):
+        first.add_event(scalar_event("loss", step, 1.0 / (step + 1)))
+    first.close()
+    os.replace(helpers.event_file(str(tmp_path / "run")), tmp_path / "run" / "events.out.tfevents.1.a")
+    second = EventFileWriter(str(tmp_path / "run"))  # named by the time now: it sorts last
+    r = reader.LogdirReader(str(tmp_path))
+    taken, step = [], 400  # the second file restarts at step 400
+    for count in (100, 10, 10, 10, 5):  # (within the room the second append gives the file)
+        if restart and count == 5:
+            step -= 30
+        for _ in range(count):
+            second.add_event(scalar_event("loss", step, -float(step)))
+            step += 1
+        second.flush()
+        r.reload()
+        taken.append(r.series("run", "loss"))
+        fresh = reader.LogdirReader(str(tmp_path))
+        fresh.reload()
+        for field in ("step", "wall_time", "value"):
+            np.testing.assert_array_equal(getattr(taken[-1], field), getattr(fresh.series("run", "loss"), field))
+    second.close()
+    assert np.shares_memory(taken[2].step, taken[3].step)  # appended in place
+    assert np.shares_memory(taken[3].value, taken[4].value) != restart  # a restart folds again
+    assert taken[1].step.tolist() == list(range(510)) and taken[3].value.tolist()[-1] == -529.0
+
+
+def scalar_event(tag, step, value):
+    value = summary_pb2.Summary.Value(tag=tag, simple_value=value)
+    return event_pb2.Event(step=step, wall_time=1e9 + step, summary=summary_pb2.Summary(value=[value]))
+
+
 def test_truncated_tail_is_left_and_completed_later(tmp_path):
     path = helpers.write_scalars(str(tmp_path / "run"), {"loss": np.arange(50.0)})
     data = open(path, "rb").read()

@@ -117,6 +117,7 @@ class Run:
         self._room = None  # bytes this read's columns may take (None: any), and past them,
         self._counting = None  # a StepCounts: the points are counted, not held
         self._reading = 0  # bytes of the columns read by the read in progress
+        self._last_folded = None  # (the last file, its columns) when the columns were folded
         self._health = {"bad_records": 0, "corrupt_files": [], "errors": [], "skipped_values": {}}
 
     @property
@@ -156,7 +157,7 @@ class Run:
                 return 0
             freed = self.nbytes
             self.evicted = self.counts()
-            self.columns, self.files, self.nbytes = {}, {}, 0
+            self.columns, self.files, self.nbytes, self._last_folded = {}, {}, 0, None
             self.loaded = False
             self.version += 1
         finally:
@@ -190,7 +191,7 @@ class Run:
     def _read_new(self):
         errors = []
         self._reading = 0  # bytes of the columns read by this read
-        changed = False
+        changed = set()  # the files whose columns changed (or may have: a read that failed midway)
         try:
             names = sorted(n for n in _listdir(self.directory) if _is_event_file(n))
         except Exception as e:  # any storage error: the data already read stays
@@ -200,7 +201,7 @@ class Run:
             paths = [os.path.join(self.directory, n) for n in names]
             for gone in set(self.files) - set(paths):
                 del self.files[gone]
-                changed = True
+                changed.add(gone)
             stamps = {}
             for path in paths:
                 try:
@@ -211,34 +212,64 @@ class Run:
             self.bytes_read = sum(self.files[p].offset for p in stamps if p in self.files)
             for path, stamp in stamps.items():
                 try:
-                    changed |= self._read_file(path, stamp)
+                    if self._read_file(path, stamp):
+                        changed.add(path)
                 except Exception as e:
+                    changed.add(path)
                     errors.append("cannot read %s: %s" % (os.path.basename(path), _describe(e)))
         was_evicted = self.evicted is not None
         if self._counting is not None:
             self._health = self._summarise(errors)
-            self.files, self.nbytes = {}, 0  # read every file again when asked for
+            self.files, self.nbytes, self._last_folded = {}, 0, None  # read every file again when asked for
             self.evicted = self._counting.counts()
             self.version += 1
             _release_freed_memory()
             return True
         if changed or was_evicted or not self.loaded:
-            self._fold()
+            self._fold(changed)
             self.version += 1
         self.loaded = True
         self.evicted = None  # after the columns: a lock-free reader never sees neither
         self._health = self._summarise(errors)
-        return changed or was_evicted
+        return bool(changed) or was_evicted
 
-    def _fold(self):
-        """The run's columns: each tag's file columns folded in file-name order."""
-        columns = {}
-        for path in sorted(self.files):
-            for tag, series in self.files[path].columns.items():
-                columns[tag] = merge_steps(columns.get(tag, _EMPTY), series, increasing=True)
+    def _fold(self, changed):
+        """The run's columns: each tag's file columns folded in file-name order. When the last
+        file (in name order) is the only one `changed`, and only by points appended to its
+        columns, those points are appended to the run's instead (the rule is associative)."""
+        columns = self._appended_to_last(changed)
+        if columns is None:
+            columns = {}
+            for path in sorted(self.files):
+                for tag, series in self.files[path].columns.items():
+                    columns[tag] = merge_steps(columns.get(tag, _EMPTY), series, increasing=True)
         self.columns = columns
+        last = max(self.files, default=None)
+        self._last_folded = None if last is None else (last, dict(self.files[last].columns))
         held = [s for f in self.files.values() for s in f.columns.values()] + list(columns.values())
         self.nbytes = footprint(a for s in held for a in s)
+
+    def _appended_to_last(self, changed):
+        """The run's columns grown by what was appended to its last file since the last fold, or
+        None if anything else changed."""
+        if self._last_folded is None or not self.loaded or self.evicted is not None:
+            return None
+        last, before = self._last_folded
+        if changed - {last} or last not in self.files or set(self.files[last].columns) != set(before):
+            return None
+        columns = dict(self.columns)
+        for tag, series in self.files[last].columns.items():
+            old = before[tag]
+            if series is old:
+                continue
+            if not all(_extends(new, held) for new, held in zip(series, old)):
+                return None
+            if columns[tag] is old:  # no earlier file holds the tag: the run's column is the file's
+                columns[tag] = series
+            else:
+                tail = Series(*(new[len(held) :] for new, held in zip(series, old)))
+                columns[tag] = merge_steps(columns[tag], tail, increasing=True)
+        return columns
 
     def _summarise(self, errors):
         skipped = collections.Counter()
@@ -370,6 +401,13 @@ class _Reading:
 
     def _view(self):
         return memoryview(self._buffer)[self._begin : self._end]
+
+
+def _extends(new, held):
+    """Whether array `new` is `held` with more points after it, written in its room (steps)."""
+    return (
+        new.base is not None and new.base is held.base and new.ctypes.data == held.ctypes.data and len(new) >= len(held)
+    )
 
 
 def _joined(parts):
