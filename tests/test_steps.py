@@ -79,6 +79,7 @@ def test_appends_write_only_past_the_frontier_of_the_room():
     assert np.shares_memory(held.step, longer.step)  # written in the room
     other = steps.merge_steps(held, series([7, 8]))  # `held` ends before the frontier now
     assert not np.shares_memory(other.step, longer.step)
+    assert steps.extends(longer.step, held.step) and not steps.extends(other.step, held.step)
     assert held.step.tolist() == [0, 1, 2, 3, 4]
     assert longer.step.tolist() == [0, 1, 2, 3, 4, 5] and longer.value.tolist() == [0, 2, 4, 6, 8, 10]
     assert other.step.tolist() == [0, 1, 2, 3, 4, 7, 8] and other.wall_time.tolist()[-1] == 4.0

@@ -55,7 +55,7 @@ from tensorboard.compat import tf
 
 from tb_batchavg.ingest import events, records
 from tb_batchavg.ingest.source import Series
-from tb_batchavg.ingest.steps import StepCounts, footprint, merge_steps
+from tb_batchavg.ingest.steps import StepCounts, extends, footprint, merge_steps
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Run:
             old = before[tag]
             if series is old:
                 continue
-            if not all(_extends(new, held) for new, held in zip(series, old)):
+            if not all(extends(new, held) for new, held in zip(series, old)):
                 return None
             if columns[tag] is old:  # no earlier file holds the tag: the run's column is the file's
                 columns[tag] = series
@@ -401,13 +401,6 @@ class _Reading:
 
     def _view(self):
         return memoryview(self._buffer)[self._begin : self._end]
-
-
-def _extends(new, held):
-    """Whether array `new` is `held` with more points after it, written in its room (steps)."""
-    return (
-        new.base is not None and new.base is held.base and new.ctypes.data == held.ctypes.data and len(new) >= len(held)
-    )
 
 
 def _joined(parts):

@@ -74,6 +74,14 @@ def appended(held: np.ndarray, new: np.ndarray) -> np.ndarray:
     return base[:size]
 
 
+def extends(new: np.ndarray, held: np.ndarray) -> bool:
+    """Whether `new` is `held` with more points after it, written in the room of the array both
+    view from its start (`appended`): held's points are new's first ones."""
+    return (
+        new.base is not None and new.base is held.base and new.ctypes.data == held.ctypes.data and len(new) >= len(held)
+    )
+
+
 def footprint(arrays: Iterable[np.ndarray]) -> int:
     """The bytes the arrays hold, each buffer once: an array given room for appends counts its
     whole room, which all its views share."""
