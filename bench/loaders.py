@@ -53,7 +53,7 @@ def _load_ours(logdir):
 def _load_ours_numpy(logdir):
     from tb_batchavg.ingest import records
 
-    records._framing = None  # (this worker process loads with nothing else)
+    records._kernels = None  # (this worker process loads with nothing else)
     return _load_ours(logdir)
 
 

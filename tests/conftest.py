@@ -18,8 +18,8 @@ def kernels(request, monkeypatch):
     from tb_batchavg.ingest import records
 
     if request.param == "numpy":
-        monkeypatch.setattr(records, "_framing", None)
-    elif records._framing is None:
+        monkeypatch.setattr(records, "_kernels", None)
+    elif records._kernels is None:
         pytest.fail("the C kernels are not built (pip install -e . builds them with a C compiler)")
     return request.param
 

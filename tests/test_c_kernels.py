@@ -1,11 +1,12 @@
-"""The C kernels of the reader's framing (tb_batchavg/ingest/_framing.c): built, equal to the numpy
-kernels on real writers' files cut and garbled anywhere, and refusing arguments that do not fit.
-(tests/test_records.py and tests/test_events.py run each of their tests with both kernels.)"""
+"""The C kernels of the reader (tb_batchavg/ingest/_kernels.c): built, equal to the numpy kernels
+(framing, template matching, field gathers) on real writers' files cut and garbled anywhere, and
+refusing arguments that do not fit. (tests/test_records.py and tests/test_events.py run each of
+their tests with both kernels.)"""
 
 import numpy as np
 import pytest
 
-from tb_batchavg.ingest import records
+from tb_batchavg.ingest import events, records
 from tests import corpus, helpers
 from tests.test_records import frame
 
@@ -13,9 +14,9 @@ from tests.test_records import frame
 def test_the_c_kernels_are_built():
     """What users get from pip install where a C compiler is found (setup.py), and what the main
     suite runs besides the numpy kernels."""
-    from tb_batchavg.ingest import _framing
+    from tb_batchavg.ingest import _kernels
 
-    assert records._framing is _framing
+    assert records._kernels is _kernels
 
 
 def _garbled_files(seed, directory):
@@ -36,32 +37,105 @@ def _garbled_files(seed, directory):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_c_and_numpy_framing_agree_on_cut_and_garbled_files(seed, tmp_path, monkeypatch):
-    from tb_batchavg.ingest import _framing
+    from tb_batchavg.ingest import _kernels
 
     for data in _garbled_files(seed, tmp_path):
-        monkeypatch.setattr(records, "_framing", _framing)
+        monkeypatch.setattr(records, "_kernels", _kernels)
         fast = records.scan(data)
-        monkeypatch.setattr(records, "_framing", None)
+        monkeypatch.setattr(records, "_kernels", None)
         slow = records.scan(data)
         for field in ("starts", "lengths"):
             np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))
         assert (fast.consumed, fast.bad_records, fast.corrupt_at) == (slow.consumed, slow.bad_records, slow.corrupt_at)
 
 
+def _state(buf, start, template, bits):
+    """records.match's answer for one record, byte by byte."""
+    record = buf[start : start + len(template)]
+    if np.any((record ^ template) & bits):
+        return 0
+    return (
+        1 if records.masked_crc_of(record.tobytes()) == int(records.at(buf, [start + len(template)], "<u4")[0]) else 2
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_c_and_numpy_template_matching_agree_with_a_byte_by_byte_reference(seed, tmp_path, monkeypatch):
+    """Templates taken from each length's records (the bits of its layout where it is a scalar,
+    random bits else), matched against every record of that length: the C kernel equals the
+    reference everywhere, numpy wherever a record's last 64-bit word lies in the buffer."""
+    from tb_batchavg.ingest import _kernels
+
+    rng = np.random.default_rng(seed)
+    states = set()
+    for data in _garbled_files(seed, tmp_path):
+        buf = np.frombuffer(data, np.uint8)
+        scan = records.scan(data, check_data=False)
+        for length in np.unique(scan.lengths).tolist():
+            starts = scan.starts[scan.lengths == length]
+            head = int(starts[rng.integers(len(starts))])
+            template = buf[head : head + length]
+            layout = events._layout(data[head : head + length], set())
+            bits = layout.bits() if layout is not None else rng.choice([0, 0x80, 0xFF], length).astype(np.uint8)
+            expected = np.array([_state(buf, int(s), template, bits) for s in starts], np.uint8)
+            monkeypatch.setattr(records, "_kernels", _kernels)
+            np.testing.assert_array_equal(records.match(buf, starts, template, bits), expected)
+            monkeypatch.setattr(records, "_kernels", None)
+            inside = starts + -(-length // 8) * 8 <= len(buf)
+            np.testing.assert_array_equal(records.match(buf, starts, template, bits)[inside], expected[inside])
+            states.update(expected.tolist())
+    assert states == {0, 1, 2}  # records that differ, that match, that match with a failing CRC
+
+
+def test_c_and_numpy_field_gathers_agree(tmp_path, monkeypatch):
+    """floats_at and varints_at at every offset of a real writer's bytes that leaves room."""
+    from tb_batchavg.ingest import _kernels
+
+    data = open(helpers.event_file(corpus.write_tbx(str(tmp_path / "tbx"), 300, 0)), "rb").read()
+    buf = np.frombuffer(data, np.uint8)
+    gathers = [(records.floats_at, dtype, int(dtype[-1])) for dtype in ("<f4", "<f8")]
+    gathers += [(records.varints_at, length, length) for length in range(1, 11)]
+    for gather, kind, width in gathers:
+        offsets = np.arange(len(buf) - width + 1, dtype=np.int64)[::-1]
+        monkeypatch.setattr(records, "_kernels", _kernels)
+        fast = gather(buf, offsets, kind)
+        monkeypatch.setattr(records, "_kernels", None)
+        slow = gather(buf, offsets, kind)
+        assert fast.dtype == slow.dtype
+        np.testing.assert_array_equal(fast.view(np.uint64), slow.view(np.uint64))  # NaN payloads too
+
+
 def test_the_c_kernels_refuse_buffers_that_do_not_fit():
-    from tb_batchavg.ingest import _framing
+    from tb_batchavg.ingest import _kernels
 
     data = frame(b"abc") * 3
     with pytest.raises(ValueError, match="lengths"):
-        _framing.frame(data, np.empty(10, np.int64), np.empty(10, np.int32), 0)
+        _kernels.frame(data, np.empty(10, np.int64), np.empty(10, np.int32), 0)
     with pytest.raises(ValueError, match="at least one"):
-        _framing.frame(data, np.empty(0, np.int64), np.empty(0, np.int64), 0)
+        _kernels.frame(data, np.empty(0, np.int64), np.empty(0, np.int64), 0)
     with pytest.raises(ValueError, match="pos"):
-        _framing.frame(data, np.empty(4, np.int64), np.empty(4, np.int64), len(data) + 1)
+        _kernels.frame(data, np.empty(4, np.int64), np.empty(4, np.int64), len(data) + 1)
     with pytest.raises(ValueError, match="outside"):
-        _framing.check(data, np.array([12, len(data)], np.int64), np.array([3, 3], np.int64), np.empty(2, bool))
+        _kernels.check(data, np.array([12, len(data)], np.int64), np.array([3, 3], np.int64), np.empty(2, bool))
     with pytest.raises(TypeError):
-        _framing.check(data, np.zeros(1, np.int64), np.zeros(1, np.int64), b"\x00")  # not writable
+        _kernels.check(data, np.zeros(1, np.int64), np.zeros(1, np.int64), b"\x00")  # not writable
+    template, bits = b"abc", b"\xff\xff\xff"
+    with pytest.raises(ValueError, match="mask"):
+        _kernels.match(data, np.array([12], np.int64), template, b"\xff", np.empty(1, np.uint8))
+    with pytest.raises(ValueError, match="outside"):
+        _kernels.match(data, np.array([len(data) - 6], np.int64), template, bits, np.empty(1, np.uint8))
+    with pytest.raises(ValueError, match="state"):
+        _kernels.match(data, np.array([12], np.int64), template, bits, np.empty(1, np.int64))
+    with pytest.raises(ValueError, match="size"):
+        _kernels.floats(data, np.zeros(1, np.int64), 2, np.empty(1))
+    with pytest.raises(ValueError, match="outside"):
+        _kernels.floats(data, np.array([len(data) - 7], np.int64), 8, np.empty(1))
+    with pytest.raises(ValueError, match="offsets"):
+        _kernels.floats(data, np.zeros(1, np.int32), 4, np.empty(2))
+    with pytest.raises(ValueError, match="length"):
+        _kernels.varints(data, np.zeros(1, np.int64), 11, np.empty(1, np.int64))
+    with pytest.raises(ValueError, match="outside"):
+        _kernels.varints(data, np.array([-1], np.int64), 1, np.empty(1, np.int64))
 
 
 @pytest.mark.parametrize("at_once", [1, 2, 3, 1 << 16])

@@ -44,7 +44,7 @@ def main():
     assert where.startswith(sys.prefix), "tb_batchavg imported from %s, not the venv %s" % (where, sys.prefix)
     from tb_batchavg.ingest import records
 
-    assert records._framing is not None, "the wheel has no C kernels (tb_batchavg/ingest/_framing.c)"
+    assert records._kernels is not None, "the wheel has no C kernels (tb_batchavg/ingest/_kernels.c)"
     tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
     with tempfile.TemporaryDirectory() as logdir:
         n = write_logdir(logdir)

@@ -9,7 +9,8 @@ Writers emit the same bytes for every step of a tag except the wall time, the st
 So records of equal length are decoded against a *template*: one record walked field by field
 (protobuf wire format) to find where those three live; every record of the group whose other
 bytes equal the template's (repeated metadata included, and whose step varint has the same shape)
-is decoded with numpy slicing. Records that fit no template (a file's first record, other
+is decoded by gathering those fields at their offsets (records.match, records.floats_at,
+records.varints_at: loops in C, or numpy). Records that fit no template (a file's first record, other
 plugins' data, unusual layouts) are parsed by protobuf one at a time. Both paths give the same
 values; the result is in record order.
 
@@ -49,7 +50,6 @@ class Tags:
 
 
 _TEMPLATES_PER_LENGTH = 8  # templates tried per group of equal-length records
-_ROWS_PER_BATCH = 1 << 18
 _SCANNED_GROUPS = 16  # up to this many record lengths in a buffer, each group is found by a scan
 # Fast paths for the tensor dtypes scalar summaries use (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64):
 # the repeated field of the value, and the layout of `tensor_content` (tf.summary v2 writes that).
@@ -94,6 +94,9 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
             merged[tag].extend(parts)
     columns = {}
     for tag, parts in merged.items():
+        if len(parts) == 1:  # one template's records, or the slow path's: in record order
+            columns[tag] = Column(*parts[0])
+            continue
         order = np.concatenate([p[0] for p in parts])
         sort = np.argsort(order, kind="stable")
         columns[tag] = Column(*(np.concatenate([p[k] for p in parts])[sort] for k in range(4)))
@@ -101,50 +104,27 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
 
 
 def _decode_group(buf, data, starts, group, length, scalar_tags, out):
-    """Decodes the records of one length through templates, checking their data CRCs; returns
-    (the indices left over, the number of records whose CRC failed).
-
-    Rows are gathered as whole 64-bit words (bytes past the record are masked out), so a row is
-    compared with a template in length/8 masked XORs: 3-4 times faster than byte by byte."""
-    width = -(-length // 8) * 8
-    if length == 0 or len(buf) < width:
-        return group, 0
-    words_view = np.ndarray((len(buf) - width + 1, width // 8), dtype="<u8", buffer=buf, strides=(1, 8))
-    fits = starts[group] + width <= len(buf)  # all but perhaps the buffer's last record
-    left, bad = [group[~fits]], 0
-    group = group[fits]
-    for first in range(0, len(group), _ROWS_PER_BATCH):
-        batch = group[first : first + _ROWS_PER_BATCH]
-        words = rows = None  # gathered once a record has a template: not for images, histograms
-        pending = np.ones(len(batch), dtype=bool)
-        for _ in range(_TEMPLATES_PER_LENGTH):
-            candidates = np.flatnonzero(pending)
-            if not len(candidates):
-                break
-            head = int(candidates[0])
-            layout = _layout(data[starts[batch[head]] : starts[batch[head]] + length], scalar_tags)
-            if layout is None:
-                pending[head] = False
-                left.append(batch[head : head + 1])
-                continue
-            if words is None:
-                words = words_view[starts[batch]]
-                rows = words.view(np.uint8)
-            template = rows[head, :length]
-            # (no copy of the rows where every row of the batch is a candidate, or a hit)
-            match = _matches(
-                words if len(candidates) == len(batch) else words[candidates], words[head], layout.mask(width)
-            )
-            hits = candidates[match]
-            pending[hits] = False
-            matched = rows if len(hits) == len(batch) else rows[hits]
-            sound = records.check_rows(buf, starts[batch[hits]], matched, template, np.flatnonzero(layout.variable))
-            if sound.all():
-                _emit(matched, batch[hits], layout, out)
-            else:
-                bad += int(len(hits) - sound.sum())
-                _emit(matched[sound], batch[hits[sound]], layout, out)
-        left.append(batch[pending])
+    """Decodes the records of one length through templates (records.match), checking their data
+    CRCs; returns (the indices left over, the number of records whose CRC failed)."""
+    left, bad = [], 0
+    pending = np.ones(len(group), dtype=bool)
+    for _ in range(_TEMPLATES_PER_LENGTH):
+        candidates = np.flatnonzero(pending)
+        if not len(candidates):
+            break
+        head = int(candidates[0])
+        at = int(starts[group[head]])
+        layout = _layout(data[at : at + length], scalar_tags)
+        if layout is None:
+            pending[head] = False
+            left.append(group[head : head + 1])
+            continue
+        state = records.match(buf, starts[group[candidates]], buf[at : at + length], layout.bits())
+        pending[candidates[state != 0]] = False
+        bad += int(np.count_nonzero(state == 2))
+        sound = group[candidates[state == 1]]
+        _emit(buf, starts[sound], sound, layout, out)
+    left.append(group[pending])
     return np.concatenate(left), bad
 
 
@@ -160,14 +140,13 @@ class _Layout:
         self.values = []  # (tag, byte offset, numpy dtype string, is a tensor)
         self.variable = np.zeros(length, dtype=bool)
 
-    def mask(self, width):
-        """The bits a matching record shares with the template, as `width` / 8 64-bit words: all
-        of the fixed bytes, the continuation bits of the step varint (the same varint length)."""
-        bits = np.zeros(width, dtype=np.uint8)
-        bits[: len(self.variable)][~self.variable] = 0xFF
+    def bits(self):
+        """The bits a matching record shares with the template (uint8, one per byte): all of the
+        fixed bytes, the continuation bits of the step varint (the same varint length)."""
+        bits = np.where(self.variable, 0, 0xFF).astype(np.uint8)
         if self.step_len:
             bits[self.step_at : self.step_at + self.step_len] = 0x80
-        return bits.view("<u8")
+        return bits
 
 
 def _varint(data, pos):
@@ -301,31 +280,18 @@ def _walk_tensor(record, pos, end):
     return at, layout
 
 
-def _matches(words, template, mask):
-    """Which rows (64-bit words) equal the template (its words) on the bits of `mask`."""
-    differ = np.zeros(len(words), dtype=np.uint64)
-    for k in np.flatnonzero(mask).tolist():
-        differ |= (words[:, k] ^ template[k]) & mask[k]
-    return differ == 0
-
-
-def _emit(rows, order, layout, out):
-    """Appends the decoded values of matching rows to `out` (tag -> list of column parts)."""
-    if not len(rows):
+def _emit(buf, starts, order, layout, out):
+    """Appends the values of the records at `starts` (each laid out as `layout`) to `out`
+    (tag -> list of column parts): one gather per field."""
+    if not len(starts):
         return
-    count = len(rows)
-    if layout.wall_at is None:
-        wall = np.zeros(count)
+    wall = np.zeros(len(starts)) if layout.wall_at is None else records.floats_at(buf, starts + layout.wall_at, "<f8")
+    if layout.step_len:
+        step = records.varints_at(buf, starts + layout.step_at, layout.step_len)
     else:
-        wall = np.ascontiguousarray(rows[:, layout.wall_at : layout.wall_at + 8]).view("<f8")[:, 0]
-    step = np.zeros(count, dtype=np.uint64)
-    for k in range(layout.step_len):
-        step |= (rows[:, layout.step_at + k].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * k)
-    step = step.view(np.int64)
+        step = np.zeros(len(starts), dtype=np.int64)
     for tag, at, dtype, tensor in layout.values:
-        size = int(dtype[-1])
-        value = np.ascontiguousarray(rows[:, at : at + size]).view(dtype)[:, 0].astype(np.float64)
-        out[tag, tensor].append((order, step, wall, value))
+        out[tag, tensor].append((order, step, wall, records.floats_at(buf, starts + at, dtype)))
 
 
 def _decode_slowly(data, buf, starts, lengths, indices, tags, out, skipped):
