@@ -5,6 +5,7 @@ their tests with both kernels.)"""
 
 import numpy as np
 import pytest
+from tensorboard.compat.proto import event_pb2
 
 from tb_batchavg.ingest import events, records
 from tests import corpus, helpers
@@ -105,6 +106,56 @@ def test_c_and_numpy_field_gathers_agree(tmp_path, monkeypatch):
         np.testing.assert_array_equal(fast.view(np.uint64), slow.view(np.uint64))  # NaN payloads too
 
 
+def _protobuf_holds_no_scalar(body):
+    """What _kernels.unused says of a record, by protobuf (which raises where it cannot parse)."""
+    for value in event_pb2.Event.FromString(body).summary.value:
+        kind = value.WhichOneof("value")
+        if kind == "simple_value" or (kind == "tensor" and value.metadata.plugin_data.plugin_name in ("", "scalars")):
+            return False
+    return True
+
+
+def _assert_unused_agrees_with_protobuf(data, exact):
+    """Every record that _kernels.unused rules out holds no scalar for protobuf (or protobuf cannot
+    parse it); with `exact` (a writer's own bytes), it rules out exactly those that hold none."""
+    from tb_batchavg.ingest import _kernels
+
+    buf = np.frombuffer(data, np.uint8)
+    scan = records.scan(data, check_data=False)
+    flags = np.empty(len(scan.starts), dtype=bool)
+    _kernels.unused(buf, scan.starts, scan.lengths, flags)
+    for flag, start, length in zip(flags.tolist(), scan.starts.tolist(), scan.lengths.tolist()):
+        try:
+            expected = _protobuf_holds_no_scalar(data[start : start + length])
+        except Exception:
+            continue
+        assert flag == expected if exact else (not flag or expected), (start, flag, expected)
+    return flags
+
+
+def test_unused_rules_out_the_records_of_images_histograms_and_texts(tmp_path):
+    """tensorboardX's images and histograms (`image`, `histo` values) and texts (tensors under the
+    "text" plugin) beside its scalars, then the same bytes cut and garbled anywhere."""
+    rng = np.random.default_rng(0)
+    data = open(helpers.event_file(corpus.write_mixed_tbx(str(tmp_path / "tbx"), 200, every=5)), "rb").read()
+    flags = _assert_unused_agrees_with_protobuf(data, exact=True)
+    assert 0 < flags.sum() < len(flags)
+    for _ in range(40):
+        garbled = bytearray(data[: int(rng.integers(0, len(data) + 1))])
+        for at in rng.integers(0, max(1, len(garbled)), int(rng.integers(1, 20))):
+            if len(garbled):
+                garbled[int(at)] ^= int(rng.integers(1, 256))
+        _assert_unused_agrees_with_protobuf(bytes(garbled), exact=False)
+
+
+@pytest.mark.tf
+def test_unused_rules_out_tensorflow_2s_images_histograms_and_texts(tmp_path):
+    """TF2's writer: every summary is a tensor, with its plugin's metadata in every record."""
+    data = open(helpers.event_file(corpus.write_mixed_tf2(str(tmp_path / "tf2"), 100, every=5)), "rb").read()
+    flags = _assert_unused_agrees_with_protobuf(data, exact=True)
+    assert 0 < flags.sum() < len(flags)
+
+
 def test_the_c_kernels_refuse_buffers_that_do_not_fit():
     from tb_batchavg.ingest import _kernels
 
@@ -136,6 +187,10 @@ def test_the_c_kernels_refuse_buffers_that_do_not_fit():
         _kernels.varints(data, np.zeros(1, np.int64), 11, np.empty(1, np.int64))
     with pytest.raises(ValueError, match="outside"):
         _kernels.varints(data, np.array([-1], np.int64), 1, np.empty(1, np.int64))
+    with pytest.raises(ValueError, match="outside"):
+        _kernels.unused(data, np.array([12], np.int64), np.array([len(data)], np.int64), np.empty(1, np.uint8))
+    with pytest.raises(ValueError, match="out"):
+        _kernels.unused(data, np.array([12], np.int64), np.array([3], np.int64), np.empty(1, np.int64))
 
 
 @pytest.mark.parametrize("at_once", [1, 2, 3, 1 << 16])

@@ -310,12 +310,166 @@ static PyObject *varints(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* Protobuf wire format, as far as `unused` walks it: a field's key, then its payload's bounds. */
+typedef struct {
+    const uint8_t *p;
+    size_t pos, end;
+} Cursor;
+
+static int varint(Cursor *c, uint64_t *value) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && c->pos < c->end; shift += 7) {
+        uint8_t byte = c->p[c->pos++];
+        v |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *value = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The next field of the message in [pos, end): its number, wire type and payload [*start, *stop)
+ * (a varint's bytes for wire type 0). 0 at the message's end, -1 where the bytes are not a
+ * message (groups included: no Event field uses them). */
+static int next_field(Cursor *c, uint64_t *field, int *wire, size_t *start, size_t *stop) {
+    uint64_t key, size;
+    if (c->pos == c->end) return 0;
+    if (!varint(c, &key)) return -1;
+    *field = key >> 3;
+    *wire = (int)(key & 7);
+    *start = c->pos;
+    switch (*wire) {
+    case 0:
+        if (!varint(c, &size)) return -1;
+        break;
+    case 1:
+        if (c->end - c->pos < 8) return -1;
+        c->pos += 8;
+        break;
+    case 2:
+        if (!varint(c, &size) || size > c->end - c->pos) return -1;
+        *start = c->pos;
+        c->pos += (size_t)size;
+        break;
+    case 5:
+        if (c->end - c->pos < 4) return -1;
+        c->pos += 4;
+        break;
+    default:
+        return -1;
+    }
+    *stop = c->pos;
+    return 1;
+}
+
+/* The plugin name of a SummaryMetadata in [start, stop): 1 if it names a plugin other than
+ * "scalars", 0 if "scalars" or none, -1 where the bytes are not a message. */
+static int names_another_plugin(const uint8_t *p, size_t start, size_t stop) {
+    Cursor meta = {p, start, stop};
+    uint64_t field;
+    int wire, found, other = 0;
+    size_t a, b;
+    while ((found = next_field(&meta, &field, &wire, &a, &b)) > 0) {
+        if (field != 1 || wire != 2) continue; /* plugin_data */
+        Cursor data = {p, a, b};
+        size_t x, y;
+        int f;
+        while ((f = next_field(&data, &field, &wire, &x, &y)) > 0)
+            if (field == 1 && wire == 2) other = !(y - x == 7 && memcmp(p + x, "scalars", 7) == 0) && y > x;
+        if (f < 0) return -1;
+    }
+    return found < 0 ? -1 : other;
+}
+
+/* Whether a Summary.Value in [start, stop) can hold a scalar (1), cannot (0), or is not a message
+ * (-1): the last of its `value` oneof fields decides, as in protobuf (a field of the wrong wire
+ * type is an unknown field there); a tensor can, unless its metadata names another plugin. */
+static int value_may_hold_a_scalar(const uint8_t *p, size_t start, size_t stop) {
+    Cursor value = {p, start, stop};
+    uint64_t field, kind = 0;
+    int wire, found, other = 0;
+    size_t a, b;
+    while ((found = next_field(&value, &field, &wire, &a, &b)) > 0) {
+        if (field == 2 ? wire == 5 : (field >= 3 && field <= 8 && field != 7 && wire == 2))
+            kind = field; /* the oneof: 2 simple_value, 3-6 old histogram, image, histo, audio, 8 tensor */
+        if (field == 9 && wire == 2 && (other = names_another_plugin(p, a, b)) < 0) return -1;
+    }
+    if (found < 0) return -1;
+    return kind == 2 || (kind == 8 && !other);
+}
+
+/* Whether an Event in [start, stop) holds no value a scalar can come from (1), some (0), or is
+ * not a message (-1). */
+static int holds_no_scalar(const uint8_t *p, size_t start, size_t stop) {
+    Cursor event = {p, start, stop};
+    uint64_t field;
+    int wire, found, none = 1;
+    size_t a, b;
+    while ((found = next_field(&event, &field, &wire, &a, &b)) > 0) {
+        if (field != 5 || wire != 2) continue; /* summary */
+        Cursor summary = {p, a, b};
+        size_t x, y;
+        int f;
+        while ((f = next_field(&summary, &field, &wire, &x, &y)) > 0) {
+            if (field != 1 || wire != 2) continue; /* value */
+            int may = value_may_hold_a_scalar(p, x, y);
+            if (may < 0) return -1;
+            none = none && !may;
+        }
+        if (f < 0) return -1;
+    }
+    return found < 0 ? -1 : none;
+}
+
+PyDoc_STRVAR(unused_doc,
+             "unused(data, starts, lengths, out)\n\n"
+             "out[i] (uint8) = 1 if the Event record i (at starts[i], lengths[i] bytes; int64) is a\n"
+             "well-formed message at the levels walked (Event, Summary, Value, SummaryMetadata,\n"
+             "PluginData) none of whose summary values can hold a scalar: no summary, or values\n"
+             "that are images, histograms, audio, or tensors whose metadata names another plugin\n"
+             "than \"scalars\"; else 0.");
+
+static PyObject *unused(PyObject *self, PyObject *args) {
+    Py_buffer data, starts, lengths, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &data, &starts, &lengths, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = out.len;
+    if (out.itemsize != 1 || !PyBuffer_IsContiguous(&out, 'C'))
+        PyErr_SetString(PyExc_ValueError, "out must be a contiguous buffer of bytes");
+    else if (int64_buffer(&starts, n, "starts") && int64_buffer(&lengths, n, "lengths")) {
+        const uint8_t *p = data.buf;
+        const int64_t *start = starts.buf, *length = lengths.buf;
+        uint8_t *flag = out.buf;
+        int outside = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (start[i] < 0 || length[i] < 0 || start[i] > data.len || length[i] > data.len - start[i]) {
+                outside = 1;
+                break;
+            }
+            flag[i] = holds_no_scalar(p, (size_t)start[i], (size_t)(start[i] + length[i])) == 1;
+        }
+        Py_END_ALLOW_THREADS
+        if (outside)
+            PyErr_SetString(PyExc_ValueError, "a record lies outside data");
+        else
+            result = (Py_INCREF(Py_None), Py_None);
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&lengths);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"frame", frame, METH_VARARGS, frame_doc},
     {"check", check, METH_VARARGS, check_doc},
     {"match", match, METH_VARARGS, match_doc},
     {"floats", floats, METH_VARARGS, floats_doc},
     {"varints", varints, METH_VARARGS, varints_doc},
+    {"unused", unused, METH_VARARGS, unused_doc},
     {NULL, NULL, 0, NULL},
 };
 

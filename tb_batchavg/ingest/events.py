@@ -11,8 +11,9 @@ So records of equal length are decoded against a *template*: one record walked f
 bytes equal the template's (repeated metadata included, and whose step varint has the same shape)
 is decoded by gathering those fields at their offsets (records.match, records.floats_at,
 records.varints_at: loops in C, or numpy). Records that fit no template (a file's first record, other
-plugins' data, unusual layouts) are parsed by protobuf one at a time. Both paths give the same
-values; the result is in record order.
+plugins' data, unusual layouts) are parsed by protobuf one at a time, except, with the C kernels,
+those whose wire format alone shows they hold no scalar (images, histograms, other plugins'
+tensors). Both paths give the same values; the result is in record order.
 
 A tensor value of a tag not yet known as a scalar is held until the whole buffer is decoded: a
 metadata-first writer's first record may be decoded after records that share its buffer. Tensor
@@ -85,7 +86,7 @@ def decode(data: bytes, starts: np.ndarray, lengths: np.ndarray, tags: Tags) -> 
         left, failed = _decode_group(buf, data, starts, group, int(length), tags.scalars, out)
         slow.append(left)
         bad += failed
-    slow = np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64)
+    slow = _may_hold_scalars(buf, starts, lengths, np.sort(np.concatenate(slow)) if slow else np.zeros(0, np.int64))
     bad += _decode_slowly(data, buf, starts, lengths, slow, tags, out, unsure)
     tags.skipped.update({tag: n for tag, n in unsure.items() if tag in tags.scalars})
     merged = collections.defaultdict(list)
@@ -292,6 +293,20 @@ def _emit(buf, starts, order, layout, out):
         step = np.zeros(len(starts), dtype=np.int64)
     for tag, at, dtype, tensor in layout.values:
         out[tag, tensor].append((order, step, wall, records.floats_at(buf, starts + at, dtype)))
+
+
+def _may_hold_scalars(buf, starts, lengths, indices):
+    """The records of `indices` that protobuf must parse: in C, all but those whose layout alone
+    shows that no value of theirs can be a scalar (no summary; images, histograms, audio; tensors
+    whose metadata names another plugin: _kernels.unused walks the wire format); with numpy, all.
+    Those records' bytes are never used, nor checked (as when protobuf parses them); their tags
+    are not learnt as other plugins' (later records of such tags are parsed)."""
+    kernels = records.c_kernels()
+    if kernels is None or not len(indices):
+        return indices
+    unused = np.empty(len(indices), dtype=bool)
+    kernels.unused(buf, starts[indices], lengths[indices], unused)
+    return indices[~unused]
 
 
 def _decode_slowly(data, buf, starts, lengths, indices, tags, out, skipped):

@@ -331,6 +331,12 @@ def match(buf: np.ndarray, starts: np.ndarray, template: np.ndarray, bits: np.nd
     return state
 
 
+def c_kernels():
+    """The C kernels (`_kernels.c`), or None where they were not built: for the loops of other
+    modules over records (events.py), so that this module's one switch chooses C or numpy."""
+    return _kernels
+
+
 def floats_at(buf: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
     """The little-endian floats of `dtype` ("<f4" or "<f8") at byte offsets of a uint8 buffer,
     as float64."""
