@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import types
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -331,7 +332,7 @@ def match(buf: np.ndarray, starts: np.ndarray, template: np.ndarray, bits: np.nd
     return state
 
 
-def c_kernels():
+def c_kernels() -> types.ModuleType | None:
     """The C kernels (`_kernels.c`), or None where they were not built: for the loops of other
     modules over records (events.py), so that this module's one switch chooses C or numpy."""
     return _kernels
