@@ -58,7 +58,7 @@ MIN_VENV := .venv-min
 MIN_VERSIONS := "tensorboard==2.12.*" "numpy==1.26.0" "werkzeug==2.2.*" "orjson==3.9.*" six
 $(MIN_VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(MIN_VENV)
-	$(MIN_VENV)/bin/pip install -q $(MIN_VERSIONS) pandas scipy pytest hypothesis tensorboardX
+	$(MIN_VENV)/bin/pip install -q $(MIN_VERSIONS) pandas scipy pytest hypothesis tensorboardX pillow
 	$(MIN_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 

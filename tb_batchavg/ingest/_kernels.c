@@ -144,29 +144,33 @@ static PyObject *frame(PyObject *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(check_doc,
-             "check(data, starts, lengths, ok)\n\n"
-             "ok[i] = whether the data CRC of record i (its data at starts[i], lengths[i] bytes,\n"
-             "its masked CRC just after) holds. starts and lengths are int64; ok is uint8 (or bool).");
+             "check(data, starts, lengths, out)\n\n"
+             "out[i] = whether the data CRC of record i (its data at starts[i], lengths[i] bytes,\n"
+             "its masked CRC just after) holds. starts and lengths are int64; out is uint8 (or bool).");
 
-static PyObject *check(PyObject *self, PyObject *args) {
-    Py_buffer data, starts, lengths, ok;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*", &data, &starts, &lengths, &ok)) return NULL;
+typedef uint8_t (*RecordTest)(const uint8_t *data, size_t start, size_t length);
+
+/* out[i] = test(record i) for the records at starts[i], lengths[i] (int64 buffers), each followed
+ * by `after` more bytes in data; out is a writable buffer of bytes. */
+static PyObject *each_record(PyObject *args, RecordTest test, Py_ssize_t after) {
+    Py_buffer data, starts, lengths, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &data, &starts, &lengths, &out)) return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = ok.len;
-    if (ok.itemsize != 1 || !PyBuffer_IsContiguous(&ok, 'C'))
-        PyErr_SetString(PyExc_ValueError, "ok must be a contiguous buffer of bytes");
+    Py_ssize_t n = out.len;
+    if (out.itemsize != 1 || !PyBuffer_IsContiguous(&out, 'C'))
+        PyErr_SetString(PyExc_ValueError, "out must be a contiguous buffer of bytes");
     else if (int64_buffer(&starts, n, "starts") && int64_buffer(&lengths, n, "lengths")) {
         const uint8_t *p = data.buf;
         const int64_t *start = starts.buf, *length = lengths.buf;
-        uint8_t *out = ok.buf;
+        uint8_t *flag = out.buf;
         int outside = 0;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (start[i] < 0 || length[i] < 0 || start[i] > data.len || length[i] > data.len - start[i] - 4) {
+            if (start[i] < 0 || length[i] < 0 || start[i] > data.len || length[i] > data.len - start[i] - after) {
                 outside = 1;
                 break;
             }
-            out[i] = masked(crc32c(p + start[i], (size_t)length[i])) == load32(p + start[i] + length[i]);
+            flag[i] = test(p, (size_t)start[i], (size_t)length[i]);
         }
         Py_END_ALLOW_THREADS
         if (outside)
@@ -177,9 +181,15 @@ static PyObject *check(PyObject *self, PyObject *args) {
     PyBuffer_Release(&data);
     PyBuffer_Release(&starts);
     PyBuffer_Release(&lengths);
-    PyBuffer_Release(&ok);
+    PyBuffer_Release(&out);
     return result;
 }
+
+static uint8_t crc_holds(const uint8_t *p, size_t start, size_t length) {
+    return masked(crc32c(p + start, length)) == load32(p + start + length);
+}
+
+static PyObject *check(PyObject *self, PyObject *args) { return each_record(args, crc_holds, 4); }
 
 PyDoc_STRVAR(match_doc,
              "match(data, starts, template, mask, state)\n\n"
@@ -212,7 +222,7 @@ static PyObject *match(PyObject *self, PyObject *args) {
             Py_ssize_t j = 0;
             for (; j + 8 <= length; j += 8) differ |= (load64(r + j) ^ load64(t + j)) & load64(m + j);
             for (; j < length; j++) differ |= (uint64_t)((r[j] ^ t[j]) & m[j]);
-            out[i] = differ ? 0 : masked(crc32c(r, (size_t)length)) == load32(r + length) ? 1 : 2;
+            out[i] = differ ? 0 : crc_holds(p, (size_t)start[i], (size_t)length) ? 1 : 2;
         }
         Py_END_ALLOW_THREADS
         if (outside)
@@ -430,38 +440,11 @@ PyDoc_STRVAR(unused_doc,
              "that are images, histograms, audio, or tensors whose metadata names another plugin\n"
              "than \"scalars\"; else 0.");
 
-static PyObject *unused(PyObject *self, PyObject *args) {
-    Py_buffer data, starts, lengths, out;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*", &data, &starts, &lengths, &out)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = out.len;
-    if (out.itemsize != 1 || !PyBuffer_IsContiguous(&out, 'C'))
-        PyErr_SetString(PyExc_ValueError, "out must be a contiguous buffer of bytes");
-    else if (int64_buffer(&starts, n, "starts") && int64_buffer(&lengths, n, "lengths")) {
-        const uint8_t *p = data.buf;
-        const int64_t *start = starts.buf, *length = lengths.buf;
-        uint8_t *flag = out.buf;
-        int outside = 0;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (start[i] < 0 || length[i] < 0 || start[i] > data.len || length[i] > data.len - start[i]) {
-                outside = 1;
-                break;
-            }
-            flag[i] = holds_no_scalar(p, (size_t)start[i], (size_t)(start[i] + length[i])) == 1;
-        }
-        Py_END_ALLOW_THREADS
-        if (outside)
-            PyErr_SetString(PyExc_ValueError, "a record lies outside data");
-        else
-            result = (Py_INCREF(Py_None), Py_None);
-    }
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&starts);
-    PyBuffer_Release(&lengths);
-    PyBuffer_Release(&out);
-    return result;
+static uint8_t no_scalar(const uint8_t *p, size_t start, size_t length) {
+    return holds_no_scalar(p, start, start + length) == 1;
 }
+
+static PyObject *unused(PyObject *self, PyObject *args) { return each_record(args, no_scalar, 0); }
 
 static PyMethodDef methods[] = {
     {"frame", frame, METH_VARARGS, frame_doc},
