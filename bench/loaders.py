@@ -1,7 +1,7 @@
 """Cold load of a logdir by five loaders, each timed until every point is held or readable.
 
 - `ours`: `tb_batchavg.ingest.reader.LogdirReader(logdir).reload()`; `ours_numpy` the same with
-  the numpy framing and CRC kernels instead of the C ones (what an install without a C compiler
+  the numpy kernels instead of the C ones (what an install without a C compiler
   runs);
 - `python`: TensorBoard's Python loader as `tensorboard --load_fast=false --samples_per_plugin
   scalars=0` runs it (`plugin_event_multiplexer.EventMultiplexer`, scalars kept in full);

@@ -7,7 +7,7 @@ and, from `tensorboard --logdir`, the tab's averages of every step against the S
 Runs come from tests/corpus.py (each written by the writer itself, cached under its cache dir).
 For each writer:
 - `ours`: `LogdirReader(logdir).reload()` in a fresh process (bench/loaders.py), median of repeats;
-  `ours, numpy kernels`: the same with the numpy framing and CRC kernels instead of the C ones;
+  `ours, numpy kernels`: the same with the numpy kernels instead of the C ones;
 - `rust listed`: the Rust data server from its start until `list_scalars` shows every tag's last
   step, which is when TensorBoard's Scalars route returns the last step; `rust readable`: until
   `read_scalars` returns every point. Ratio = ours / rust listed (target <= 0.5).

@@ -11,8 +11,9 @@ from tests import helpers
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-# The reader's framing and CRC kernels: in C where setup.py built them, else numpy. Tests that take
-# this fixture run with each (the numpy ones are the reference: tests/test_records.py).
+# The reader's kernels (framing, CRCs, template matching, field gathers): in C where setup.py
+# built them, else numpy. Tests that take this fixture run with each (the numpy ones are the
+# reference: tests/test_records.py).
 @pytest.fixture(params=["c", "numpy"])
 def kernels(request, monkeypatch):
     from tb_batchavg.ingest import records

@@ -7,7 +7,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tb_batchavg.ingest import events, records
 from tests import helpers
 
-pytestmark = pytest.mark.usefixtures("kernels")  # the C framing and CRC kernels, then the numpy ones
+pytestmark = pytest.mark.usefixtures("kernels")  # the C kernels, then the numpy ones
 
 
 def _records(path):

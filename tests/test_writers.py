@@ -88,7 +88,7 @@ def test_every_point_equals_tensorboards(name, tmp_path, monkeypatch):
     if not corpus.available(name):
         pytest.skip("PyTorch is not installed here (pip install torch): its writer cannot run")
     corpus.WRITERS[name](str(tmp_path), N.get(name, 2000))
-    for kernels in (records._kernels, None):  # the C framing and CRC kernels, then the numpy ones
+    for kernels in (records._kernels, None):  # the C kernels, then the numpy ones
         monkeypatch.setattr(records, "_kernels", kernels)
         counts = assert_same_as_tensorboard(str(tmp_path), name in SIMPLE_VALUE_WRITERS)
         assert any(counts.values()), "the writer wrote no scalars"

@@ -1,6 +1,8 @@
 /* The reader's loops over records, in C: TFRecord framing, data CRCs, matching records against a
- * template, gathering their fields. records.py's numpy kernels are the reference (and the
- * fallback where this module is not built), and the tests compare the two.
+ * template, gathering their fields, and telling the records that hold no scalar (`unused`).
+ * records.py's numpy kernels are the reference (and the fallback where this module is not built),
+ * and the tests compare the two; without this module every record `unused` rules out is parsed
+ * by protobuf instead (the same values).
  *
  * Kept in C because a record's length decides where the next one starts, so framing records of
  * varying lengths is a loop per record, and a CRC is a loop per byte: numpy needs clever
@@ -9,7 +11,9 @@
  * CRCs of many records in one call (google-crc32c and crc32c take one buffer a call, 0.1 us of
  * Python each). numpy matches a template by gathering each record's bytes into rows of 64-bit
  * words and comparing them in a pass per word, and gathers fields at unaligned offsets through
- * byte-strided views: with those loops here too, a 1M-step load takes 0.55-0.7x the CPU.
+ * byte-strided views: with those loops here too, a 1M-step load takes 0.55-0.7x the CPU. Images
+ * and histograms are told from their wire format here, where protobuf parsed each in a Python
+ * loop (about 3.5 us a record): files mostly of them load in 0.45-0.55x the time.
  *
  * A record is: uint64 length | uint32 masked crc32c(length bytes) | data | uint32 masked
  * crc32c(data), little-endian; masked(c) = ((c >> 15) | (c << 17)) + 0xA282EAD8.
@@ -89,7 +93,7 @@ static uint32_t (*crc32c)(const uint8_t *, size_t) = crc_portable;
 
 static uint32_t masked(uint32_t c) { return ((c >> 15) | (c << 17)) + 0xA282EAD8u; }
 
-/* Both outputs must be writable, C-contiguous buffers of int64 with room for n items. */
+/* Whether `view` is a C-contiguous buffer of 8-byte items with room for n of them (else a ValueError). */
 static int int64_buffer(Py_buffer *view, Py_ssize_t n, const char *name) {
     if (view->itemsize != 8 || view->len < n * 8 || !PyBuffer_IsContiguous(view, 'C')) {
         PyErr_Format(PyExc_ValueError, "%s must be a contiguous int64 buffer of at least %zd items", name, n);
@@ -456,8 +460,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "TFRecord framing, data CRCs, template matching and field gathers in C.", -1,
-                                    methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                    "The reader's loops over event-file records, in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     make_tables();

@@ -16,7 +16,7 @@ Edge policy:
 
 Framing, CRCs, matching records against a template and gathering their fields run in C
 (`_kernels.c`, built by setup.py where a C compiler is found: loops per record and per byte,
-0.3-0.45x the CPU of the numpy kernels for a whole load). The numpy kernels below give the same
+0.2-0.45x the time of the numpy kernels for a whole load). The numpy kernels below give the same
 results: the tests compare the two, and they serve where the C ones were not built.
 
 In numpy, CRCs are computed for all records at once. A CRC register is linear over GF(2), so
